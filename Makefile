@@ -1,0 +1,50 @@
+# Two commands: `make run` starts the whole stack, `make test` runs every test.
+# Both set up what they need on a fresh machine (the venv; for tests, Chromium).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: run test lint format chromium migrate demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## run: migrate, load demo data, start Redis (unless REDIS_URL is set), web, worker and beat
+run: $(RUNTIME_STAMP)
+	$(PY) -m ticker.stack
+
+## test: lint, then every test (unit, consumer, end-to-end, browser)
+test: $(DEV_STAMP) chromium lint
+	$(PY) -m pytest
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+## chromium: the browser tests drive Debian's Chromium (Playwright cannot download one here)
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Chromium with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Chromium is missing: install it (Debian: apt-get install chromium) or run as root"; exit 1; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

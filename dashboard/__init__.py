@@ -1,0 +1,1 @@
+"""The trader-facing app: symbols, the wire protocol, consumers, views and admin."""

@@ -1,0 +1,16 @@
+"""`manage.py load_demo`: the demo market and accounts, printed for the person running it."""
+
+from django.core.management.base import BaseCommand
+
+from dashboard.demo import load_demo
+
+
+class Command(BaseCommand):
+    help = "Create the demo symbols and the demo trader and admin accounts (idempotent)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        created, accounts = load_demo()
+        self.stdout.write(f"Demo symbols: {created} created.")
+        for account in accounts:
+            role = "admin" if account.is_staff else "trader"
+            self.stdout.write(f"Demo {role}: username {account.username!r}, password {account.password!r}")

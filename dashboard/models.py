@@ -1,0 +1,135 @@
+"""The symbol catalog: what admins configure and the producer simulates.
+
+Every bound is enforced twice, by field validators (a clear message in forms) and by
+a database CHECK constraint (so no code path can store an invalid symbol).
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from dashboard.protocol import SYMBOL_PATTERN
+from workers.simulator import SymbolSpec
+
+MIN_TICK_INTERVAL_MS = 50
+MAX_TICK_INTERVAL_MS = 10_000
+MAX_PRECISION = 8
+MAX_SPREAD_BPS = 1000
+MAX_VOLATILITY = 5.0
+MAX_DRIFT = 2.0
+MAX_JUMP_INTENSITY = 100.0
+
+
+class AssetClass(models.TextChoices):
+    EQUITY = "equity", "Equity"
+    CRYPTO = "crypto", "Crypto"
+    FX = "fx", "FX"
+
+
+class Symbol(models.Model):
+    """A tradable instrument of the simulated market."""
+
+    symbol = models.CharField(
+        max_length=20,
+        unique=True,
+        validators=[
+            RegexValidator(
+                rf"^{SYMBOL_PATTERN}$",
+                "Use 1-20 upper-case letters, digits, '.' or '-', starting with a letter or digit.",
+            )
+        ],
+        help_text="Upper-case code, e.g. AAPL or BTC-USD.",
+    )
+    name = models.CharField(max_length=100)
+    asset_class = models.CharField(max_length=10, choices=AssetClass.choices, default=AssetClass.EQUITY)
+    enabled = models.BooleanField(default=True, help_text="Disabled symbols are not simulated nor listed.")
+    halted = models.BooleanField(default=False, help_text="Halted symbols are listed but do not tick.")
+    initial_price = models.DecimalField(max_digits=20, decimal_places=8, validators=[MinValueValidator(0.00000001)])
+    drift = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(-MAX_DRIFT), MaxValueValidator(MAX_DRIFT)],
+        help_text="Annualised drift (0.05 = 5 % a year).",
+    )
+    volatility = models.FloatField(
+        default=0.3,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_VOLATILITY)],
+        help_text="Annualised volatility (0.3 = 30 %).",
+    )
+    jump_intensity = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_JUMP_INTENSITY)],
+        help_text="Expected price jumps per simulated day.",
+    )
+    tick_interval_ms = models.PositiveIntegerField(
+        default=250,
+        validators=[MinValueValidator(MIN_TICK_INTERVAL_MS), MaxValueValidator(MAX_TICK_INTERVAL_MS)],
+        help_text=f"Time between ticks, {MIN_TICK_INTERVAL_MS} ms to {MAX_TICK_INTERVAL_MS} ms.",
+    )
+    spread_bps = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_SPREAD_BPS)],
+        help_text="Bid/ask spread in basis points of the mid price.",
+    )
+    precision = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MaxValueValidator(MAX_PRECISION)],
+        help_text="Decimal places of displayed prices.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(symbol__regex=rf"^{SYMBOL_PATTERN}$"), name="symbol_code_pattern"),
+            models.CheckConstraint(condition=Q(initial_price__gt=0), name="symbol_initial_price_positive"),
+            models.CheckConstraint(
+                condition=Q(drift__gte=-MAX_DRIFT) & Q(drift__lte=MAX_DRIFT), name="symbol_drift_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(volatility__gte=0) & Q(volatility__lte=MAX_VOLATILITY), name="symbol_volatility_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(jump_intensity__gte=0) & Q(jump_intensity__lte=MAX_JUMP_INTENSITY),
+                name="symbol_jump_intensity_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(tick_interval_ms__gte=MIN_TICK_INTERVAL_MS) & Q(tick_interval_ms__lte=MAX_TICK_INTERVAL_MS),
+                name="symbol_tick_interval_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(spread_bps__gte=0) & Q(spread_bps__lte=MAX_SPREAD_BPS), name="symbol_spread_range"
+            ),
+            models.CheckConstraint(condition=Q(precision__lte=MAX_PRECISION), name="symbol_precision_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    @property
+    def status(self) -> str:
+        return "halted" if self.halted else "trading"
+
+    def to_catalog_entry(self) -> dict[str, object]:
+        """The symbol as the protocol's ``hello``/``symbols`` frames list it."""
+        return {
+            "symbol": self.symbol,
+            "name": self.name,
+            "asset_class": self.asset_class,
+            "precision": self.precision,
+            "status": self.status,
+        }
+
+    def to_spec(self) -> SymbolSpec:
+        return SymbolSpec(
+            symbol=self.symbol,
+            initial_price=float(self.initial_price),
+            precision=self.precision,
+            drift=self.drift,
+            volatility=self.volatility,
+            jump_intensity=self.jump_intensity,
+            spread_bps=self.spread_bps,
+            tick_interval_ms=self.tick_interval_ms,
+            halted=self.halted,
+        )

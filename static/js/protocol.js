@@ -1,0 +1,209 @@
+// Ticker wire protocol v1 client (mirrors dashboard/protocol.py; spec in docs/protocol.md).
+//
+// One StreamClient per page keeps one WebSocket open: it subscribes to what the page
+// shows, tracks (epoch, seq) per symbol, detects gaps, and on any drop reconnects with
+// exponential backoff and jitter, then resubscribes with `since` so the server can
+// send exactly the missed ticks or a fresh snapshot.
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+const CLOSE_NOT_AUTHENTICATED = 4401;
+
+export function streamUrl(path) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}${path}`;
+}
+
+export class StreamClient {
+  /**
+   * @param {string} path e.g. "/ws/stream/" or "/ws/symbols/AAPL/"
+   * @param {object} handlers onHello, onSnapshot, onTicks, onSymbols, onState, onError
+   * @param {object} options autoSubscribed: the endpoint subscribes by itself (single-symbol stream)
+   */
+  constructor(path, handlers = {}, options = {}) {
+    this.path = path;
+    this.handlers = handlers;
+    this.autoSubscribed = options.autoSubscribed || false;
+    this.wanted = new Set(options.symbols || []);
+    this.interval = options.interval || "1m";
+    this.positions = new Map(); // symbol -> {epoch, seq}
+    this.attempt = 0;
+    this.nextId = 1;
+    this.heartbeatMs = 5000;
+    this.lastFrameAt = 0;
+    this.state = "connecting";
+    this.ws = null;
+    this.closedByUs = false;
+    this.watchdog = null;
+    this.reconnectTimer = null;
+    this.stats = { frames: 0, ticks: 0, gaps: 0, reconnects: 0, recovered: 0, snapshots: 0 };
+  }
+
+  connect() {
+    this.closedByUs = false;
+    this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
+    const ws = new WebSocket(streamUrl(this.path));
+    this.ws = ws;
+    // Handlers check `ws === this.ws`: a replaced socket must not steer the client.
+    ws.onmessage = (event) => ws === this.ws && this.onFrame(event.data);
+    ws.onclose = (event) => ws === this.ws && this.onClose(event);
+    ws.onerror = () => {}; // onclose follows and handles it
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => this.checkLiveness(), 500);
+  }
+
+  close() {
+    this.closedByUs = true;
+    clearInterval(this.watchdog);
+    clearTimeout(this.reconnectTimer);
+    if (this.ws) this.ws.close(1000);
+  }
+
+  subscribe(symbols) {
+    const fresh = symbols.filter((s) => !this.wanted.has(s));
+    fresh.forEach((s) => this.wanted.add(s));
+    if (fresh.length && this.isOpen()) this.sendSubscribe(fresh);
+  }
+
+  unsubscribe(symbols) {
+    const gone = symbols.filter((s) => this.wanted.delete(s));
+    gone.forEach((s) => this.positions.delete(s));
+    if (gone.length && this.isOpen()) this.send({ op: "unsubscribe", id: this.nextId++, symbols: gone });
+  }
+
+  isOpen() {
+    return this.ws && this.ws.readyState === WebSocket.OPEN && this.helloSeen;
+  }
+
+  send(frame) {
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  sendSubscribe(symbols) {
+    const since = {};
+    for (const s of symbols) {
+      const pos = this.positions.get(s);
+      if (pos && pos.epoch) since[s] = { epoch: pos.epoch, seq: pos.seq };
+    }
+    const frame = { op: "subscribe", id: this.nextId++, symbols, interval: this.interval };
+    if (Object.keys(since).length) frame.since = since;
+    this.send(frame);
+  }
+
+  onFrame(text) {
+    this.lastFrameAt = performance.now();
+    this.stats.frames += 1;
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case "hello":
+        this.helloSeen = true;
+        this.heartbeatMs = msg.heartbeat_ms || this.heartbeatMs;
+        this.attempt = 0;
+        this.setState("live");
+        this.call("onHello", msg);
+        if (this.autoSubscribed) {
+          // The endpoint subscribed us; ask again only to resume from where we were.
+          const symbols = [...this.wanted].filter((s) => this.positions.has(s));
+          if (symbols.length) this.sendSubscribe(symbols);
+        } else if (this.wanted.size) {
+          this.sendSubscribe([...this.wanted]);
+        }
+        break;
+      case "snapshot":
+        this.stats.snapshots += 1;
+        this.positions.set(msg.symbol, { epoch: msg.epoch, seq: msg.seq });
+        this.call("onSnapshot", msg);
+        break;
+      case "ticks":
+        this.onTicks(msg);
+        break;
+      case "symbols":
+        this.call("onSymbols", msg.symbols);
+        break;
+      case "error":
+        this.call("onError", msg);
+        break;
+      default:
+        break; // ack, pong, heartbeat: liveness only
+    }
+  }
+
+  onTicks(msg) {
+    if (msg.recovered) this.stats.recovered += 1;
+    const accepted = [];
+    const resync = new Set();
+    for (const tick of msg.data) {
+      const pos = this.positions.get(tick.symbol);
+      if (!pos || resync.has(tick.symbol)) continue;
+      if (tick.seq <= pos.seq) continue; // already seen
+      if (tick.seq !== pos.seq + 1) {
+        // A gap (or a new epoch restarting at 1): ask the server to fill or resnapshot.
+        this.stats.gaps += 1;
+        resync.add(tick.symbol);
+        continue;
+      }
+      pos.seq = tick.seq;
+      accepted.push(tick);
+    }
+    this.stats.ticks += accepted.length;
+    if (accepted.length) this.call("onTicks", accepted);
+    if (resync.size && this.isOpen()) this.sendSubscribe([...resync]);
+  }
+
+  checkLiveness() {
+    if (this.state !== "live" && this.state !== "stale") return;
+    const silent = performance.now() - this.lastFrameAt;
+    if (silent > this.heartbeatMs * 3) {
+      // Nothing at all, not even a heartbeat: the connection is dead, replace it.
+      const dead = this.ws;
+      this.ws = null;
+      dead.close(4000);
+      this.onClose({ code: 4000 });
+    } else if (silent > this.heartbeatMs * 1.5) {
+      this.setState("stale");
+    } else if (this.state === "stale") {
+      this.setState("live");
+    }
+  }
+
+  onClose(event) {
+    this.helloSeen = false;
+    clearInterval(this.watchdog);
+    if (this.closedByUs) return;
+    if (event.code === CLOSE_NOT_AUTHENTICATED) {
+      this.setState("signed-out");
+      window.location.assign(`/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`);
+      return;
+    }
+    if (this.reconnectTimer) return;
+    this.attempt += 1;
+    this.stats.reconnects += 1;
+    this.setState("reconnecting");
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (this.attempt - 1));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.call("onState", state);
+  }
+
+  lastFrameAge() {
+    return this.lastFrameAt ? performance.now() - this.lastFrameAt : Infinity;
+  }
+
+  call(name, arg) {
+    const fn = this.handlers[name];
+    if (fn) fn(arg);
+  }
+}

@@ -1,0 +1,151 @@
+"""The pure protocol module: parsing with precise error codes, frame builders, subscriptions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dashboard import protocol
+from dashboard.protocol import (
+    ErrorCode,
+    Limits,
+    Ping,
+    Position,
+    ProtocolError,
+    Subscribe,
+    Subscriptions,
+    Unsubscribe,
+    encode_ticks,
+    parse_client_frame,
+    ticks_frame,
+)
+
+
+def tick(symbol: str, seq: int) -> dict:
+    return {"symbol": symbol, "seq": seq, "ts": 1000 + seq, "price": 1.5, "bid": 1.4, "ask": 1.6, "volume": 3.0}
+
+
+def error_of(text: str | None, bytes_data: bytes | None = None, limits: Limits | None = None) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_frame(text, bytes_data, limits=limits or Limits())
+    return caught.value
+
+
+def test_parses_subscribe_with_since() -> None:
+    op = parse_client_frame(
+        '{"op":"subscribe","id":7,"symbols":["AAPL","BTC-USD","AAPL"],"interval":"5m",'
+        '"since":{"AAPL":{"epoch":"e1","seq":12}}}'
+    )
+    assert op == Subscribe(id=7, symbols=("AAPL", "BTC-USD"), interval="5m", since={"AAPL": Position("e1", 12)})
+
+
+def test_parses_unsubscribe_and_ping() -> None:
+    assert parse_client_frame('{"op":"unsubscribe","id":"a","symbols":["X"]}') == Unsubscribe(id="a", symbols=("X",))
+    assert parse_client_frame('{"op":"ping","id":9}') == Ping(id=9)
+    assert parse_client_frame('{"op":"ping"}') == Ping(id=None)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", ErrorCode.BAD_FRAME),
+        ("[1,2]", ErrorCode.BAD_FRAME),
+        ('{"id":1}', ErrorCode.BAD_FRAME),
+        ('{"op":5}', ErrorCode.BAD_FRAME),
+        ('{"op":"ping","id":true}', ErrorCode.BAD_FRAME),
+        ('{"op":"ping","id":{"a":1}}', ErrorCode.BAD_FRAME),
+        ('{"op":"ping","id":1e400}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":[]}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":["aapl"]}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":[1]}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":["A"],"interval":"7m"}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":["A"],"since":{"A":{"epoch":1,"seq":2}}}', ErrorCode.BAD_FRAME),
+        ('{"op":"subscribe","id":1,"symbols":["A"],"since":{"A":{"epoch":"e","seq":-1}}}', ErrorCode.BAD_FRAME),
+        ('{"op":"dance","id":1}', ErrorCode.UNKNOWN_OP),
+    ],
+)
+def test_bad_frames_get_precise_codes(frame: str, code: ErrorCode) -> None:
+    assert error_of(frame).code == code
+
+
+def test_error_keeps_the_request_id() -> None:
+    assert error_of('{"op":"dance","id":42}').id == 42
+
+
+def test_binary_frames_are_refused() -> None:
+    assert error_of(None, b"\x00\x01").code == ErrorCode.BAD_FRAME
+
+
+def test_frame_size_limit() -> None:
+    limits = Limits(max_frame_bytes=1024)
+    big = json.dumps({"op": "ping", "pad": "x" * 2000})
+    assert error_of(big, limits=limits).code == ErrorCode.FRAME_TOO_LARGE
+    assert error_of(None, b"x" * 2000, limits=limits).code == ErrorCode.FRAME_TOO_LARGE
+
+
+def test_symbols_per_request_limit() -> None:
+    limits = Limits(max_symbols=2)
+    assert error_of('{"op":"subscribe","symbols":["A","B","C"]}', limits=limits).code == ErrorCode.TOO_MANY_SYMBOLS
+
+
+def test_error_frame_shape() -> None:
+    frame = json.loads(ProtocolError(ErrorCode.UNKNOWN_OP, "nope", 3).frame())
+    assert frame == {"type": "error", "id": 3, "code": "unknown_op", "message": "nope"}
+
+
+def test_ticks_frame_joins_pre_encoded_pieces() -> None:
+    pieces = [encode_ticks([tick("A", 1), tick("A", 2)]), encode_ticks([tick("B", 5)])]
+    frame = json.loads(ticks_frame(pieces))
+    assert frame["type"] == "ticks"
+    assert [(t["symbol"], t["seq"]) for t in frame["data"]] == [("A", 1), ("A", 2), ("B", 5)]
+    assert json.loads(ticks_frame(pieces, recovered=True))["recovered"] is True
+
+
+def test_hello_frame() -> None:
+    frame = json.loads(
+        protocol.hello_frame(server_time=5, heartbeat_ms=5000, limits=Limits(), symbols=[{"symbol": "A"}])
+    )
+    assert frame["type"] == "hello"
+    assert frame["protocol"] == 1
+    assert frame["limits"]["max_frame_bytes"] == 64 * 1024
+    assert frame["symbols"] == [{"symbol": "A"}]
+
+
+def entry(epoch: str, first: int, last: int, symbol: str = "A") -> list:
+    return [epoch, first, last, encode_ticks([tick(symbol, s) for s in range(first, last + 1)])]
+
+
+def seqs(pieces: list[str]) -> list[int]:
+    return [t["seq"] for t in json.loads(ticks_frame(pieces))["data"]]
+
+
+def test_subscriptions_skip_what_the_snapshot_covered() -> None:
+    subs = Subscriptions()
+    subs.add("A", "e1", 10)
+    assert subs.select({"A": entry("e1", 8, 10)}) == []
+    assert seqs(subs.select({"A": entry("e1", 9, 12)})) == [11, 12]
+    assert seqs(subs.select({"A": entry("e1", 13, 14)})) == [13, 14]
+    assert subs.position("A") == ("e1", 14)
+
+
+def test_subscriptions_ignore_unsubscribed_symbols() -> None:
+    subs = Subscriptions()
+    subs.add("A", "e1", 0)
+    assert seqs(subs.select({"A": entry("e1", 1, 1), "B": entry("e1", 1, 1, "B")})) == [1]
+    subs.remove("A")
+    assert subs.select({"A": entry("e1", 2, 2)}) == []
+
+
+def test_subscriptions_pass_a_new_epoch_through() -> None:
+    subs = Subscriptions()
+    subs.add("A", "e1", 100)
+    assert seqs(subs.select({"A": entry("e2", 1, 2)})) == [1, 2]
+    assert subs.position("A") == ("e2", 2)
+
+
+def test_subscription_without_state_takes_the_first_epoch() -> None:
+    subs = Subscriptions()
+    subs.add("A", None, 0)
+    assert seqs(subs.select({"A": entry("e1", 1, 3)})) == [1, 2, 3]

@@ -1,0 +1,164 @@
+"""The producer against a real Redis and the real channel layer: sequencing, leases, continuity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from workers import market_store
+from workers.producer import Producer, ProducerConfig
+from workers.simulator import SymbolSpec
+
+SPECS = [
+    SymbolSpec(symbol="AAA", initial_price=100.0, tick_interval_ms=50),
+    SymbolSpec(symbol="BBB", initial_price=20.0, precision=3, tick_interval_ms=100),
+]
+
+
+@pytest.fixture
+async def aredis(redis_client) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(settings.MARKET_REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def make_producer(aredis: aioredis.Redis, owner: str, specs: list[SymbolSpec] = SPECS, **config) -> Producer:
+    async def load_catalog() -> list[SymbolSpec]:
+        return list(specs)
+
+    return Producer(
+        ProducerConfig(owner=owner, **config),
+        redis=aredis,
+        layer=get_channel_layer(),
+        load_catalog=load_catalog,
+        rng=random.Random(1),
+    )
+
+
+async def run_windows(producer: Producer, start: int, count: int, step: int = 100) -> list[dict]:
+    return [await producer.run_window(start + i * step) for i in range(count)]
+
+
+def published_seqs(windows: list[dict], symbol: str) -> list[int]:
+    seqs: list[int] = []
+    for entries in windows:
+        if symbol in entries:
+            seqs += [t["seq"] for t in json.loads("[" + entries[symbol].piece + "]")]
+    return seqs
+
+
+async def test_ticks_are_contiguous_and_stored(aredis) -> None:
+    producer = make_producer(aredis, "p1")
+    windows = await run_windows(producer, 1_000_000, 10)
+    seqs = published_seqs(windows, "AAA")
+    # 50 ms ticks over 10 windows of 100 ms: two per window after the first.
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) >= 19
+    state = market_store.SeriesState.from_redis(await aredis.hgetall(market_store.state_key("AAA")))
+    assert state is not None
+    assert state.seq == seqs[-1]
+    assert state.quote["price"] > 0
+    stored = await aredis.zrange(market_store.ticks_key("AAA"), 0, -1, withscores=True)
+    assert [int(score) for _, score in stored] == seqs
+
+
+async def test_published_batch_reaches_the_market_group(aredis) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("market", channel)
+    producer = make_producer(aredis, "p1")
+    await producer.run_window(2_000_000)
+    await producer.run_window(2_000_100)
+    message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+    assert message["type"] == "market.batch"
+    assert set(message["ticks"]) <= {"AAA", "BBB"}
+    await layer.group_discard("market", channel)
+
+
+async def test_two_producers_never_tick_the_same_symbol(aredis) -> None:
+    first, second = make_producer(aredis, "p1"), make_producer(aredis, "p2")
+    windows = []
+    for i in range(20):
+        now = 3_000_000 + i * 100
+        windows.append(await first.run_window(now))
+        windows.append(await second.run_window(now))
+    for spec in SPECS:
+        seqs = published_seqs(windows, spec.symbol)
+        assert seqs == list(range(1, len(seqs) + 1)), "one series, no duplicate seq"
+    assert set(first.owned).isdisjoint(second.owned)
+
+
+async def test_takeover_continues_the_same_series(aredis) -> None:
+    first = make_producer(aredis, "p1")
+    before = published_seqs(await run_windows(first, 4_000_000, 5), "AAA")
+    epoch = first.owned["AAA"].epoch
+    await first.release_all()
+    second = make_producer(aredis, "p2")
+    after_windows = await run_windows(second, 4_000_500, 5)
+    after = published_seqs(after_windows, "AAA")
+    assert after[0] == before[-1] + 1
+    assert second.owned["AAA"].epoch == epoch
+
+
+async def test_lost_state_starts_a_new_epoch(aredis) -> None:
+    first = make_producer(aredis, "p1")
+    await run_windows(first, 5_000_000, 3)
+    epoch = first.owned["AAA"].epoch
+    await aredis.flushdb()
+    second = make_producer(aredis, "p2")
+    after = published_seqs(await run_windows(second, 5_000_300, 3), "AAA")
+    assert after[0] == 1
+    assert second.owned["AAA"].epoch != epoch
+
+
+async def test_a_producer_that_lost_its_lease_stores_and_publishes_nothing(aredis) -> None:
+    producer = make_producer(aredis, "p1")
+    await run_windows(producer, 6_000_000, 3)
+    seq_before = int(await aredis.hget(market_store.state_key("AAA"), "seq"))
+    await aredis.set(market_store.lease_key("AAA"), "someone-else")
+    entries = await producer.run_window(6_000_300)
+    assert "AAA" not in entries
+    assert "AAA" not in producer.owned
+    assert int(await aredis.hget(market_store.state_key("AAA"), "seq")) == seq_before
+
+
+async def test_halted_symbol_keeps_its_lease_but_does_not_tick(aredis) -> None:
+    halted = [SymbolSpec(symbol="AAA", initial_price=100.0, tick_interval_ms=50, halted=True)]
+    producer = make_producer(aredis, "p1", specs=halted, lease_ms=1000)
+    windows = await run_windows(producer, 7_000_000, 5)
+    assert published_seqs(windows, "AAA") == []
+    assert await aredis.get(market_store.lease_key("AAA")) == b"p1"
+
+
+async def test_disabled_symbol_is_released(aredis) -> None:
+    specs = list(SPECS)
+    producer = make_producer(aredis, "p1", specs=specs, catalog_refresh_ms=100)
+    await run_windows(producer, 8_000_000, 2)
+    specs.pop(0)  # AAA disabled by an admin
+    await run_windows(producer, 8_000_200, 2)
+    assert "AAA" not in producer.owned
+    assert await aredis.get(market_store.lease_key("AAA")) is None
+
+
+async def test_run_survives_redis_errors_and_stops_cleanly(aredis) -> None:
+    producer = make_producer(aredis, "p1", window_ms=20)
+    stop = asyncio.Event()
+    task = asyncio.create_task(producer.run(stop))
+    await asyncio.wait_for(_until(lambda: "AAA" in producer.owned), 5)
+    await aredis.set(market_store.lease_key("AAA"), "intruder")
+    await asyncio.wait_for(_until(lambda: "AAA" not in producer.owned), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert await aredis.get(market_store.lease_key("BBB")) is None, "leases released on stop"
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)

@@ -1,0 +1,21 @@
+"""The Celery application: workers host the price producer, beat runs housekeeping."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticker.settings")
+
+app = Celery("ticker")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"])
+
+# The long-lived producer runs inside each worker process, not as a queued task:
+# a task can vanish with a killed worker, a lease in Redis cannot be lost unseen.
+app.steps["worker"].add("workers.worker_step.ProducerStep")
+
+app.conf.beat_schedule = {
+    "producer-watchdog": {"task": "workers.tasks.producer_watchdog", "schedule": 10.0},
+}

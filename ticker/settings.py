@@ -1,0 +1,248 @@
+"""Django settings for Ticker, read from the environment in this one module.
+
+Development works with no environment at all (SQLite under ``var/``, Redis on the
+embedded port that ``make run`` starts). Production sets ``DEBUG=0`` and must then
+provide ``SECRET_KEY``; everything else has a safe default or fails loudly on a bad value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
+
+# The embedded Redis of `make run` listens here when REDIS_URL is unset.
+EMBEDDED_REDIS_PORT = 6399
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name}={value} is outside [{minimum}, {maximum}]")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def redis_url_with_db(url: str, db: int) -> str:
+    """The same Redis server as ``url`` but another logical database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def redis_db_of(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path else 0
+
+
+DEBUG = env_bool("DEBUG", True)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-never-used-with-debug-off"  # noqa: S105 - DEBUG only
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # daphne first so `manage.py runserver` serves the ASGI application.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "dashboard",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ticker.urls"
+ASGI_APPLICATION = "ticker.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one SQLite file in development: wait for the
+    # writer instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve straight from the finders so a clean clone needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Security -------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600, minimum=0)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Redis: one server, separate databases per job ---------------------------------
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+_redis_db = redis_db_of(REDIS_URL)
+# Market state (quotes, seq/epoch, leases) shares the channel layer's database;
+# the Celery broker gets the next one so a broker flush never touches market state.
+MARKET_REDIS_URL = redis_url_with_db(REDIS_URL, _redis_db)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_url_with_db(REDIS_URL, _redis_db + 1))
+
+# redis-py 8's defaults (5 s socket timeout, bounded pool) crash idle subscribers:
+# set every timeout explicitly (see PRODUCT.md, "Traps").
+REDIS_CONNECTION_OPTIONS = {
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+    "health_check_interval": 15,
+    "retry_on_timeout": True,
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        # The pub/sub layer never drops silently (the core layer discards past `capacity`):
+        # one subscription per group per process, fanned out locally.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION_OPTIONS}],
+            "prefix": env_str("CHANNEL_LAYER_PREFIX", "ticker"),
+        },
+    }
+}
+
+# --- Celery -------------------------------------------------------------------------
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Ticker -------------------------------------------------------------------------
+TICKER = {
+    # The producer publishes one batch per window: at most 1000/WINDOW_MS frames/s per client.
+    "WINDOW_MS": env_int("TICKER_WINDOW_MS", 100, minimum=10, maximum=1000),
+    # Run the price producer inside Celery workers (off for a task-only worker).
+    "PRODUCER_ENABLED": env_bool("TICKER_PRODUCER_ENABLED", True),
+    # A producer owns a symbol for this long unless it renews the lease.
+    "LEASE_MS": env_int("TICKER_LEASE_MS", 3000, minimum=500),
+    # How often the producer re-reads the symbol catalog from the database.
+    "CATALOG_REFRESH_MS": env_int("TICKER_CATALOG_REFRESH_MS", 1000, minimum=100),
+    # Ticks kept per symbol in Redis for snapshots and resume.
+    "RECENT_TICKS": env_int("TICKER_RECENT_TICKS", 1200, minimum=10),
+    # Simulated seconds per wall-clock second, so annual volatilities move prices visibly.
+    "TIME_SCALE": float(env_int("TICKER_TIME_SCALE", 120, minimum=1)),
+    "HEARTBEAT_MS": env_int("TICKER_HEARTBEAT_MS", 5000, minimum=500),
+    "MAX_FRAME_BYTES": env_int("TICKER_MAX_FRAME_BYTES", 64 * 1024, minimum=1024),
+    "MAX_SYMBOLS_PER_CONNECTION": env_int("TICKER_MAX_SYMBOLS", 200, minimum=1),
+    "MAX_CLIENT_FRAMES_PER_SECOND": env_int("TICKER_MAX_CLIENT_RATE", 20, minimum=1),
+}
+
+# --- Logging ------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    # Keep Celery's and Daphne's own loggers alive (a False here silences task errors).
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": LOG_LEVEL, "propagate": True},
+        "daphne": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+    },
+}

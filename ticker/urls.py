@@ -1,0 +1,10 @@
+"""Top-level URLs: the dashboard, authentication and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("dashboard.urls")),
+]

@@ -1,0 +1,1 @@
+"""Price simulation, the long-lived producer hosted by Celery workers, and broadcasting."""

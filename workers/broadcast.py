@@ -1,0 +1,64 @@
+"""Publishing to channel-layer groups: the only place that talks to the layer outbound.
+
+Per producer window, one ``market.batch`` message carries every symbol's ticks, each
+symbol's ticks encoded once (a ``BatchEntry``); dashboards pick their symbols from
+it. Each symbol with ticks also gets one ``symbol.ticks`` message on its own group,
+for single-symbol streams. Catalog changes go to the ``catalog`` group as a ready
+``symbols`` frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from dashboard.protocol import BatchEntry, symbols_frame
+
+logger = logging.getLogger(__name__)
+
+MARKET_GROUP = "market"
+CATALOG_GROUP = "catalog"
+
+
+def symbol_group(symbol: str) -> str:
+    return f"symbol.{symbol}"
+
+
+async def publish_window(layer: Any, entries: Mapping[str, BatchEntry]) -> None:
+    """Send one window's ticks: one market message plus one message per ticking symbol."""
+    if not entries:
+        return
+    await layer.group_send(
+        MARKET_GROUP,
+        {"type": "market.batch", "ticks": {symbol: e.to_wire() for symbol, e in entries.items()}},
+    )
+    for symbol, entry in entries.items():
+        await layer.group_send(
+            symbol_group(symbol), {"type": "symbol.ticks", "symbol": symbol, "entry": entry.to_wire()}
+        )
+
+
+def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
+    """Tell every open stream the catalog changed; called from sync code (admin, commands).
+
+    A failure is logged, not raised: saving a symbol must not fail because Redis
+    is briefly away (streams also refresh the catalog on reconnect).
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    message = {
+        "type": "catalog.changed",
+        "catalog": list(catalog),
+        "frame": symbols_frame(catalog),
+    }
+    try:
+        async_to_sync(layer.group_send)(CATALOG_GROUP, message)
+    except Exception:
+        logger.warning("catalog change not broadcast: channel layer unavailable", exc_info=True)
+        return False
+    return True

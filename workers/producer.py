@@ -1,0 +1,272 @@
+"""The long-lived price producer that runs inside each Celery worker process.
+
+Every window (100 ms by default) it ticks each symbol it owns, stores the ticks in
+Redis through a lease-checked script, then publishes the window once through
+``workers.broadcast``. Ownership is a per-symbol lease in Redis: however many workers
+run, one producer ticks a symbol; when its worker dies the lease expires and another
+worker's producer continues the same series (same epoch, next seq).
+
+Redis is the source of truth for a series: after any Redis error the producer drops
+everything it owned and re-acquires it from the stored state, so a failed write can
+never leave a gap or a duplicate ``seq`` behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dashboard.protocol import BatchEntry, encode_ticks
+from workers import market_store
+from workers.broadcast import publish_window
+from workers.simulator import DEFAULT_TIME_SCALE, PriceProcess, SessionStats, SymbolSpec, Tick
+
+logger = logging.getLogger(__name__)
+
+# A producer that fell behind (Redis outage, paused process) does not replay the
+# missed time as a burst of ticks: it resumes from now.
+MAX_CATCH_UP_MS = 1000
+ACQUIRE_EVERY_MS = 500
+
+
+@dataclass
+class OwnedSeries:
+    """A symbol this producer holds the lease for."""
+
+    epoch: str
+    process: PriceProcess
+    next_tick_ms: int
+    last_tick: Tick | None = None
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    owner: str
+    window_ms: int = 100
+    lease_ms: int = 3000
+    catalog_refresh_ms: int = 1000
+    keep_ticks: int = 1200
+    time_scale: float = DEFAULT_TIME_SCALE
+
+
+class Producer:
+    """Simulates, stores and publishes the ticks of the symbols it holds leases for."""
+
+    def __init__(
+        self,
+        config: ProducerConfig,
+        *,
+        redis: Any,
+        layer: Any,
+        load_catalog: Callable[[], Awaitable[list[SymbolSpec]]],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.redis = redis
+        self.layer = layer
+        self.load_catalog = load_catalog
+        self.rng = rng or random.Random()
+        self.specs: dict[str, SymbolSpec] = {}
+        self.owned: dict[str, OwnedSeries] = {}
+        self._commit = redis.register_script(market_store.COMMIT_SCRIPT)
+        self._renew = redis.register_script(market_store.RENEW_SCRIPT)
+        self._release = redis.register_script(market_store.RELEASE_SCRIPT)
+        self._catalog_due_ms = 0
+        self._acquire_due_ms = 0
+        self.last_window_ms = 0
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run windows until ``stop`` is set, surviving Redis and database outages."""
+        window = self.config.window_ms / 1000.0
+        failures = 0
+        next_at = time.monotonic()
+        logger.info("producer %s started (window %d ms)", self.config.owner, self.config.window_ms)
+        while not stop.is_set():
+            try:
+                await self.run_window(now_ms())
+                if failures:
+                    logger.info("producer %s recovered after %d failed windows", self.config.owner, failures)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                # Redis holds the truth: forget what we owned and re-acquire it later.
+                self.owned.clear()
+                self._acquire_due_ms = 0
+                if failures == 1 or failures % 50 == 0:
+                    logger.warning("producer window failed (%d in a row): %r", failures, exc)
+            next_at += window
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                # Fell behind: skip ahead rather than run windows back to back.
+                next_at = time.monotonic()
+                delay = 0
+            if failures:
+                delay = max(delay, min(0.2 * failures, 2.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await self.release_all()
+        logger.info("producer %s stopped", self.config.owner)
+
+    async def release_all(self) -> None:
+        """Give up every lease so another worker takes over without waiting for expiry."""
+        if not self.owned:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for symbol in self.owned:
+                    await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner], client=pipe)
+                await pipe.execute()
+        except Exception as exc:
+            logger.warning("could not release leases on stop: %r", exc)
+        self.owned.clear()
+
+    # --- one window ---------------------------------------------------------------
+
+    async def run_window(self, now: int) -> dict[str, BatchEntry]:
+        """Tick, store and publish everything due at ``now``; returns what was published."""
+        if now >= self._catalog_due_ms:
+            await self.refresh_catalog()
+            self._catalog_due_ms = now + self.config.catalog_refresh_ms
+        if now >= self._acquire_due_ms:
+            await self.acquire_free_symbols(now)
+            self._acquire_due_ms = now + ACQUIRE_EVERY_MS
+        produced = self.tick_owned(now)
+        committed = await self.commit(produced)
+        entries = {
+            symbol: BatchEntry(
+                epoch=self.owned[symbol].epoch,
+                first_seq=ticks[0].seq,
+                last_seq=ticks[-1].seq,
+                piece=encode_ticks(t.to_wire() for t in ticks),
+            )
+            for symbol, ticks in produced.items()
+            if symbol in committed
+        }
+        await publish_window(self.layer, entries)
+        self.last_window_ms = now
+        return entries
+
+    async def refresh_catalog(self) -> None:
+        try:
+            specs = {spec.symbol: spec for spec in await self.load_catalog()}
+        except Exception as exc:
+            logger.warning("symbol catalog not reloaded, keeping the previous one: %r", exc)
+            return
+        gone = [symbol for symbol in self.owned if symbol not in specs]
+        for symbol in gone:
+            await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner])
+            del self.owned[symbol]
+            logger.info("released %s: no longer enabled", symbol)
+        for symbol, series in self.owned.items():
+            spec = specs[symbol]
+            if spec != series.process.spec:
+                if series.process.spec.halted and not spec.halted:
+                    series.next_tick_ms = now_ms()
+                series.process.retune(spec)
+        self.specs = specs
+
+    async def acquire_free_symbols(self, now: int) -> None:
+        candidates = [s for s in self.specs if s not in self.owned]
+        if not candidates:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in candidates:
+                pipe.set(market_store.lease_key(symbol), self.config.owner, nx=True, px=self.config.lease_ms)
+            won = [s for s, ok in zip(candidates, await pipe.execute(), strict=True) if ok]
+        if not won:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in won:
+                pipe.hgetall(market_store.state_key(symbol))
+            states = await pipe.execute()
+        for symbol, raw in zip(won, states, strict=True):
+            self.owned[symbol] = await self._open_series(
+                self.specs[symbol], market_store.SeriesState.from_redis(raw), now
+            )
+
+    async def _open_series(self, spec: SymbolSpec, state: market_store.SeriesState | None, now: int) -> OwnedSeries:
+        rng = random.Random(self.rng.getrandbits(64))
+        if state is None:
+            # State lost (or first start): a new epoch tells clients to take a snapshot.
+            epoch = market_store.new_epoch()
+            await self.redis.delete(market_store.ticks_key(spec.symbol))
+            process = PriceProcess(spec=spec, rng=rng, mid=spec.initial_price, time_scale=self.config.time_scale)
+            logger.info("%s: new epoch %s at %s", spec.symbol, epoch, spec.initial_price)
+        else:
+            epoch = state.epoch
+            session = SessionStats(*state.session) if state.session else None
+            process = PriceProcess(
+                spec=spec, rng=rng, mid=state.mid, seq=state.seq, session=session, time_scale=self.config.time_scale
+            )
+            logger.info("%s: continuing epoch %s from seq %d", spec.symbol, epoch, state.seq)
+        return OwnedSeries(epoch=epoch, process=process, next_tick_ms=now)
+
+    def tick_owned(self, now: int) -> dict[str, list[Tick]]:
+        produced: dict[str, list[Tick]] = {}
+        for symbol, series in self.owned.items():
+            spec = series.process.spec
+            if spec.halted:
+                continue
+            if now - series.next_tick_ms > MAX_CATCH_UP_MS:
+                series.next_tick_ms = now
+            ticks: list[Tick] = []
+            interval = spec.tick_interval_ms
+            while series.next_tick_ms <= now:
+                ticks.append(series.process.next_tick(series.next_tick_ms, interval / 1000.0))
+                series.next_tick_ms += interval
+            if ticks:
+                series.last_tick = ticks[-1]
+                produced[symbol] = ticks
+        return produced
+
+    async def commit(self, produced: dict[str, list[Tick]]) -> set[str]:
+        """Store produced ticks and renew every lease; returns the symbols still ours."""
+        if not self.owned:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            return await self._commit_with(pipe, produced)
+
+    async def _commit_with(self, pipe: Any, produced: dict[str, list[Tick]]) -> set[str]:
+        cfg = self.config
+        order: list[str] = []
+        for symbol, series in self.owned.items():
+            keys = [market_store.lease_key(symbol)]
+            ticks = produced.get(symbol)
+            if ticks:
+                process = series.process
+                session = process.session
+                state = market_store.SeriesState(
+                    epoch=series.epoch,
+                    seq=process.seq,
+                    mid=process.mid,
+                    quote=process.quote(ticks[-1]),
+                    session=[session.open, session.high, session.low, session.volume],
+                )
+                encoded = [(t.seq, encode_ticks([t.to_wire()])) for t in ticks]
+                keys += [market_store.state_key(symbol), market_store.ticks_key(symbol)]
+                args = market_store.commit_args(cfg.owner, cfg.lease_ms, state, encoded, cfg.keep_ticks)
+                await self._commit(keys=keys, args=args, client=pipe)
+            else:
+                await self._renew(keys=keys, args=[cfg.owner, cfg.lease_ms], client=pipe)
+            order.append(symbol)
+        results = await pipe.execute()
+        kept: set[str] = set()
+        for symbol, ok in zip(order, results, strict=True):
+            if ok:
+                kept.add(symbol)
+            else:
+                logger.warning("%s: lease lost to another producer, stopping its series here", symbol)
+                del self.owned[symbol]
+        return kept
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,35 @@
+"""Thin Celery tasks run by beat: housekeeping around the producer."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+from dashboard.catalog import enabled_symbol_codes
+from workers import market_store
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def producer_watchdog() -> dict[str, list[str]]:
+    """Log every enabled symbol that no producer holds a lease for.
+
+    Producers take over orphaned symbols on their own; this makes a market with
+    no live producer (no worker running) visible in the logs.
+    """
+    symbols = enabled_symbol_codes()
+    client = redis.Redis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.exists(market_store.lease_key(symbol))
+            orphaned = [s for s, held in zip(symbols, pipe.execute(), strict=True) if not held]
+    finally:
+        client.close()
+    if orphaned:
+        logger.warning("no producer holds %d symbols: %s", len(orphaned), ", ".join(orphaned))
+    return {"orphaned": orphaned}

@@ -1,0 +1,97 @@
+"""A Celery worker bootstep that hosts the price producer on its own thread and loop.
+
+The producer is part of the worker's lifetime rather than a queued task: with a Redis
+broker a task can sit unclaimed or vanish with a killed worker, while a lease in
+Redis expires on its own and is taken over by the next worker's producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from celery import bootsteps
+
+logger = logging.getLogger(__name__)
+
+
+class ProducerThread(threading.Thread):
+    """Runs ``Producer.run`` in a private event loop until ``stop()``."""
+
+    def __init__(self) -> None:
+        super().__init__(name="ticker-producer", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import redis.asyncio as aioredis
+        from asgiref.sync import sync_to_async
+        from channels.layers import get_channel_layer
+        from django.conf import settings
+
+        from dashboard.catalog import producer_specs
+        from workers.producer import Producer, ProducerConfig
+
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._ready.set()
+        cfg = settings.TICKER
+        config = ProducerConfig(
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            window_ms=cfg["WINDOW_MS"],
+            lease_ms=cfg["LEASE_MS"],
+            catalog_refresh_ms=cfg["CATALOG_REFRESH_MS"],
+            keep_ticks=cfg["RECENT_TICKS"],
+            time_scale=cfg["TIME_SCALE"],
+        )
+        redis = aioredis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+        producer = Producer(
+            config,
+            redis=redis,
+            layer=get_channel_layer(),
+            load_catalog=sync_to_async(producer_specs, thread_sensitive=False),
+        )
+        try:
+            await producer.run(self._stop_event)
+        finally:
+            await redis.aclose()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._ready.wait(timeout)
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+        self.join(timeout)
+
+
+class ProducerStep(bootsteps.StartStopStep):
+    """Starts the producer with the worker and stops it (releasing its leases) on shutdown."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: ProducerThread | None = None
+
+    def start(self, worker) -> None:
+        from django.conf import settings
+
+        if not settings.TICKER["PRODUCER_ENABLED"]:
+            logger.info("producer disabled on this worker (TICKER_PRODUCER_ENABLED=0)")
+            return
+        self.thread = ProducerThread()
+        self.thread.start()
+
+    def stop(self, worker) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    shutdown = stop
