@@ -1,0 +1,104 @@
+"""Fixtures for consumer tests: symbols, a logged-in session, a running producer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from dashboard.catalog import producer_specs
+from dashboard.models import Symbol
+from ticker.asgi import application
+from workers.producer import Producer, ProducerConfig
+
+ORIGIN = b"http://127.0.0.1"
+
+
+@pytest.fixture
+def symbols(transactional_db, redis_client) -> list[Symbol]:
+    rows = [
+        Symbol(symbol="AAA", name="Triple A", initial_price=Decimal("100"), tick_interval_ms=50),
+        Symbol(symbol="BBB", name="Double B", initial_price=Decimal("20"), precision=3, tick_interval_ms=100),
+        Symbol(symbol="OFF", name="Disabled", initial_price=Decimal("5"), enabled=False),
+    ]
+    for row in rows:
+        row.full_clean()
+        row.save()
+    return rows
+
+
+@pytest.fixture
+def session_cookie(transactional_db, django_user_model, client) -> str:
+    user = django_user_model.objects.create_user(username="alice", password="not-used-here-1")
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@pytest.fixture
+async def producer(symbols) -> AsyncIterator[Producer]:
+    """The real producer, on the test's event loop, reading the catalog from the database."""
+    client = aioredis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+    running = Producer(
+        ProducerConfig(owner="test-producer", window_ms=50, catalog_refresh_ms=200),
+        redis=client,
+        layer=get_channel_layer(),
+        load_catalog=sync_to_async(producer_specs, thread_sensitive=False),
+        rng=random.Random(5),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    yield running
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await client.aclose()
+
+
+@pytest.fixture
+async def connect(session_cookie) -> AsyncIterator[Callable[..., Any]]:
+    """Open a WebSocket through the full ASGI stack (origin check, session, router)."""
+    opened: list[WebsocketCommunicator] = []
+
+    async def _connect(path: str, *, cookie: str | None = session_cookie, origin: bytes = ORIGIN):
+        headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+        if cookie:
+            headers.append((b"cookie", cookie.encode()))
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        opened.append(communicator)
+        connected, code = await communicator.connect(timeout=5)
+        return communicator, connected, code
+
+    yield _connect
+    for communicator in opened:
+        with contextlib.suppress(Exception):  # already closed by the test
+            await communicator.disconnect()
+
+
+async def next_frame(communicator: WebsocketCommunicator, frame_type: str, timeout: float = 5.0) -> dict:
+    """The next frame of ``frame_type``, skipping others (heartbeats, ticks...)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError(f"no {frame_type!r} frame within {timeout} s")
+        frame = json.loads(await communicator.receive_from(timeout=remaining))
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def collect_ticks(communicator: WebsocketCommunicator, count: int, timeout: float = 10.0) -> list[dict]:
+    ticks: list[dict] = []
+    while len(ticks) < count:
+        ticks += (await next_frame(communicator, "ticks", timeout))["data"]
+    return ticks
