@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format chromium migrate demo clean
+.PHONY: run test lint format chromium screenshot clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ chromium:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+## screenshot: refresh docs/screenshot.png from the real page
+screenshot: $(DEV_STAMP) chromium
+	$(PY) -m tests.e2e.screenshot docs/screenshot.png

@@ -45,7 +45,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.joined: list[str] = []
         await self.accept()
         if not _is_authenticated(self.scope):
-            await self.close(code=CloseCode.NOT_AUTHENTICATED)
+            await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
         self.limits = streaming.limits()
         self.subs = Subscriptions()
@@ -141,7 +141,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.joined: list[str] = []
         self.accept()
         if not _is_authenticated(self.scope):
-            self.close(code=CloseCode.NOT_AUTHENTICATED)
+            self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
         self.limits = streaming.limits()
         self.subs = Subscriptions()
@@ -154,7 +154,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
                     ErrorCode.UNKNOWN_SYMBOL, f"unknown or disabled symbol: {self.symbol[:20]}"
                 )
             )
-            self.close(code=CloseCode.POLICY)
+            self.close(code=int(CloseCode.POLICY))
             return
         for group in (CATALOG_GROUP, symbol_group(self.symbol)):
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)

@@ -15,7 +15,3 @@ app.autodiscover_tasks(["workers"])
 # The long-lived producer runs inside each worker process, not as a queued task:
 # a task can vanish with a killed worker, a lease in Redis cannot be lost unseen.
 app.steps["worker"].add("workers.worker_step.ProducerStep")
-
-app.conf.beat_schedule = {
-    "producer-watchdog": {"task": "workers.tasks.producer_watchdog", "schedule": 10.0},
-}

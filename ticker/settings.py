@@ -16,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
+# Development state (SQLite file, beat schedule, demo credentials) lives here, git-ignored.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 # The embedded Redis of `make run` listens here when REDIS_URL is unset.
 EMBEDDED_REDIS_PORT = 6399
@@ -207,6 +209,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "producer-watchdog": {
+        "task": "workers.tasks.producer_watchdog",
+        "schedule": float(env_int("TICKER_WATCHDOG_SECONDS", 10, minimum=1)),
+    },
+}
 
 # --- Ticker -------------------------------------------------------------------------
 TICKER = {

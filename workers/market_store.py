@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 KEY_PREFIX = "ticker:"
+WATCHDOG_KEY = f"{KEY_PREFIX}watchdog:last_run_ms"
 
 # KEYS: lease, state, ticks. ARGV: owner, lease_ms, epoch, seq, mid, quote, session, keep, (score, member)*
 COMMIT_SCRIPT = """

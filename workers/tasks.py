@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from celery import shared_task
@@ -28,6 +29,8 @@ def producer_watchdog() -> dict[str, list[str]]:
             for symbol in symbols:
                 pipe.exists(market_store.lease_key(symbol))
             orphaned = [s for s, held in zip(symbols, pipe.execute(), strict=True) if not held]
+        # Operators (and the readiness probe) see when housekeeping last ran.
+        client.set(market_store.WATCHDOG_KEY, time.time_ns() // 1_000_000)
     finally:
         client.close()
     if orphaned:

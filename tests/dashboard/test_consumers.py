@@ -28,7 +28,9 @@ def assert_contiguous(ticks: list[dict], symbol: str, after: int) -> None:
 async def test_no_session_is_closed_with_4401(connect, symbols, path) -> None:
     communicator, connected, _ = await connect(path, cookie=None)
     assert connected
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    closing = await communicator.receive_output(timeout=5)
+    assert closing == {"type": "websocket.close", "code": 4401}
+    assert type(closing["code"]) is int, "Daphne's WebSocket library accepts plain ints only"
 
 
 @pytest.mark.parametrize("path", [STREAM, SYMBOL_AAA])
@@ -163,7 +165,9 @@ async def test_symbol_stream_refuses_unknown_symbols(connect, symbols, path) -> 
     assert connected
     error = json.loads(await communicator.receive_from(timeout=5))
     assert error["code"] == "unknown_symbol"
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 1008}
+    closing = await communicator.receive_output(timeout=5)
+    assert closing == {"type": "websocket.close", "code": 1008}
+    assert type(closing["code"]) is int
 
 
 async def test_symbol_stream_serves_its_own_symbol_only(connect, symbols) -> None:

@@ -1,0 +1,39 @@
+"""The session's real stack, shared by the end-to-end and browser tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        running.start()
+    except BaseException:
+        print(running.logs())  # noqa: T201 - the only trace of why a process failed to start
+        running.stop()
+        raise
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stack_logs(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The stack, with its process logs printed when the test fails."""
+    yield stack
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(stack.logs())  # noqa: T201
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.rep_call = report
+    return report

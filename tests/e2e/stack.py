@@ -1,0 +1,191 @@
+"""The real stack for end-to-end tests: Redis, Daphne, a Celery worker and beat, on free ports.
+
+Every process is started with its output in a log file and stopped (then killed if it
+must be) at teardown; readiness is polled against deadlines, never slept for.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from ticker.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TRADER = ("e2e-trader", "e2e-trader-pass-1")
+ADMIN = ("e2e-admin", "e2e-admin-pass-1")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def procfile_commands() -> dict[str, str]:
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        handle = self.log.open("ab")
+        self.popen = subprocess.Popen(  # noqa: S603
+            self.argv, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        handle.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self.popen = None
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        self.popen = None
+
+
+@dataclass
+class Stack:
+    """Redis, Daphne, worker and beat for one test session, in ``workdir``."""
+
+    workdir: Path
+    web_port: int = field(default_factory=free_port)
+    redis: EmbeddedRedis | None = None
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.web_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+        env.update(
+            {
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+                "DEBUG": "1",
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "REDIS_URL": self.redis.url if self.redis else "",
+                "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
+                "TICKER_VAR_DIR": str(self.workdir / "var"),
+                "TICKER_WATCHDOG_SECONDS": "1",
+                "DEMO_TRADER_USERNAME": TRADER[0],
+                "DEMO_TRADER_PASSWORD": TRADER[1],
+                "DEMO_ADMIN_USERNAME": ADMIN[0],
+                "DEMO_ADMIN_PASSWORD": ADMIN[1],
+            }
+        )
+        env.pop("CELERY_BROKER_URL", None)
+        return env
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis = EmbeddedRedis(free_port(), self.workdir / "redis", persist=False)
+        self.redis.start()
+        env = self.env()
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        for command in (["migrate", "--noinput"], ["load_demo"]):
+            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603
+        # Exactly what `make run` starts: the Procfile's commands.
+        for name, command in procfile_commands().items():
+            self.add(name, ["/bin/sh", "-c", f"exec {command}"])
+        env["PORT"] = str(self.web_port)
+        for process in self.processes.values():
+            process.start(env)
+        wait_for(self.web_ready, 30, "Daphne to serve the login page")
+        wait_for(lambda: self.market().exists("ticker:state:AAPL"), 30, "the worker's producer to tick AAPL")
+
+    def add(self, name: str, argv: list[str]) -> Process:
+        process = Process(name, argv, self.workdir / f"{name}.log")
+        self.processes[name] = process
+        return process
+
+    def web_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/accounts/login/", timeout=2) as response:  # noqa: S310
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def market(self) -> redis.Redis:
+        assert self.redis is not None
+        return redis.Redis.from_url(self.redis.url, socket_timeout=5)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def logs(self) -> str:
+        parts = []
+        for process in self.processes.values():
+            text = process.log.read_text(errors="replace") if process.log.exists() else ""
+            parts.append(f"----- {process.name} (last 60 lines) -----\n" + "\n".join(text.splitlines()[-60:]))
+        return "\n".join(parts)
+
+    def login(self, username: str = TRADER[0], password: str = TRADER[1]) -> str:
+        """Log in through the real login form; returns the Cookie header for WebSockets."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(f"{self.base_url}/accounts/login/", timeout=10) as response:
+            page = response.read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, "login form has a CSRF token"
+        body = urllib.parse.urlencode(
+            {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1), "next": "/"}
+        ).encode()
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.base_url}/accounts/login/", data=body, headers={"Referer": f"{self.base_url}/accounts/login/"}
+        )
+        with opener.open(request, timeout=10) as response:
+            assert response.url == f"{self.base_url}/", f"login landed on {response.url}"
+        cookies = {c.name: c.value for c in jar}
+        assert "sessionid" in cookies, "login set a session cookie"
+        return "; ".join(f"{k}={v}" for k, v in cookies.items())

@@ -1,0 +1,112 @@
+"""The whole stack as `make run` starts it: login, both streams, the worker's ticks, beat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.e2e.stack import Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+async def frames_until(ws, frame_type: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {frame_type} frame within {timeout} s"
+        frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def ticks(ws, count: int, timeout: float = 15.0) -> list[dict]:
+    received: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(received) < count:
+        frame = await frames_until(ws, "ticks", max(deadline - time.monotonic(), 0.01))
+        received += frame["data"]
+    return received
+
+
+def contiguous(received: list[dict], symbol: str, after: int) -> list[int]:
+    seqs = [t["seq"] for t in received if t["symbol"] == symbol]
+    assert seqs, f"no {symbol} ticks"
+    assert seqs == list(range(after + 1, after + 1 + len(seqs))), f"{symbol} seqs not contiguous: {seqs}"
+    return seqs
+
+
+def test_root_redirects_to_login(stack_logs: Stack) -> None:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        opener.open(f"{stack_logs.base_url}/", timeout=5)
+    assert caught.value.code == 302
+    assert caught.value.headers["Location"].startswith("/accounts/login/")
+
+
+async def test_dashboard_stream_delivers_contiguous_ticks(stack_logs: Stack) -> None:
+    cookie = stack_logs.login()
+    headers = {"Cookie": cookie, "Origin": stack_logs.base_url}
+    async with connect(f"{stack_logs.ws_url}/ws/stream/", additional_headers=headers) as ws:
+        hello = await frames_until(ws, "hello")
+        assert len(hello["symbols"]) >= 12
+        assert {s["asset_class"] for s in hello["symbols"]} == {"equity", "crypto", "fx"}
+        await ws.send(json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAPL", "BTC-USD", "EURUSD"]}))
+        ack = await frames_until(ws, "ack")
+        assert ack["id"] == 1
+        snapshots = {}
+        for _ in range(3):
+            snap = await frames_until(ws, "snapshot")
+            snapshots[snap["symbol"]] = snap
+        received = await ticks(ws, 40)
+        for symbol, snap in snapshots.items():
+            assert snap["epoch"], "the worker's producer has started this series"
+            contiguous(received, symbol, snap["seq"])
+
+
+async def test_symbol_stream_delivers_contiguous_ticks(stack_logs: Stack) -> None:
+    cookie = stack_logs.login()
+    headers = {"Cookie": cookie, "Origin": stack_logs.base_url}
+    async with connect(f"{stack_logs.ws_url}/ws/symbols/BTC-USD/", additional_headers=headers) as ws:
+        await frames_until(ws, "hello")
+        snap = await frames_until(ws, "snapshot")
+        assert snap["symbol"] == "BTC-USD"
+        assert snap["quote"]["price"] > 0
+        received = await ticks(ws, 15)
+        assert {t["symbol"] for t in received} == {"BTC-USD"}
+        contiguous(received, "BTC-USD", snap["seq"])
+
+
+async def test_socket_without_session_is_closed_4401(stack_logs: Stack) -> None:
+    async with connect(f"{stack_logs.ws_url}/ws/stream/", additional_headers={"Origin": stack_logs.base_url}) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_foreign_origin_is_refused(stack_logs: Stack) -> None:
+    cookie = stack_logs.login()
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            f"{stack_logs.ws_url}/ws/stream/", additional_headers={"Cookie": cookie, "Origin": "http://evil.example"}
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+def test_beat_schedules_the_watchdog_on_the_worker(stack_logs: Stack) -> None:
+    market = stack_logs.market()
+    first = wait_for(lambda: market.get("ticker:watchdog:last_run_ms"), 20, "beat's first watchdog run")
+    wait_for(lambda: (market.get("ticker:watchdog:last_run_ms") or b"0") > first, 20, "beat's next watchdog run")
+    assert all(p.alive() for p in stack_logs.processes.values())
