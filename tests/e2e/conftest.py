@@ -15,7 +15,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         running.start()
     except BaseException:
-        print(running.logs())  # noqa: T201 - the only trace of why a process failed to start
+        print(running.logs())
         running.stop()
         raise
     yield running
@@ -28,7 +28,7 @@ def stack_logs(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
     yield stack
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        print(stack.logs())  # noqa: T201
+        print(stack.logs())
 
 
 @pytest.hookimpl(wrapper=True)

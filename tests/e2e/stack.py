@@ -59,7 +59,7 @@ class Process:
 
     def start(self, env: dict[str, str]) -> None:
         handle = self.log.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603
+        self.popen = subprocess.Popen(
             self.argv, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
         handle.close()
@@ -131,7 +131,7 @@ class Stack:
         env = self.env()
         manage = [sys.executable, str(ROOT / "manage.py")]
         for command in (["migrate", "--noinput"], ["load_demo"]):
-            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603
+            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
         # Exactly what `make run` starts: the Procfile's commands.
         for name, command in procfile_commands().items():
             self.add(name, ["/bin/sh", "-c", f"exec {command}"])
@@ -148,7 +148,7 @@ class Stack:
 
     def web_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/accounts/login/", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.base_url}/accounts/login/", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
@@ -181,7 +181,7 @@ class Stack:
         body = urllib.parse.urlencode(
             {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1), "next": "/"}
         ).encode()
-        request = urllib.request.Request(  # noqa: S310
+        request = urllib.request.Request(
             f"{self.base_url}/accounts/login/", data=body, headers={"Referer": f"{self.base_url}/accounts/login/"}
         )
         with opener.open(request, timeout=10) as response:
