@@ -93,7 +93,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
-        snapshots = await aread_snapshots(streaming.async_redis(), new) if new else {}
+        snapshots = await aread_snapshots(streaming.async_redis(), new, op.interval) if new else {}
         # Positions are set before any await that could let a batch in, so nothing
         # older than the snapshot is ever forwarded and nothing newer is skipped.
         for symbol in new:
@@ -187,7 +187,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
             self.send(text_data=err.frame())
 
     def _send_snapshot(self, interval: str) -> None:
-        snap = read_snapshots(streaming.sync_redis(), [self.symbol])[self.symbol]
+        snap = read_snapshots(streaming.sync_redis(), [self.symbol], interval)[self.symbol]
         self.subs.add(self.symbol, snap.epoch, snap.seq)
         self.send(text_data=streaming.snapshot(snap, self.catalog[self.symbol]["status"], interval))
 

@@ -133,3 +133,51 @@ class Symbol(models.Model):
             tick_interval_ms=self.tick_interval_ms,
             halted=self.halted,
         )
+
+
+class CandleInterval(models.TextChoices):
+    S5 = "5s", "5 seconds"
+    M1 = "1m", "1 minute"
+    M5 = "5m", "5 minutes"
+
+
+class Candle(models.Model):
+    """A closed OHLCV candle, flushed in batches from Redis by beat's housekeeping."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="candles")
+    interval = models.CharField(max_length=3, choices=CandleInterval.choices)
+    start_ms = models.BigIntegerField(help_text="Start of the interval, ms since the Unix epoch (UTC).")
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "interval", "start_ms"], name="candle_unique_interval_start"),
+            models.CheckConstraint(
+                condition=Q(low__lte=models.F("open"))
+                & Q(low__lte=models.F("close"))
+                & Q(high__gte=models.F("open"))
+                & Q(high__gte=models.F("close"))
+                & Q(low__gt=0)
+                & Q(volume__gte=0),
+                name="candle_ohlc_consistent",
+            ),
+        ]
+        indexes = [models.Index(fields=["symbol", "interval", "-start_ms"], name="candle_history_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.interval} @{self.start_ms}"
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "ts": self.start_ms,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "volume": self.volume,
+            "closed": True,
+        }

@@ -53,7 +53,7 @@ def snapshot(snap: Snapshot, status: str, interval: str, recovered: bool | None 
         epoch=snap.epoch,
         seq=snap.seq,
         quote=snap.quote,
-        candles=[],
+        candles=snap.candles,
         status=status,
         interval=interval,
         recovered=recovered,

@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import api, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("symbols/<str:symbol>/", views.symbol_page, name="symbol"),
+    path("api/symbols/", api.symbols, name="api-symbols"),
+    path("api/symbols/<str:symbol>/candles/", api.candles, name="api-candles"),
 ]

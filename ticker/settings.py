@@ -210,6 +210,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "flush-candles": {
+        "task": "workers.tasks.flush_candles",
+        "schedule": float(env_int("TICKER_CANDLE_FLUSH_SECONDS", 2, minimum=1)),
+    },
     "producer-watchdog": {
         "task": "workers.tasks.producer_watchdog",
         "schedule": float(env_int("TICKER_WATCHDOG_SECONDS", 10, minimum=1)),
@@ -252,5 +256,10 @@ LOGGING = {
     "loggers": {
         "django": {"level": LOG_LEVEL, "propagate": True},
         "daphne": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+        # Housekeeping runs every few seconds: log its tasks only when they fail.
+        **{
+            name: {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL}
+            for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+        },
     },
 }

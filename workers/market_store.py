@@ -16,15 +16,51 @@ from typing import Any
 
 import orjson
 
+from workers.candles import INTERVALS_MS, Candle
+
+INTERVALS = tuple(INTERVALS_MS)
+
 KEY_PREFIX = "ticker:"
 WATCHDOG_KEY = f"{KEY_PREFIX}watchdog:last_run_ms"
+PENDING_CANDLES_KEY = f"{KEY_PREFIX}candles:pending"
+# Bumped on every catalog change or control command: producers poll it once per window.
+CATALOG_VERSION_KEY = f"{KEY_PREFIX}catalog:version"
+MAX_CONTROLS = 100
+# Closed candles waiting for the database; capped so a stopped beat cannot fill Redis.
+MAX_PENDING_CANDLES = 100_000
+# Closed candles kept per symbol and interval in Redis for snapshots and history.
+KEEP_CANDLES = 500
 
-# KEYS: lease, state, ticks. ARGV: owner, lease_ms, epoch, seq, mid, quote, session, keep, (score, member)*
-COMMIT_SCRIPT = """
+# KEYS: lease, state, ticks, forming candles, pending candles, recent candles per interval (INTERVALS order).
+# ARGV: owner, lease_ms, epoch, seq, mid, quote, session, keep_ticks, keep_candles,
+#       n_forming, (interval, json) * n_forming, n_closed, (interval_index, json) * n_closed, (seq, tick) * rest
+COMMIT_SCRIPT = f"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[2], 'epoch', ARGV[3], 'seq', ARGV[4], 'mid', ARGV[5], 'quote', ARGV[6], 'session', ARGV[7])
-for i = 9, #ARGV, 2 do redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local keep_candles = tonumber(ARGV[9])
+local i = 10
+local n = tonumber(ARGV[i])
+i = i + 1
+redis.call('DEL', KEYS[4])
+for _ = 1, n do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local recent = KEYS[6 + tonumber(ARGV[i])]
+  redis.call('LPUSH', recent, ARGV[i + 1])
+  redis.call('LTRIM', recent, 0, keep_candles - 1)
+  redis.call('RPUSH', KEYS[5], ARGV[i + 1])
+  i = i + 2
+end
+if n > 0 then redis.call('LTRIM', KEYS[5], -{MAX_PENDING_CANDLES}, -1) end
+while i < #ARGV do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[8]) + 1))
 return 1
 """
@@ -51,6 +87,42 @@ def state_key(symbol: str) -> str:
 
 def ticks_key(symbol: str) -> str:
     return f"{KEY_PREFIX}ticks:{symbol}"
+
+
+def forming_key(symbol: str) -> str:
+    return f"{KEY_PREFIX}candles:forming:{symbol}"
+
+
+def recent_candles_key(symbol: str, interval: str) -> str:
+    return f"{KEY_PREFIX}candles:recent:{symbol}:{interval}"
+
+
+def commit_keys(symbol: str) -> list[str]:
+    return [
+        lease_key(symbol),
+        state_key(symbol),
+        ticks_key(symbol),
+        forming_key(symbol),
+        PENDING_CANDLES_KEY,
+        *(recent_candles_key(symbol, interval) for interval in INTERVALS),
+    ]
+
+
+def control_key(symbol: str) -> str:
+    return f"{KEY_PREFIX}control:{symbol}"
+
+
+def push_control(redis: Any, symbol: str, command: dict[str, Any]) -> None:
+    """Queue a command (shock, reset) for whichever producer owns ``symbol``."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.rpush(control_key(symbol), orjson.dumps(command))
+        pipe.ltrim(control_key(symbol), -MAX_CONTROLS, -1)
+        pipe.incr(CATALOG_VERSION_KEY)
+        pipe.execute()
+
+
+def bump_catalog_version(redis: Any) -> None:
+    redis.incr(CATALOG_VERSION_KEY)
 
 
 def new_epoch() -> str:
@@ -91,6 +163,11 @@ class Snapshot:
     epoch: str | None
     seq: int
     quote: dict[str, Any] | None
+    candles: list[dict[str, Any]]
+
+
+def encode_candle(symbol: str, candle: Candle) -> bytes:
+    return orjson.dumps({"symbol": symbol, "interval": candle.interval, **candle.to_wire()})
 
 
 def commit_args(
@@ -98,8 +175,14 @@ def commit_args(
     lease_ms: int,
     state: SeriesState,
     ticks: Sequence[tuple[int, str]],
-    keep: int,
+    *,
+    symbol: str,
+    forming: Sequence[Candle] = (),
+    closed: Sequence[Candle] = (),
+    keep_ticks: int,
+    keep_candles: int = KEEP_CANDLES,
 ) -> list[Any]:
+    """Arguments of ``COMMIT_SCRIPT`` (keys from ``commit_keys``)."""
     args: list[Any] = [
         owner,
         lease_ms,
@@ -108,43 +191,81 @@ def commit_args(
         repr(state.mid),
         orjson.dumps(state.quote),
         orjson.dumps(state.session),
-        keep,
+        keep_ticks,
+        keep_candles,
+        len(forming),
     ]
+    for candle in forming:
+        args += [candle.interval, encode_candle(symbol, candle)]
+    args.append(len(closed))
+    for candle in closed:
+        args += [INTERVALS.index(candle.interval), encode_candle(symbol, candle)]
     for seq, encoded in ticks:
-        args.append(seq)
-        args.append(encoded)
+        args += [seq, encoded]
     return args
 
 
-def parse_snapshot(symbol: str, values: Sequence[bytes | None]) -> Snapshot:
-    """Turn ``HMGET state epoch seq quote`` into a ``Snapshot``."""
-    epoch, seq, quote = values
-    if epoch is None:
-        return Snapshot(symbol=symbol, epoch=None, seq=0, quote=None)
-    return Snapshot(
-        symbol=symbol,
-        epoch=epoch.decode(),
-        seq=int(seq or 0),
-        quote=orjson.loads(quote) if quote else None,
-    )
+def parse_forming(raw: dict[bytes, bytes]) -> dict[str, Candle]:
+    """``HGETALL`` of a forming-candles hash, as candles by interval."""
+    forming = {}
+    for interval, encoded in raw.items():
+        name = interval.decode()
+        if name in INTERVALS_MS:
+            forming[name] = Candle.from_wire(name, orjson.loads(encoded))
+    return forming
 
 
 SNAPSHOT_FIELDS = ("epoch", "seq", "quote")
+SNAPSHOT_CANDLES = 200
 
 
-def read_snapshots(redis: Any, symbols: Sequence[str]) -> dict[str, Snapshot]:
-    """Latest state of ``symbols`` with a synchronous redis client, in one round trip."""
+def _queue_snapshot(pipe: Any, symbol: str, interval: str, candles: int) -> None:
+    pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
+    pipe.lrange(recent_candles_key(symbol, interval), 0, candles - 1)
+    pipe.hget(forming_key(symbol), interval)
+
+
+def parse_snapshot(symbol: str, state: Sequence[bytes | None], recent: list[bytes], forming: bytes | None) -> Snapshot:
+    """Turn the replies queued by ``_queue_snapshot`` into a ``Snapshot``."""
+    epoch, seq, quote = state
+    candles = [_wire_candle(raw) for raw in reversed(recent)]
+    if forming:
+        candles.append(_wire_candle(forming))
+    return Snapshot(
+        symbol=symbol,
+        epoch=epoch.decode() if epoch is not None else None,
+        seq=int(seq or 0) if epoch is not None else 0,
+        quote=orjson.loads(quote) if quote else None,
+        candles=candles,
+    )
+
+
+def _wire_candle(raw: bytes) -> dict[str, Any]:
+    data = orjson.loads(raw)
+    data.pop("symbol", None)
+    data.pop("interval", None)
+    return data
+
+
+def _parse_all(symbols: Sequence[str], replies: list[Any]) -> dict[str, Snapshot]:
+    return {s: parse_snapshot(s, *replies[i * 3 : i * 3 + 3]) for i, s in enumerate(symbols)}
+
+
+def read_snapshots(
+    redis: Any, symbols: Sequence[str], interval: str = "1m", candles: int = SNAPSHOT_CANDLES
+) -> dict[str, Snapshot]:
+    """Latest state and recent candles of ``symbols`` with a synchronous client, in one round trip."""
     with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
-        results = pipe.execute()
-    return {s: parse_snapshot(s, v) for s, v in zip(symbols, results, strict=True)}
+            _queue_snapshot(pipe, symbol, interval, candles)
+        return _parse_all(symbols, pipe.execute())
 
 
-async def aread_snapshots(redis: Any, symbols: Sequence[str]) -> dict[str, Snapshot]:
-    """``read_snapshots`` for an asyncio redis client."""
+async def aread_snapshots(
+    redis: Any, symbols: Sequence[str], interval: str = "1m", candles: int = SNAPSHOT_CANDLES
+) -> dict[str, Snapshot]:
+    """``read_snapshots`` for an asyncio client."""
     async with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
-        results = await pipe.execute()
-    return {s: parse_snapshot(s, v) for s, v in zip(symbols, results, strict=True)}
+            _queue_snapshot(pipe, symbol, interval, candles)
+        return _parse_all(symbols, await pipe.execute())

@@ -22,9 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from dashboard.protocol import BatchEntry, encode_ticks
 from workers import market_store
 from workers.broadcast import publish_window
+from workers.candles import Candle, CandleBook
 from workers.simulator import DEFAULT_TIME_SCALE, PriceProcess, SessionStats, SymbolSpec, Tick
 
 logger = logging.getLogger(__name__)
@@ -42,7 +45,9 @@ class OwnedSeries:
     epoch: str
     process: PriceProcess
     next_tick_ms: int
-    last_tick: Tick | None = None
+    candles: CandleBook
+    # The stored quote: kept across takeovers so a window without ticks never blanks it.
+    quote: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Producer:
         self._renew = redis.register_script(market_store.RENEW_SCRIPT)
         self._release = redis.register_script(market_store.RELEASE_SCRIPT)
         self._catalog_due_ms = 0
+        self._catalog_version: bytes | None = None
         self._acquire_due_ms = 0
         self.last_window_ms = 0
 
@@ -132,14 +138,18 @@ class Producer:
 
     async def run_window(self, now: int) -> dict[str, BatchEntry]:
         """Tick, store and publish everything due at ``now``; returns what was published."""
-        if now >= self._catalog_due_ms:
+        version = await self.redis.get(market_store.CATALOG_VERSION_KEY)
+        if now >= self._catalog_due_ms or version != self._catalog_version:
+            # An admin change bumps the version: applied within one window, not one refresh period.
+            self._catalog_version = version
             await self.refresh_catalog()
+            await self.apply_controls()
             self._catalog_due_ms = now + self.config.catalog_refresh_ms
         if now >= self._acquire_due_ms:
             await self.acquire_free_symbols(now)
             self._acquire_due_ms = now + ACQUIRE_EVERY_MS
-        produced = self.tick_owned(now)
-        committed = await self.commit(produced)
+        produced, closed = self.tick_owned(now)
+        committed = await self.commit(produced, closed)
         entries = {
             symbol: BatchEntry(
                 epoch=self.owned[symbol].epoch,
@@ -173,6 +183,31 @@ class Producer:
                 series.process.retune(spec)
         self.specs = specs
 
+    async def apply_controls(self) -> None:
+        """Run queued admin commands (shock, reset) for the symbols this producer owns."""
+        if not self.owned:
+            return
+        symbols = list(self.owned)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.lpop(market_store.control_key(symbol), market_store.MAX_CONTROLS)
+            replies = await pipe.execute()
+        for symbol, commands in zip(symbols, replies, strict=True):
+            for raw in commands or ():
+                self._apply_control(symbol, orjson.loads(raw))
+
+    def _apply_control(self, symbol: str, command: dict[str, Any]) -> None:
+        process = self.owned[symbol].process
+        before = process.mid
+        if command.get("op") == "shock":
+            process.shock(float(command["fraction"]))
+        elif command.get("op") == "reset":
+            process.mid = process.spec.initial_price
+        else:
+            logger.warning("%s: ignoring unknown control %r", symbol, command)
+            return
+        logger.info("%s: %s applied, mid %.8g -> %.8g", symbol, command["op"], before, process.mid)
+
     async def acquire_free_symbols(self, now: int) -> None:
         candidates = [s for s in self.specs if s not in self.owned]
         if not candidates:
@@ -186,13 +221,16 @@ class Producer:
         async with self.redis.pipeline(transaction=False) as pipe:
             for symbol in won:
                 pipe.hgetall(market_store.state_key(symbol))
-            states = await pipe.execute()
-        for symbol, raw in zip(won, states, strict=True):
-            self.owned[symbol] = await self._open_series(
-                self.specs[symbol], market_store.SeriesState.from_redis(raw), now
-            )
+                pipe.hgetall(market_store.forming_key(symbol))
+            replies = await pipe.execute()
+        for i, symbol in enumerate(won):
+            state = market_store.SeriesState.from_redis(replies[2 * i])
+            forming = market_store.parse_forming(replies[2 * i + 1]) if state else {}
+            self.owned[symbol] = await self._open_series(self.specs[symbol], state, forming, now)
 
-    async def _open_series(self, spec: SymbolSpec, state: market_store.SeriesState | None, now: int) -> OwnedSeries:
+    async def _open_series(
+        self, spec: SymbolSpec, state: market_store.SeriesState | None, forming: dict[str, Candle], now: int
+    ) -> OwnedSeries:
         rng = random.Random(self.rng.getrandbits(64))
         if state is None:
             # State lost (or first start): a new epoch tells clients to take a snapshot.
@@ -207,55 +245,77 @@ class Producer:
                 spec=spec, rng=rng, mid=state.mid, seq=state.seq, session=session, time_scale=self.config.time_scale
             )
             logger.info("%s: continuing epoch %s from seq %d", spec.symbol, epoch, state.seq)
-        return OwnedSeries(epoch=epoch, process=process, next_tick_ms=now)
+        return OwnedSeries(
+            epoch=epoch,
+            process=process,
+            next_tick_ms=now,
+            candles=CandleBook(forming=forming),
+            quote=state.quote if state else None,
+        )
 
-    def tick_owned(self, now: int) -> dict[str, list[Tick]]:
+    def tick_owned(self, now: int) -> tuple[dict[str, list[Tick]], dict[str, list[Candle]]]:
+        """Ticks due at ``now`` per symbol, and the candles they (or the clock) closed."""
         produced: dict[str, list[Tick]] = {}
+        closed: dict[str, list[Candle]] = {}
         for symbol, series in self.owned.items():
             spec = series.process.spec
-            if spec.halted:
-                continue
-            if now - series.next_tick_ms > MAX_CATCH_UP_MS:
-                series.next_tick_ms = now
-            ticks: list[Tick] = []
-            interval = spec.tick_interval_ms
-            while series.next_tick_ms <= now:
-                ticks.append(series.process.next_tick(series.next_tick_ms, interval / 1000.0))
-                series.next_tick_ms += interval
-            if ticks:
-                series.last_tick = ticks[-1]
-                produced[symbol] = ticks
-        return produced
+            done: list[Candle] = []
+            if not spec.halted:
+                if now - series.next_tick_ms > MAX_CATCH_UP_MS:
+                    series.next_tick_ms = now
+                ticks: list[Tick] = []
+                interval = spec.tick_interval_ms
+                while series.next_tick_ms <= now:
+                    tick = series.process.next_tick(series.next_tick_ms, interval / 1000.0)
+                    done += series.candles.add(tick.ts, tick.price, tick.volume)
+                    ticks.append(tick)
+                    series.next_tick_ms += interval
+                if ticks:
+                    series.quote = series.process.quote(ticks[-1])
+                    produced[symbol] = ticks
+            done += series.candles.close_due(now)
+            if done:
+                closed[symbol] = done
+        return produced, closed
 
-    async def commit(self, produced: dict[str, list[Tick]]) -> set[str]:
-        """Store produced ticks and renew every lease; returns the symbols still ours."""
+    async def commit(self, produced: dict[str, list[Tick]], closed: dict[str, list[Candle]]) -> set[str]:
+        """Store produced ticks and candles, renew every lease; returns the symbols still ours."""
         if not self.owned:
             return set()
         async with self.redis.pipeline(transaction=False) as pipe:
-            return await self._commit_with(pipe, produced)
+            return await self._commit_with(pipe, produced, closed)
 
-    async def _commit_with(self, pipe: Any, produced: dict[str, list[Tick]]) -> set[str]:
+    async def _commit_with(
+        self, pipe: Any, produced: dict[str, list[Tick]], closed: dict[str, list[Candle]]
+    ) -> set[str]:
         cfg = self.config
         order: list[str] = []
         for symbol, series in self.owned.items():
-            keys = [market_store.lease_key(symbol)]
-            ticks = produced.get(symbol)
-            if ticks:
+            ticks = produced.get(symbol, [])
+            done = closed.get(symbol, [])
+            if ticks or done:
                 process = series.process
                 session = process.session
                 state = market_store.SeriesState(
                     epoch=series.epoch,
                     seq=process.seq,
                     mid=process.mid,
-                    quote=process.quote(ticks[-1]),
+                    quote=series.quote,
                     session=[session.open, session.high, session.low, session.volume],
                 )
-                encoded = [(t.seq, encode_ticks([t.to_wire()])) for t in ticks]
-                keys += [market_store.state_key(symbol), market_store.ticks_key(symbol)]
-                args = market_store.commit_args(cfg.owner, cfg.lease_ms, state, encoded, cfg.keep_ticks)
-                await self._commit(keys=keys, args=args, client=pipe)
+                args = market_store.commit_args(
+                    cfg.owner,
+                    cfg.lease_ms,
+                    state,
+                    [(t.seq, encode_ticks([t.to_wire()])) for t in ticks],
+                    symbol=symbol,
+                    forming=list(series.candles.forming.values()),
+                    closed=done,
+                    keep_ticks=cfg.keep_ticks,
+                )
+                await self._commit(keys=market_store.commit_keys(symbol), args=args, client=pipe)
             else:
-                await self._renew(keys=keys, args=[cfg.owner, cfg.lease_ms], client=pipe)
+                await self._renew(keys=[market_store.lease_key(symbol)], args=[cfg.owner, cfg.lease_ms], client=pipe)
             order.append(symbol)
         results = await pipe.execute()
         kept: set[str] = set()

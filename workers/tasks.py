@@ -10,9 +10,27 @@ from celery import shared_task
 from django.conf import settings
 
 from dashboard.catalog import enabled_symbol_codes
+from dashboard.history import flush_pending_candles
 from workers import market_store
 
 logger = logging.getLogger(__name__)
+
+
+def _market_redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+
+
+@shared_task(ignore_result=True)
+def flush_candles() -> int:
+    """Persist closed candles to the database in batches."""
+    client = _market_redis()
+    try:
+        written = flush_pending_candles(client)
+    finally:
+        client.close()
+    if written:
+        logger.debug("flushed %d candles", written)
+    return written
 
 
 @shared_task(ignore_result=True)
@@ -23,7 +41,7 @@ def producer_watchdog() -> dict[str, list[str]]:
     no live producer (no worker running) visible in the logs.
     """
     symbols = enabled_symbol_codes()
-    client = redis.Redis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+    client = _market_redis()
     try:
         with client.pipeline(transaction=False) as pipe:
             for symbol in symbols:

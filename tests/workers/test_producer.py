@@ -162,3 +162,50 @@ async def test_run_survives_redis_errors_and_stops_cleanly(aredis) -> None:
 async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_closed_candles_are_cached_and_queued_for_the_database(aredis) -> None:
+    producer = make_producer(aredis, "p1")
+    # Two windows 6 s apart: the 5 s candle of the first closes.
+    await producer.run_window(10_000_000)
+    await producer.run_window(10_006_000)
+    recent = await aredis.lrange(market_store.recent_candles_key("AAA", "5s"), 0, -1)
+    assert len(recent) == 1
+    candle = json.loads(recent[0])
+    assert candle["closed"] is True
+    assert candle["ts"] == 10_000_000
+    pending = [json.loads(raw) for raw in await aredis.lrange(market_store.PENDING_CANDLES_KEY, 0, -1)]
+    assert {(c["symbol"], c["interval"]) for c in pending} == {("AAA", "5s"), ("BBB", "5s")}
+    forming = market_store.parse_forming(await aredis.hgetall(market_store.forming_key("AAA")))
+    assert set(forming) == {"5s", "1m", "5m"}
+
+
+async def test_takeover_continues_the_forming_candle(aredis) -> None:
+    first = make_producer(aredis, "p1")
+    await run_windows(first, 11_000_000, 5)
+    volume_before = first.owned["AAA"].candles.forming["1m"].volume
+    await first.release_all()
+    second = make_producer(aredis, "p2")
+    await second.run_window(11_000_500)
+    candle = second.owned["AAA"].candles.forming["1m"]
+    assert candle.start == 10_980_000
+    assert candle.volume > volume_before
+
+
+async def test_shock_and_reset_reach_the_owning_producer_within_a_window(aredis) -> None:
+    producer = make_producer(aredis, "p1")
+    await run_windows(producer, 12_000_000, 2)
+    mid = producer.owned["AAA"].process.mid
+    await asyncio.to_thread(market_store.push_control, _sync_client(), "AAA", {"op": "shock", "fraction": 0.5})
+    await producer.run_window(12_000_200)
+    # One tick of noise after the shock: within 1 % of +50 %.
+    assert producer.owned["AAA"].process.mid == pytest.approx(mid * 1.5, rel=0.01)
+    await asyncio.to_thread(market_store.push_control, _sync_client(), "AAA", {"op": "reset"})
+    await producer.run_window(12_000_300)
+    assert producer.owned["AAA"].process.mid == pytest.approx(100.0, rel=0.01)
+
+
+def _sync_client():
+    import redis
+
+    return redis.Redis.from_url(settings.MARKET_REDIS_URL)

@@ -1,0 +1,93 @@
+"""Admin: live prices in the list; halt, resume, shock and reset go through the services."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from dashboard.models import Symbol
+from workers import market_store
+
+CHANGELIST = "/admin/dashboard/symbol/"
+
+
+@pytest.fixture
+def listed(db, redis_client) -> list[Symbol]:
+    rows = [
+        Symbol.objects.create(symbol="AAA", name="Triple A", initial_price=Decimal("100")),
+        Symbol.objects.create(symbol="BBB", name="Double B", initial_price=Decimal("20"), precision=3),
+    ]
+    quote = {"price": 101.25, "bid": 101.2, "ask": 101.3, "volume": 5, "ts": 1, "change_pct": 1.25}
+    redis_client.hset(
+        market_store.state_key("AAA"), mapping={"epoch": "e1", "seq": 3, "mid": 101.25, "quote": orjson.dumps(quote)}
+    )
+    return rows
+
+
+def act(admin_client, action: str, symbols: list[Symbol], **extra):
+    data = {"action": action, "_selected_action": [s.pk for s in symbols], **extra}
+    return admin_client.post(CHANGELIST, data, follow=True)
+
+
+def controls(redis_client, symbol: str) -> list[dict]:
+    return [json.loads(raw) for raw in redis_client.lrange(market_store.control_key(symbol), 0, -1)]
+
+
+def test_changelist_shows_live_price_and_status(admin_client, listed) -> None:
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "101.25" in page
+    assert "+1.25 %" in page
+    assert "trading" in page
+
+
+def test_search_and_filters(admin_client, listed) -> None:
+    page = admin_client.get(CHANGELIST, {"q": "Double"}).content.decode()
+    assert "BBB" in page
+    assert "Triple A" not in page
+    assert admin_client.get(CHANGELIST, {"halted__exact": "1"}).status_code == 200
+
+
+def test_halt_and_resume_reach_the_database_and_the_producers(
+    admin_client, listed, redis_client, django_capture_on_commit_callbacks
+) -> None:
+    version = int(redis_client.get(market_store.CATALOG_VERSION_KEY) or 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(admin_client, "halt", listed[:1])
+    assert "Halted 1 symbol(s)." in response.content.decode()
+    assert Symbol.objects.get(symbol="AAA").halted
+    assert int(redis_client.get(market_store.CATALOG_VERSION_KEY)) > version
+    act(admin_client, "resume", listed[:1])
+    assert not Symbol.objects.get(symbol="AAA").halted
+
+
+def test_shock_asks_for_a_percentage_then_queues_it(admin_client, listed, redis_client) -> None:
+    form = act(admin_client, "shock", listed)
+    assert "Move price by (%)" in form.content.decode()
+    assert controls(redis_client, "AAA") == []
+    done = act(admin_client, "shock", listed, apply="1", percent="-5")
+    assert "Shock of -5 % sent to AAA, BBB." in done.content.decode()
+    assert controls(redis_client, "AAA") == [{"op": "shock", "fraction": -0.05}]
+    assert controls(redis_client, "BBB") == [{"op": "shock", "fraction": -0.05}]
+
+
+@pytest.mark.parametrize(("percent", "message"), [("0", "changes nothing"), ("-95", "greater than or equal to -90")])
+def test_invalid_shock_is_refused_with_a_message(admin_client, listed, redis_client, percent, message) -> None:
+    response = act(admin_client, "shock", listed, apply="1", percent=percent)
+    assert message in response.content.decode()
+    assert controls(redis_client, "AAA") == []
+
+
+def test_reset_queues_a_reset(admin_client, listed, redis_client) -> None:
+    act(admin_client, "reset_price", listed[1:])
+    assert controls(redis_client, "BBB") == [{"op": "reset"}]
+
+
+def test_admin_is_for_staff_only(client, django_user_model, listed) -> None:
+    trader = django_user_model.objects.create_user(username="trader1", password="pw-for-test-1")
+    client.force_login(trader)
+    response = client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]

@@ -1,0 +1,85 @@
+"""JSON API: the catalog with quotes, and candle history from database, cache and forming candle."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from dashboard.history import flush_pending_candles
+from dashboard.models import Candle, Symbol
+from workers import market_store
+from workers.candles import Candle as LiveCandle
+
+
+@pytest.fixture
+def aaa(db, redis_client) -> Symbol:
+    Symbol.objects.create(symbol="OFF", name="Off", initial_price=Decimal("1"), enabled=False)
+    return Symbol.objects.create(symbol="AAA", name="Triple A", initial_price=Decimal("100"))
+
+
+@pytest.fixture
+def trader(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="t", password="pw-for-test-1"))
+    return client
+
+
+def queue_closed(redis_client, symbol: str, interval: str, starts: list[int]) -> None:
+    for start in starts:
+        candle = LiveCandle(interval, start, 10, 12, 9, 11, 5, closed=True)
+        encoded = market_store.encode_candle(symbol, candle)
+        redis_client.rpush(market_store.PENDING_CANDLES_KEY, encoded)
+        redis_client.lpush(market_store.recent_candles_key(symbol, interval), encoded)
+
+
+@pytest.mark.parametrize("url", ["/api/symbols/", "/api/symbols/AAA/candles/"])
+def test_api_needs_a_session(client, aaa, url) -> None:
+    response = client.get(url)
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+
+
+def test_symbols_lists_the_enabled_catalog_with_quotes(trader, aaa, redis_client) -> None:
+    quote = {"price": 101.0}
+    redis_client.hset(market_store.state_key("AAA"), mapping={"epoch": "e", "seq": 7, "quote": orjson.dumps(quote)})
+    symbols = trader.get("/api/symbols/").json()["symbols"]
+    assert [s["symbol"] for s in symbols] == ["AAA"]
+    assert symbols[0]["quote"] == quote
+    assert symbols[0]["seq"] == 7
+
+
+def test_flush_moves_pending_candles_to_the_database_in_batches(aaa, redis_client, django_assert_max_num_queries):
+    queue_closed(redis_client, "AAA", "1m", [i * 60_000 for i in range(25)])
+    with django_assert_max_num_queries(5):
+        assert flush_pending_candles(redis_client, batch=10) == 25
+    assert Candle.objects.filter(symbol=aaa, interval="1m").count() == 25
+    assert redis_client.llen(market_store.PENDING_CANDLES_KEY) == 0
+    # Flushing again (a crash between insert and trim) writes no duplicates.
+    queue_closed(redis_client, "AAA", "1m", [0])
+    flush_pending_candles(redis_client)
+    assert Candle.objects.filter(symbol=aaa, interval="1m").count() == 25
+
+
+def test_history_merges_database_cache_and_forming(trader, aaa, redis_client) -> None:
+    queue_closed(redis_client, "AAA", "1m", [0, 60_000])
+    flush_pending_candles(redis_client)
+    queue_closed(redis_client, "AAA", "1m", [120_000])  # closed, not flushed yet
+    forming = LiveCandle("1m", 180_000, 11, 11, 11, 11, 1)
+    redis_client.hset(market_store.forming_key("AAA"), "1m", market_store.encode_candle("AAA", forming))
+    body = trader.get("/api/symbols/AAA/candles/", {"interval": "1m", "limit": 3}).json()
+    assert body["symbol"] == "AAA"
+    assert [(c["ts"], c["closed"]) for c in body["candles"]] == [(60_000, True), (120_000, True), (180_000, False)]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [({"interval": "7m"}, 400), ({"limit": "x"}, 400), ({"limit": "0"}, 400), ({"limit": "5000"}, 400)],
+)
+def test_history_refuses_bad_parameters(trader, aaa, query, status) -> None:
+    assert trader.get("/api/symbols/AAA/candles/", query).status_code == status
+
+
+@pytest.mark.parametrize("symbol", ["OFF", "NOPE"])
+def test_history_of_unknown_or_disabled_symbol_is_404(trader, aaa, symbol) -> None:
+    assert trader.get(f"/api/symbols/{symbol}/candles/").status_code == 404
