@@ -172,20 +172,62 @@ class Stack:
 
     def login(self, username: str = TRADER[0], password: str = TRADER[1]) -> str:
         """Log in through the real login form; returns the Cookie header for WebSockets."""
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        with opener.open(f"{self.base_url}/accounts/login/", timeout=10) as response:
-            page = response.read().decode()
+        return self.session(username, password).cookie_header()
+
+    def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
+        session = HttpSession(self.base_url)
+        session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
+        assert session.last_url == f"{self.base_url}/", f"login landed on {session.last_url}"
+        assert "sessionid" in session.cookies(), "login set a session cookie"
+        return session
+
+    def start_worker(self, name: str) -> Process:
+        """Another worker like the Procfile's, under its own node name."""
+        command = procfile_commands()["worker"]
+        process = self.add(name, ["/bin/sh", "-c", f"exec {command} --hostname={name}@%h"])
+        env = self.env()
+        env["PORT"] = str(self.web_port)
+        process.start(env)
+        return process
+
+    def lease_owner_pid(self, symbol: str) -> int | None:
+        owner = self.market().get(f"ticker:lease:{symbol}")
+        return int(owner.decode().split(":")[1]) if owner else None
+
+
+class HttpSession:
+    """A browser-like HTTP client: cookies, and CSRF tokens taken from the forms it loads."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.last_url = ""
+
+    def cookies(self) -> dict[str, str]:
+        return {c.name: c.value for c in self.jar}
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{k}={v}" for k, v in self.cookies().items())
+
+    def get(self, path: str) -> str:
+        with self.opener.open(f"{self.base_url}{path}", timeout=10) as response:
+            self.last_url = response.url
+            return response.read().decode()
+
+    def post_form(self, path: str, fields: dict[str, object], form_path: str | None = None) -> str:
+        """POST ``fields`` to ``path`` with the CSRF token of the page at ``form_path`` (default: ``path``)."""
+        page = self.get(form_path or path)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        assert token, "login form has a CSRF token"
-        body = urllib.parse.urlencode(
-            {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1), "next": "/"}
-        ).encode()
+        assert token, f"{form_path or path} has a CSRF token"
+        pairs: list[tuple[str, object]] = [("csrfmiddlewaretoken", token.group(1))]
+        for key, value in fields.items():
+            pairs += [(key, v) for v in value] if isinstance(value, list) else [(key, value)]
         request = urllib.request.Request(
-            f"{self.base_url}/accounts/login/", data=body, headers={"Referer": f"{self.base_url}/accounts/login/"}
+            f"{self.base_url}{path}",
+            data=urllib.parse.urlencode(pairs).encode(),
+            headers={"Referer": f"{self.base_url}{form_path or path}"},
         )
-        with opener.open(request, timeout=10) as response:
-            assert response.url == f"{self.base_url}/", f"login landed on {response.url}"
-        cookies = {c.name: c.value for c in jar}
-        assert "sessionid" in cookies, "login set a session cookie"
-        return "; ".join(f"{k}={v}" for k, v in cookies.items())
+        with self.opener.open(request, timeout=10) as response:
+            self.last_url = response.url
+            return response.read().decode()
