@@ -3,8 +3,9 @@
 ``StreamConsumer`` (async, ``/ws/stream/``) serves the multi-symbol dashboard: it joins
 the market group once and forwards, per producer window, the pre-encoded pieces of
 the symbols its client subscribed to. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``)
-serves one symbol from that symbol's group. Both refuse sockets without an
-authenticated session with close code 4401.
+serves one symbol from that symbol's group. Both screen client frames the same way
+(``streaming.screen``), answer (re)subscribes the same way (``streaming.subscription_frame``)
+and refuse sockets without an authenticated session with close code 4401.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketCons
 
 from dashboard import heartbeat, protocol, streaming
 from dashboard.catalog import catalog_entries
-from dashboard.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions, Unsubscribe
+from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
 from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, symbol_group
-from workers.market_store import aread_snapshots, read_snapshots
+from workers.market_store import aread_subscribe, read_subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ _STREAMING_TYPES = frozenset({"market.batch"})
 def _is_authenticated(scope: dict[str, Any]) -> bool:
     user = scope.get("user")
     return bool(user is not None and user.is_authenticated)
+
+
+def _user_label(scope: dict[str, Any]) -> str:
+    user = scope.get("user")
+    return f"user {user.pk}" if user is not None and user.is_authenticated else "anonymous"
 
 
 def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -48,7 +54,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
         self.limits = streaming.limits()
+        self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
+        self.intervals: dict[str, str] = {}
         for group in (CATALOG_GROUP, MARKET_GROUP):
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
@@ -72,14 +80,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "guard"):
+            return  # refused at connect; the close is on its way
+        screened = streaming.screen(self.guard, self.limits, text_data, bytes_data)
+        for frame in screened.replies:
+            await self.send(text_data=frame)
+        if screened.close is not None:
+            logger.warning("closing stream of %s: %s", _user_label(self.scope), screened.close.name)
+            await self.close(code=int(screened.close))
+            return
+        op = screened.op
         try:
-            op = protocol.parse_client_frame(text_data, bytes_data, limits=self.limits)
             if isinstance(op, Ping):
                 await self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
             elif isinstance(op, Subscribe):
                 await self._subscribe(op)
-            elif isinstance(op, Unsubscribe):
+            elif op is not None:
                 removed = [s for s in op.symbols if self.subs.remove(s)]
+                for symbol in removed:
+                    self.intervals.pop(symbol, None)
                 await self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
         except ProtocolError as err:
             await self.send(text_data=err.frame())
@@ -88,27 +107,45 @@ class StreamConsumer(AsyncWebsocketConsumer):
         unknown = [s for s in op.symbols if s not in self.catalog]
         if unknown:
             raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"unknown or disabled symbols: {', '.join(unknown)}", op.id)
-        new = [s for s in op.symbols if s not in self.subs]
-        if len(self.subs) + len(new) > self.limits.max_symbols:
+        # New symbols, and subscribed ones the client asks to resume (it saw a gap).
+        todo = [s for s in op.symbols if s not in self.subs or s in op.since]
+        if len(set(self.subs.symbols()) | set(todo)) > self.limits.max_symbols:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
-        snapshots = await aread_snapshots(streaming.async_redis(), new, op.interval) if new else {}
-        # Positions are set before any await that could let a batch in, so nothing
-        # older than the snapshot is ever forwarded and nothing newer is skipped.
-        for symbol in new:
-            snap = snapshots[symbol]
-            self.subs.add(symbol, snap.epoch, snap.seq)
-        await self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-        for symbol in new:
-            await self.send(
-                text_data=streaming.snapshot(snapshots[symbol], self.catalog[symbol]["status"], op.interval)
+        since = {s: p.seq for s, p in op.since.items() if s in todo}
+        states = await aread_subscribe(streaming.async_redis(), todo, op.interval, since) if todo else {}
+        frames = []
+        # No await between reading the state and recording the positions: no batch can
+        # slip in between, so nothing older is forwarded and nothing newer skipped.
+        for symbol in todo:
+            frame, epoch, seq = streaming.subscription_frame(
+                states[symbol], op.since.get(symbol), self.catalog[symbol]["status"], op.interval
             )
+            self.subs.add(symbol, epoch, seq)
+            self.intervals[symbol] = op.interval
+            frames.append(frame)
+        await self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
+        for frame in frames:
+            await self.send(text_data=frame)
 
     async def market_batch(self, event: dict[str, Any]) -> None:
         pieces = self.subs.select(event["ticks"])
         if pieces:
             await self.send(text_data=protocol.ticks_frame(pieces))
+        resync = self.subs.take_resync()
+        if resync:
+            await self._resnapshot(resync)
+
+    async def _resnapshot(self, symbols: list[str]) -> None:
+        """A series changed epoch: the client gets a fresh snapshot of it."""
+        for symbol in symbols:
+            if symbol in self.subs and symbol in self.catalog:
+                interval = self.intervals.get(symbol, protocol.DEFAULT_INTERVAL)
+                state = (await aread_subscribe(streaming.async_redis(), [symbol], interval, {}))[symbol]
+                frame, epoch, seq = streaming.subscription_frame(state, None, self.catalog[symbol]["status"], interval)
+                self.subs.add(symbol, epoch, seq)
+                await self.send(text_data=frame)
 
     async def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])
@@ -143,59 +180,79 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if not _is_authenticated(self.scope):
             self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
-        self.limits = streaming.limits()
-        self.subs = Subscriptions()
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
         catalog = catalog_entries()
         self.catalog = _catalog_index(catalog)
         if self.symbol not in self.catalog:
-            self.send(
-                text_data=protocol.error_frame(
-                    ErrorCode.UNKNOWN_SYMBOL, f"unknown or disabled symbol: {self.symbol[:20]}"
-                )
-            )
+            message = f"unknown or disabled symbol: {self.symbol[:20]}"
+            self.send(text_data=protocol.error_frame(ErrorCode.UNKNOWN_SYMBOL, message))
             self.close(code=int(CloseCode.POLICY))
             return
+        self.limits = streaming.limits()
+        self.guard = ClientGuard(self.limits)
         for group in (CATALOG_GROUP, symbol_group(self.symbol)):
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
             self.joined.append(group)
         self.send(text_data=streaming.hello(catalog))
-        self._send_snapshot(protocol.DEFAULT_INTERVAL)
+        self.subs = Subscriptions()
+        since = streaming.since_from_query(self.scope.get("query_string", b""), self.symbol)
+        self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
 
     def disconnect(self, code: int) -> None:
         for group in self.joined:
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "guard"):
+            return  # refused at connect; the close is on its way
+        screened = streaming.screen(self.guard, self.limits, text_data, bytes_data)
+        for frame in screened.replies:
+            self.send(text_data=frame)
+        if screened.close is not None:
+            logger.warning("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), screened.close.name)
+            self.close(code=int(screened.close))
+            return
+        op = screened.op
         try:
-            op = protocol.parse_client_frame(text_data, bytes_data, limits=self.limits)
             if isinstance(op, Ping):
                 self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
                 return
+            if op is None:
+                return
             others = [s for s in op.symbols if s != self.symbol]
             if others:
-                raise ProtocolError(
-                    ErrorCode.FORBIDDEN, f"this stream serves {self.symbol} only; use /ws/stream/ for others", op.id
-                )
+                message = f"this stream serves {self.symbol} only; use /ws/stream/ for others"
+                raise ProtocolError(ErrorCode.FORBIDDEN, message, op.id)
             if isinstance(op, Subscribe):
-                self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-                self._send_snapshot(op.interval)
+                self._subscribe(op, ack=True)
             else:
                 removed = [s for s in op.symbols if self.subs.remove(s)]
                 self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
         except ProtocolError as err:
             self.send(text_data=err.frame())
 
-    def _send_snapshot(self, interval: str) -> None:
-        snap = read_snapshots(streaming.sync_redis(), [self.symbol], interval)[self.symbol]
-        self.subs.add(self.symbol, snap.epoch, snap.seq)
-        self.send(text_data=streaming.snapshot(snap, self.catalog[self.symbol]["status"], interval))
+    def _subscribe(self, op: Subscribe, *, ack: bool) -> None:
+        if self.symbol not in self.catalog:
+            raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"{self.symbol} is no longer listed", op.id)
+        self.interval = op.interval
+        since = {s: p.seq for s, p in op.since.items() if s == self.symbol}
+        state = read_subscribe(streaming.sync_redis(), [self.symbol], op.interval, since)[self.symbol]
+        frame, epoch, seq = streaming.subscription_frame(
+            state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
+        )
+        self.subs.add(self.symbol, epoch, seq)
+        if ack:
+            self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
+        self.send(text_data=frame)
 
     def symbol_ticks(self, event: dict[str, Any]) -> None:
         epoch, first, last, piece = event["entry"]
         fresh = self.subs.accept(event["symbol"], epoch, first, last, piece)
         if fresh:
             self.send(text_data=protocol.ticks_frame([fresh]))
+        if self.subs.take_resync():
+            # A new epoch: a fresh snapshot of it.
+            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
 
     def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])

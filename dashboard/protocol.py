@@ -269,6 +269,58 @@ def ticks_frame(pieces: Iterable[str], *, recovered: bool = False) -> str:
     return '{"type":"ticks","data":[' + body + "]}"
 
 
+# --- abuse limits --------------------------------------------------------------------
+
+
+class Verdict(IntEnum):
+    """What to do with a client frame."""
+
+    ACCEPT = 0
+    REFUSE = 1  # answer with an error, keep the connection
+    CLOSE = 2  # close the connection with the matching close code
+
+
+class ClientGuard:
+    """Per-connection rate limit and bad-frame budget.
+
+    A token bucket (``max_client_frames_per_second``, same burst) admits frames; a frame
+    over the limit is refused with ``rate_limited``. A client that keeps flooding (more
+    refused frames in one second than the limit) is closed with 4429. More than
+    ``max_bad_frames`` bad frames within ``bad_window`` seconds closes with 4400.
+    """
+
+    def __init__(self, limits: Limits, *, max_bad_frames: int = 10, bad_window: float = 10.0) -> None:
+        self.rate = float(limits.max_client_frames_per_second)
+        self.tokens = self.rate
+        self.updated: float | None = None
+        self.refused_window_start = 0.0
+        self.refused = 0
+        self.max_bad_frames = max_bad_frames
+        self.bad_window = bad_window
+        self.bad_times: list[float] = []
+
+    def admit(self, now: float) -> Verdict:
+        if self.updated is not None:
+            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return Verdict.ACCEPT
+        if now - self.refused_window_start >= 1.0:
+            self.refused_window_start, self.refused = now, 0
+        self.refused += 1
+        return Verdict.CLOSE if self.refused > self.rate else Verdict.REFUSE
+
+    def should_report_refusal(self) -> bool:
+        """Only the first refusal of each second gets an error frame: no amplification."""
+        return self.refused == 1
+
+    def bad_frame(self, now: float) -> Verdict:
+        self.bad_times = [t for t in self.bad_times if now - t < self.bad_window]
+        self.bad_times.append(now)
+        return Verdict.CLOSE if len(self.bad_times) > self.max_bad_frames else Verdict.REFUSE
+
+
 # --- subscriptions -------------------------------------------------------------------
 
 
@@ -293,11 +345,14 @@ class Subscriptions:
     """A connection's subscribed symbols and the last ``(epoch, seq)`` sent for each.
 
     It decides which pieces of a batch go to the client: nothing already covered by
-    the snapshot, nothing twice, and a new epoch passed through so the client resyncs.
+    the snapshot, nothing twice. A batch from another epoch (the series restarted, or
+    started after the subscribe) is not forwarded: the symbol is marked for a fresh
+    snapshot instead (``take_resync``), which the consumer then sends.
     """
 
     def __init__(self) -> None:
         self._positions: dict[str, list[Any]] = {}
+        self._resync: set[str] = set()
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._positions
@@ -310,13 +365,23 @@ class Subscriptions:
 
     def add(self, symbol: str, epoch: str | None, seq: int) -> None:
         self._positions[symbol] = [epoch, seq]
+        self._resync.discard(symbol)
 
     def remove(self, symbol: str) -> bool:
+        self._resync.discard(symbol)
         return self._positions.pop(symbol, None) is not None
 
     def position(self, symbol: str) -> tuple[str | None, int] | None:
         pos = self._positions.get(symbol)
         return (pos[0], pos[1]) if pos else None
+
+    def take_resync(self) -> list[str]:
+        """Symbols that need a fresh snapshot (new epoch seen); cleared by this call."""
+        if not self._resync:
+            return []
+        symbols = sorted(self._resync)
+        self._resync.clear()
+        return symbols
 
     def select(self, entries: Mapping[str, Sequence[Any]]) -> list[str]:
         """Pieces of a batch (``symbol -> BatchEntry wire form``) this client should get."""
@@ -338,12 +403,11 @@ class Subscriptions:
     def accept(self, symbol: str, epoch: str, first_seq: int, last_seq: int, piece: str) -> str | None:
         """The part of ``piece`` this client has not seen, updating its position."""
         pos = self._positions.get(symbol)
-        if pos is None:
+        if pos is None or symbol in self._resync:
             return None
         if pos[0] != epoch:
-            # A new epoch restarts the sequence: pass it on, the client resyncs.
-            pos[0], pos[1] = epoch, last_seq
-            return piece
+            self._resync.add(symbol)
+            return None
         if last_seq <= pos[1]:
             return None
         if first_seq > pos[1]:

@@ -10,7 +10,7 @@ no ``(symbol, epoch, seq)`` is ever written twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,6 +249,55 @@ def _wire_candle(raw: bytes) -> dict[str, Any]:
 
 def _parse_all(symbols: Sequence[str], replies: list[Any]) -> dict[str, Snapshot]:
     return {s: parse_snapshot(s, *replies[i * 3 : i * 3 + 3]) for i, s in enumerate(symbols)}
+
+
+@dataclass(frozen=True)
+class SubscribeState:
+    """What a (re)subscribe needs: the snapshot, and the held ticks after the client's ``since``."""
+
+    snapshot: Snapshot
+    # (seq, encoded tick) after the client's position, oldest first; None when no ``since``.
+    missed: list[tuple[int, str]] | None
+
+
+def _queue_subscribe(pipe: Any, symbol: str, interval: str, since_seq: int | None) -> None:
+    _queue_snapshot(pipe, symbol, interval, SNAPSHOT_CANDLES)
+    if since_seq is not None:
+        pipe.zrangebyscore(ticks_key(symbol), f"({since_seq}", "+inf", withscores=True)
+
+
+def _parse_subscribe(symbols: Sequence[str], since: Mapping[str, int], replies: list[Any]) -> dict[str, SubscribeState]:
+    states: dict[str, SubscribeState] = {}
+    i = 0
+    for symbol in symbols:
+        snapshot = parse_snapshot(symbol, *replies[i : i + 3])
+        i += 3
+        missed = None
+        if symbol in since:
+            missed = [(int(score), member.decode()) for member, score in replies[i]]
+            i += 1
+        states[symbol] = SubscribeState(snapshot, missed)
+    return states
+
+
+def read_subscribe(
+    redis: Any, symbols: Sequence[str], interval: str, since: Mapping[str, int]
+) -> dict[str, SubscribeState]:
+    """Snapshots plus, for symbols with a ``since`` seq, the ticks held after it; one round trip."""
+    with redis.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            _queue_subscribe(pipe, symbol, interval, since.get(symbol))
+        return _parse_subscribe(symbols, since, pipe.execute())
+
+
+async def aread_subscribe(
+    redis: Any, symbols: Sequence[str], interval: str, since: Mapping[str, int]
+) -> dict[str, SubscribeState]:
+    """``read_subscribe`` for an asyncio client."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            _queue_subscribe(pipe, symbol, interval, since.get(symbol))
+        return _parse_subscribe(symbols, since, await pipe.execute())
 
 
 def read_snapshots(

@@ -42,7 +42,7 @@ export class StreamClient {
   connect() {
     this.closedByUs = false;
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
-    const ws = new WebSocket(streamUrl(this.path));
+    const ws = new WebSocket(streamUrl(this.connectPath()));
     this.ws = ws;
     // Handlers check `ws === this.ws`: a replaced socket must not steer the client.
     ws.onmessage = (event) => ws === this.ws && this.onFrame(event.data);
@@ -50,6 +50,15 @@ export class StreamClient {
     ws.onerror = () => {}; // onclose follows and handles it
     clearInterval(this.watchdog);
     this.watchdog = setInterval(() => this.checkLiveness(), 500);
+  }
+
+  // A single-symbol stream resumes on connect from `?epoch=&seq=` (no snapshot when it can).
+  connectPath() {
+    if (!this.autoSubscribed) return this.path;
+    const [symbol] = [...this.wanted];
+    const pos = this.positions.get(symbol);
+    if (!pos || !pos.epoch) return this.path;
+    return `${this.path}?epoch=${encodeURIComponent(pos.epoch)}&seq=${pos.seq}`;
   }
 
   close() {
@@ -106,11 +115,8 @@ export class StreamClient {
         this.attempt = 0;
         this.setState("live");
         this.call("onHello", msg);
-        if (this.autoSubscribed) {
-          // The endpoint subscribed us; ask again only to resume from where we were.
-          const symbols = [...this.wanted].filter((s) => this.positions.has(s));
-          if (symbols.length) this.sendSubscribe(symbols);
-        } else if (this.wanted.size) {
+        // A single-symbol stream subscribes (or resumes) us by itself.
+        if (!this.autoSubscribed && this.wanted.size) {
           this.sendSubscribe([...this.wanted]);
         }
         break;

@@ -45,8 +45,8 @@ def session_cookie(transactional_db, django_user_model, client) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
-@pytest.fixture
-async def producer(symbols) -> AsyncIterator[Producer]:
+@contextlib.asynccontextmanager
+async def running_producer(*, wait_for_ticks: bool = True) -> AsyncIterator[Producer]:
     """The real producer, on the test's event loop, reading the catalog from the database."""
     client = aioredis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
     running = Producer(
@@ -58,10 +58,23 @@ async def producer(symbols) -> AsyncIterator[Producer]:
     )
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
-    yield running
-    stop.set()
-    await asyncio.wait_for(task, 10)
-    await client.aclose()
+    try:
+        if wait_for_ticks:
+            async with asyncio.timeout(10):
+                while not all([await client.exists(f"ticker:state:{s}") for s in ("AAA", "BBB")]):
+                    await asyncio.sleep(0.02)
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.aclose()
+
+
+@pytest.fixture
+async def producer(symbols) -> AsyncIterator[Producer]:
+    """A running producer whose series have started (snapshots have an epoch)."""
+    async with running_producer() as running:
+        yield running
 
 
 @pytest.fixture
@@ -102,3 +115,13 @@ async def collect_ticks(communicator: WebsocketCommunicator, count: int, timeout
     while len(ticks) < count:
         ticks += (await next_frame(communicator, "ticks", timeout))["data"]
     return ticks
+
+
+async def live_snapshot(communicator: WebsocketCommunicator, timeout: float = 5.0) -> dict:
+    """The first snapshot of a started series (one taken before the producer's first tick has no epoch)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        snapshot = await next_frame(communicator, "snapshot", max(deadline - loop.time(), 0.01))
+        if snapshot["epoch"]:
+            return snapshot

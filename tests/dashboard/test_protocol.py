@@ -138,14 +138,41 @@ def test_subscriptions_ignore_unsubscribed_symbols() -> None:
     assert subs.select({"A": entry("e1", 2, 2)}) == []
 
 
-def test_subscriptions_pass_a_new_epoch_through() -> None:
+def test_a_new_epoch_asks_for_a_fresh_snapshot_instead_of_ticks() -> None:
     subs = Subscriptions()
     subs.add("A", "e1", 100)
-    assert seqs(subs.select({"A": entry("e2", 1, 2)})) == [1, 2]
-    assert subs.position("A") == ("e2", 2)
+    assert subs.select({"A": entry("e2", 1, 2)}) == []
+    assert subs.select({"A": entry("e2", 3, 3)}) == [], "nothing until the snapshot is sent"
+    assert subs.take_resync() == ["A"]
+    assert subs.take_resync() == []
+    subs.add("A", "e2", 3)
+    assert seqs(subs.select({"A": entry("e2", 3, 4)})) == [4]
 
 
-def test_subscription_without_state_takes_the_first_epoch() -> None:
+def test_subscription_made_before_the_series_started_gets_a_snapshot_of_it() -> None:
     subs = Subscriptions()
     subs.add("A", None, 0)
-    assert seqs(subs.select({"A": entry("e1", 1, 3)})) == [1, 2, 3]
+    assert subs.select({"A": entry("e1", 1, 3)}) == []
+    assert subs.take_resync() == ["A"]
+
+
+def test_guard_admits_the_rate_refuses_over_it_and_closes_a_flood() -> None:
+    guard = protocol.ClientGuard(Limits(max_client_frames_per_second=5))
+    verdicts = [guard.admit(0.0) for _ in range(5)]
+    assert verdicts == [protocol.Verdict.ACCEPT] * 5
+    assert guard.admit(0.01) == protocol.Verdict.REFUSE
+    assert guard.should_report_refusal()
+    assert guard.admit(0.02) == protocol.Verdict.REFUSE
+    assert not guard.should_report_refusal()
+    assert guard.admit(0.25) == protocol.Verdict.ACCEPT, "tokens refill at the rate"
+    verdicts = [guard.admit(0.3) for _ in range(6)]
+    assert verdicts[-1] == protocol.Verdict.CLOSE
+
+
+def test_guard_closes_after_too_many_bad_frames_in_the_window() -> None:
+    guard = protocol.ClientGuard(Limits(), max_bad_frames=3, bad_window=10.0)
+    assert [guard.bad_frame(t) for t in (0, 1, 2)] == [protocol.Verdict.REFUSE] * 3
+    assert guard.bad_frame(20.0) == protocol.Verdict.REFUSE, "old bad frames age out"
+    assert guard.bad_frame(21.0) == protocol.Verdict.REFUSE
+    assert guard.bad_frame(22.0) == protocol.Verdict.REFUSE
+    assert guard.bad_frame(23.0) == protocol.Verdict.CLOSE

@@ -77,7 +77,9 @@ class Recorder:
             if symbol is None or tick["symbol"] == symbol
         ]
 
-    async def wait_for_tick(self, symbol: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float):
+    async def wait_for_tick(
+        self, symbol: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float
+    ):
         deadline = time.monotonic() + timeout
         while True:
             for arrived, tick in self.ticks(symbol, after):

@@ -28,7 +28,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.start_worker("w2")
         wait_for(lambda: "producer" in stack.processes["w2"].log.read_text(), 30, "the second worker's producer")
     except BaseException:
-        print(stack.logs())  # noqa: T201
+        print(stack.logs())
         stack.stop()
         raise
     yield stack

@@ -1,0 +1,170 @@
+"""Protocol conformance: limits, abuse closes and resume, on both consumers where they overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.dashboard.conftest import collect_ticks, live_snapshot, next_frame, running_producer
+
+STREAM = "/ws/stream/"
+SYMBOL_AAA = "/ws/symbols/AAA/"
+BOTH = [STREAM, SYMBOL_AAA]
+
+
+async def opened(connect, path: str):
+    communicator, connected, _ = await connect(path)
+    assert connected
+    await next_frame(communicator, "hello")
+    return communicator
+
+
+async def closing_code(communicator, timeout: float = 5.0) -> int:
+    while True:
+        output = await communicator.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return output["code"]
+
+
+@pytest.mark.parametrize("path", BOTH)
+async def test_frame_over_64_kib_gets_frame_too_large(connect, symbols, path) -> None:
+    communicator = await opened(connect, path)
+    await communicator.send_to(text_data=json.dumps({"op": "ping", "id": 1, "pad": "x" * 70_000}))
+    assert (await next_frame(communicator, "error"))["code"] == "frame_too_large"
+    await communicator.send_to(text_data=json.dumps({"op": "ping", "id": 2}))
+    assert (await next_frame(communicator, "pong"))["id"] == 2
+
+
+@pytest.mark.parametrize("path", BOTH)
+async def test_frames_over_the_rate_are_refused_then_the_flood_is_closed_4429(connect, symbols, path) -> None:
+    communicator = await opened(connect, path)
+    for i in range(25):
+        await communicator.send_to(text_data=json.dumps({"op": "ping", "id": i}))
+    error = await next_frame(communicator, "error")
+    assert error["code"] == "rate_limited"
+    for i in range(40):
+        await communicator.send_to(text_data=json.dumps({"op": "ping", "id": 100 + i}))
+    assert await closing_code(communicator) == 4429
+
+
+@pytest.mark.parametrize("path", BOTH)
+async def test_pings_under_the_rate_are_all_answered(connect, symbols, path) -> None:
+    communicator = await opened(connect, path)
+    for i in range(15):
+        await communicator.send_to(text_data=json.dumps({"op": "ping", "id": i}))
+    ids = [(await next_frame(communicator, "pong"))["id"] for _ in range(15)]
+    assert ids == list(range(15))
+
+
+@pytest.mark.parametrize("path", BOTH)
+async def test_repeated_bad_frames_close_with_4400(connect, symbols, path) -> None:
+    communicator = await opened(connect, path)
+    for _ in range(11):
+        await communicator.send_to(text_data="not json")
+        await asyncio.sleep(0.06)  # stay under the rate limit: this is about bad frames
+    assert await closing_code(communicator) == 4400
+
+
+async def test_more_symbols_than_the_limit_are_refused(connect, symbols, settings) -> None:
+    settings.TICKER = {**settings.TICKER, "MAX_SYMBOLS_PER_CONNECTION": 1}
+    communicator = await opened(connect, STREAM)
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    assert (await next_frame(communicator, "ack"))["id"] == 1
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["BBB"]}))
+    error = await next_frame(communicator, "error")
+    assert (error["code"], error["id"]) == ("too_many_symbols", 2)
+
+
+async def test_resume_sends_exactly_the_missed_ticks(connect, producer) -> None:
+    first = await opened(connect, STREAM)
+    await first.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    snapshot = await live_snapshot(first)
+    seen = await collect_ticks(first, 5)
+    position = {"epoch": snapshot["epoch"], "seq": seen[-1]["seq"]}
+    await first.disconnect()
+    await asyncio.sleep(0.5)  # the market moves on while the client is away
+
+    second = await opened(connect, STREAM)
+    await second.send_to(
+        text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["AAA"], "since": {"AAA": position}})
+    )
+    await next_frame(second, "ack")
+    frame = json.loads(await second.receive_from(timeout=5))
+    assert frame["type"] == "ticks", "no snapshot when every missed tick is held"
+    assert frame["recovered"] is True
+    missed = [t["seq"] for t in frame["data"]]
+    assert len(missed) >= 5
+    assert missed == list(range(position["seq"] + 1, position["seq"] + 1 + len(missed)))
+    live = await collect_ticks(second, 5)
+    assert live[0]["seq"] == missed[-1] + 1
+
+
+async def test_resume_from_another_epoch_gets_a_fresh_snapshot(connect, producer) -> None:
+    communicator = await opened(connect, STREAM)
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    epoch = (await live_snapshot(communicator))["epoch"]
+    await collect_ticks(communicator, 2)
+    since = {"AAA": {"epoch": "an-old-epoch", "seq": 3}}
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["AAA"], "since": since}))
+    await next_frame(communicator, "ack")
+    snapshot = await next_frame(communicator, "snapshot")
+    assert snapshot["recovered"] is False
+    assert snapshot["epoch"] == epoch
+
+
+async def test_resubscribe_after_a_gap_fills_it_on_an_open_stream(connect, producer) -> None:
+    communicator = await opened(connect, STREAM)
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    epoch = (await live_snapshot(communicator))["epoch"]
+    await collect_ticks(communicator, 2)
+    # The client noticed a gap after seq 0: everything since is still held.
+    since = {"AAA": {"epoch": epoch, "seq": 0}}
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["AAA"], "since": since}))
+    await next_frame(communicator, "ack")
+    frame = await next_frame(communicator, "ticks")
+    assert frame.get("recovered") is True
+    seqs = [t["seq"] for t in frame["data"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_resume_beyond_what_is_held_gets_a_snapshot(connect, producer, redis_client) -> None:
+    communicator = await opened(connect, STREAM)
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    snapshot = await live_snapshot(communicator)
+    await collect_ticks(communicator, 3)
+    redis_client.zremrangebyrank("ticker:ticks:AAA", 0, 1)  # the oldest ticks have expired
+    since = {"AAA": {"epoch": snapshot["epoch"], "seq": 0}}
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["AAA"], "since": since}))
+    await next_frame(communicator, "ack")
+    assert (await next_frame(communicator, "snapshot"))["recovered"] is False
+
+
+async def test_symbol_stream_resumes_on_connect_from_the_url(connect, producer) -> None:
+    first = await opened(connect, SYMBOL_AAA)
+    snapshot = await live_snapshot(first)
+    seen = await collect_ticks(first, 5)
+    await first.disconnect()
+    await asyncio.sleep(0.5)
+    second = await opened(connect, f"{SYMBOL_AAA}?epoch={snapshot['epoch']}&seq={seen[-1]['seq']}")
+    frame = json.loads(await second.receive_from(timeout=5))
+    assert (frame["type"], frame["recovered"]) == ("ticks", True)
+    missed = [t["seq"] for t in frame["data"]]
+    assert missed[0] == seen[-1]["seq"] + 1
+    live = await collect_ticks(second, 3)
+    assert live[0]["seq"] == missed[-1] + 1
+
+
+@pytest.mark.parametrize("path", BOTH)
+async def test_subscribing_before_the_series_starts_gets_its_snapshot_when_it_does(connect, symbols, path) -> None:
+    communicator = await opened(connect, path)
+    if path == STREAM:
+        await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    empty = await next_frame(communicator, "snapshot")
+    assert (empty["epoch"], empty["seq"], empty["quote"]) == (None, 0, None)
+    async with running_producer(wait_for_ticks=False):
+        started = await live_snapshot(communicator)
+        ticks = await collect_ticks(communicator, 5)
+    seqs = [t["seq"] for t in ticks if t["symbol"] == "AAA"]
+    assert seqs == list(range(started["seq"] + 1, started["seq"] + 1 + len(seqs)))
