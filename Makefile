@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format chromium screenshot clean
+.PHONY: run test lint format chromium screenshot clean bench bench-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,12 @@ clean:
 ## screenshot: refresh docs/screenshot.png from the real page
 screenshot: $(DEV_STAMP) chromium
 	$(PY) -m tests.e2e.screenshot docs/screenshot.png
+
+## bench: fan-out of Ticker against the naive pattern and a plain websockets floor (~10 min;
+## sizes: BENCH_ARGS="--clients 100,500 --rates 200 ..." or BENCH_* variables, see docs/performance.md)
+bench: $(DEV_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+## bench-quick: the same, smaller (~2 min)
+bench-quick: $(DEV_STAMP)
+	$(PY) -m bench --quick $(BENCH_ARGS)

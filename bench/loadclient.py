@@ -1,0 +1,371 @@
+"""The load client: many WebSocket dashboards in one asyncio process, measuring what they receive.
+
+Run by the orchestrator as ``python -m bench.loadclient SPEC.json``; it talks to it with
+JSON lines. It connects its clients in bounded-concurrency waves, then prints
+``{"event": "connected", ...}``. On the ``measure T0 T1`` command (wall-clock seconds)
+it counts what arrives between T0 and T1 and prints ``{"event": "result", ...}``; on
+``close`` (or stdin closing, or its lifetime bound) it closes every socket and exits.
+
+What it measures, per tick received: the sequence gap against the last ``seq`` of that
+symbol on that connection (starting from the snapshot's ``seq``: ticks lost), and
+``now - ts`` in a 1 ms histogram (tick-to-client latency). Frames are parsed with orjson.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import sys
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+logger = logging.getLogger("bench.loadclient")
+
+# Latency histogram: 1 ms buckets up to this bound (later ticks land in the last bucket).
+HIST_MS = 120_000
+
+
+@dataclass
+class ClientSpec:
+    """What one load-client process does (written as JSON by the orchestrator)."""
+
+    urls: list[str]
+    mode: str  # "stream" (subscribe to symbols), "sync" (single-symbol URL), "idle" (hello only)
+    clients: int
+    symbols: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    origin: str | None = None
+    first_index: int = 0
+    concurrency: int = 25
+    open_timeout: float = 10.0
+    ready_timeout: float = 20.0
+    connect_budget: float = 60.0
+    max_seconds: float = 900.0
+
+    @classmethod
+    def load(cls, path: Path) -> ClientSpec:
+        return cls(**orjson.loads(path.read_bytes()))
+
+
+@dataclass
+class Stats:
+    """Counters of one process, for the measurement window unless named otherwise."""
+
+    measuring: bool = False
+    frames: int = 0
+    tick_frames: int = 0
+    bytes: int = 0
+    ticks: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    unanchored: int = 0
+    max_latency: int = 0
+    errors: int = 0
+    hist: array = field(default_factory=lambda: array("q", bytes(8 * HIST_MS)))
+    frame_types: dict[str, int] = field(default_factory=dict)
+    closed_codes: dict[str, int] = field(default_factory=dict)
+    ticks_total: int = 0
+    lost_total: int = 0
+
+
+class Dashboard:
+    """One connection: its per-symbol last ``seq`` and the reader loop."""
+
+    __slots__ = ("index", "last", "ready", "stats", "want", "ws")
+
+    def __init__(self, index: int, stats: Stats, want: int) -> None:
+        self.index = index
+        self.stats = stats
+        self.last: dict[str, int] = {}
+        self.want = want  # snapshots still expected before the connection counts as ready
+        self.ready = asyncio.Event()
+        self.ws: ClientConnection | None = None
+
+    def on_frame(self, raw: str | bytes) -> None:
+        now = time.time() * 1000.0
+        stats = self.stats
+        frame = orjson.loads(raw)
+        kind = frame.get("type")
+        measuring = stats.measuring
+        if kind == "ticks":
+            data = frame["data"]
+            last = self.last
+            lost = 0
+            counted = 0
+            if measuring:
+                hist = stats.hist
+                top = HIST_MS - 1
+                max_lat = stats.max_latency
+                for tick in data:
+                    symbol = tick["symbol"]
+                    seq = tick["seq"]
+                    prev = last.get(symbol)
+                    if prev is None:
+                        stats.unanchored += 1
+                        continue
+                    if seq <= prev:
+                        stats.duplicates += 1
+                        continue
+                    if seq != prev + 1:
+                        lost += seq - prev - 1
+                    last[symbol] = seq
+                    counted += 1
+                    lat = int(now - tick["ts"])
+                    if lat < 0:
+                        lat = 0
+                    elif lat > top:
+                        lat = top
+                    hist[lat] += 1
+                    if lat > max_lat:
+                        max_lat = lat
+                stats.max_latency = max_lat
+                stats.ticks += counted
+                stats.lost += lost
+                stats.frames += 1
+                stats.tick_frames += 1
+                stats.bytes += len(raw)
+            else:
+                for tick in data:
+                    symbol = tick["symbol"]
+                    seq = tick["seq"]
+                    prev = last.get(symbol)
+                    if prev is None or seq <= prev:
+                        continue
+                    if seq != prev + 1:
+                        lost += seq - prev - 1
+                    last[symbol] = seq
+                    counted += 1
+            stats.ticks_total += counted
+            stats.lost_total += lost
+            return
+        if measuring:
+            stats.frames += 1
+            stats.bytes += len(raw)
+            stats.frame_types[kind] = stats.frame_types.get(kind, 0) + 1
+        if kind == "snapshot":
+            self.last[frame["symbol"]] = frame["seq"] or 0
+            self.want -= 1
+            if self.want <= 0:
+                self.ready.set()
+        elif kind == "error":
+            stats.errors += 1
+            logger.warning("client %d got an error frame: %s", self.index, raw[:200])
+
+
+class LoadClient:
+    """Connects ``spec.clients`` dashboards and reads from all of them until told to close."""
+
+    def __init__(self, spec: ClientSpec) -> None:
+        self.spec = spec
+        self.stats = Stats()
+        self.dashboards: list[Dashboard] = []
+        self.failures: dict[str, int] = {}
+        self.connected = 0
+        self.readers: set[asyncio.Task[None]] = set()
+        self.commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def emit(self, event: str, **payload: Any) -> None:
+        sys.stdout.write(orjson.dumps({"event": event, **payload}).decode() + "\n")
+        sys.stdout.flush()
+
+    async def open_one(self, index: int, sem: asyncio.Semaphore) -> None:
+        spec = self.spec
+        url = spec.urls[(spec.first_index + index) % len(spec.urls)]
+        want = len(spec.symbols) if spec.mode == "stream" else (1 if spec.mode == "sync" else 0)
+        board = Dashboard(spec.first_index + index, self.stats, want)
+        async with sem:
+            try:
+                ws = await connect(
+                    url,
+                    additional_headers=spec.headers,
+                    origin=spec.origin,  # type: ignore[arg-type]
+                    open_timeout=spec.open_timeout,
+                    ping_interval=None,
+                    close_timeout=2,
+                    compression=None,
+                    max_size=2**24,
+                )
+            except Exception as exc:
+                self._fail(type(exc).__name__)
+                return
+            board.ws = ws
+            try:
+                async with asyncio.timeout(spec.ready_timeout):
+                    hello = orjson.loads(await ws.recv())
+                    if hello.get("type") != "hello":
+                        raise RuntimeError(f"expected hello, got {hello.get('type')}")
+                    if spec.mode == "stream":
+                        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": spec.symbols}).decode())
+                    reader = asyncio.get_running_loop().create_task(self.read(board))
+                    self.readers.add(reader)
+                    reader.add_done_callback(self.readers.discard)
+                    if want:
+                        await board.ready.wait()
+            except Exception as exc:
+                self._fail("ready " + type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return
+        self.dashboards.append(board)
+        self.connected += 1
+
+    def _fail(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    async def read(self, board: Dashboard) -> None:
+        assert board.ws is not None
+        try:
+            async for raw in board.ws:
+                board.on_frame(raw)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("client %d: reader failed", board.index)
+        finally:
+            code = board.ws.close_code
+            if self.stats.measuring or code not in (None, 1000):
+                key = str(code)
+                self.stats.closed_codes[key] = self.stats.closed_codes.get(key, 0) + 1
+
+    async def connect_all(self) -> None:
+        spec = self.spec
+        sem = asyncio.Semaphore(spec.concurrency)
+        started = time.monotonic()
+        tasks = [asyncio.create_task(self.open_one(i, sem)) for i in range(spec.clients)]
+        _, pending = await asyncio.wait(tasks, timeout=spec.connect_budget)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._fail("connect budget exceeded")
+            await asyncio.wait(pending, timeout=5)
+        self.emit(
+            "connected",
+            connected=self.connected,
+            failed=spec.clients - self.connected,
+            failures=self.failures,
+            seconds=round(time.monotonic() - started, 2),
+        )
+
+    def start_window(self) -> None:
+        self.cpu0 = time.process_time()
+        self.stats.measuring = True
+
+    def end_window(self) -> None:
+        self.stats.measuring = False
+        self.cpu1 = time.process_time()
+
+    async def measure(self, t0: float, t1: float) -> None:
+        loop = asyncio.get_running_loop()
+        # Schedule the window edges on the loop's clock from wall-clock instants.
+        loop.call_at(loop.time() + max(t0 - time.time(), 0), self.start_window)
+        await asyncio.sleep(max(t1 - time.time(), 0))
+        self.end_window()
+        stats = self.stats
+        hist = {str(i): n for i, n in enumerate(stats.hist) if n}
+        alive = sum(1 for board in self.dashboards if board.ws is not None and board.ws.close_code is None)
+        self.emit(
+            "result",
+            seconds=t1 - t0,
+            clients=self.connected,
+            alive=alive,
+            frames=stats.frames,
+            tick_frames=stats.tick_frames,
+            bytes=stats.bytes,
+            ticks=stats.ticks,
+            lost=stats.lost,
+            duplicates=stats.duplicates,
+            unanchored=stats.unanchored,
+            max_latency_ms=stats.max_latency,
+            errors=stats.errors,
+            frame_types=stats.frame_types,
+            closed_codes=stats.closed_codes,
+            latency_hist=hist,
+            cpu_s=round(self.cpu1 - self.cpu0, 3),
+            ticks_total=stats.ticks_total,
+            lost_total=stats.lost_total,
+        )
+
+    async def close_all(self) -> None:
+        async def close(board: Dashboard) -> None:
+            if board.ws is not None:
+                with contextlib.suppress(Exception):
+                    await board.ws.close()
+
+        sem = asyncio.Semaphore(200)
+
+        async def bounded(board: Dashboard) -> None:
+            async with sem:
+                await close(board)
+
+        tasks = [asyncio.create_task(bounded(b)) for b in self.dashboards]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        for task in list(self.readers):
+            task.cancel()
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._stdin_reader, args=(loop,), daemon=True).start()
+        deadline = time.monotonic() + self.spec.max_seconds
+        try:
+            await self.connect_all()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    logger.warning("lifetime bound of %.0f s reached: closing", self.spec.max_seconds)
+                    break
+                try:
+                    command = await asyncio.wait_for(self.commands.get(), timeout=remaining)
+                except TimeoutError:
+                    continue
+                parts = command.split()
+                if not parts or parts[0] == "close":
+                    break
+                if parts[0] == "measure":
+                    await self.measure(float(parts[1]), float(parts[2]))
+        finally:
+            await self.close_all()
+            self.emit("closed")
+
+    def _stdin_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(self.commands.put_nowait, line.strip())
+        loop.call_soon_threadsafe(self.commands.put_nowait, "close")
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m bench.loadclient SPEC.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s loadclient %(process)d %(message)s",
+        stream=sys.stderr,
+    )
+    spec = ClientSpec.load(Path(args[0]))
+    limit = raise_nofile()
+    if limit < spec.clients + 64:
+        logger.warning("open-file limit %d is below %d clients", limit, spec.clients)
+    asyncio.run(LoadClient(spec).main())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

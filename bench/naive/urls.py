@@ -1,0 +1,3 @@
+"""No HTTP pages: the naive reference only streams."""
+
+urlpatterns: list = []

@@ -1,0 +1,746 @@
+"""The orchestrator of ``make bench``: start each server, run the load client against it, report.
+
+For every target (Ticker, the floor, the naive tutorial pattern) it starts the whole
+server on 127.0.0.1, then runs the scenarios in order: idle connections (memory per
+connection, measured on a fresh server), then dashboards x symbols at each producer
+rate, then (Ticker) the sync single-symbol endpoint and the fan-out on two Daphne
+processes. Every scenario is bounded: connect budget, warm-up, measurement window,
+result deadline; the whole run has a deadline too. Everything started is stopped in
+``finally`` blocks, by process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from bench import profile, report
+from bench.procs import ManagedProcess, ProcessSampler, raise_nofile_limit, rss_of, wait_for
+from bench.targets import PYTHON, REPO, FloorTarget, NaiveTarget, Target, TickerTarget, base_env
+
+logger = logging.getLogger("bench")
+
+RESULTS = REPO / "bench" / "results"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+@dataclass
+class Config:
+    """Sizes and durations of a run (CLI flags, defaulting to ``BENCH_*`` environment variables)."""
+
+    clients: list[int] = field(default_factory=lambda: [100, 500, 1000])
+    rates: list[float] = field(default_factory=lambda: [200.0, 1000.0])
+    symbols: int = 50
+    per_client: int = 50
+    duration: float = 8.0
+    warmup: float = 2.0
+    idle: int = 2000
+    sync_clients: int = 200
+    sync_rate: float = 1000.0
+    multi_web: int = 1000
+    multi_web_procs: int = 2
+    naive_clients: list[int] = field(default_factory=lambda: [100, 500])
+    targets: list[str] = field(default_factory=lambda: ["ticker", "floor", "naive"])
+    client_procs: int = 0  # 0: one per 400 clients, at most the number of CPUs
+    concurrency: int = 25
+    connect_budget: float = 30.0
+    naive_connect_budget: float = 20.0
+    max_minutes: float = 14.0
+    profile: str = ""
+    profile_seconds: float = 10.0
+    ref: str = ""
+    quick: bool = False
+    keep: bool = False
+    out: str = str(RESULTS)
+
+
+QUICK = {
+    "clients": [100, 300],
+    "rates": [200.0, 1000.0],
+    "duration": 4.0,
+    "warmup": 1.0,
+    "idle": 500,
+    "sync_clients": 50,
+    "multi_web": 0,
+    "naive_clients": [100],
+    "connect_budget": 20.0,
+    "naive_connect_budget": 15.0,
+    "max_minutes": 4.0,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Build the configuration from flags, ``BENCH_*`` variables and the quick preset."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", default=env("BENCH_QUICK", "") == "1", help="~2 min preset")
+    parser.add_argument("--clients", default=env("BENCH_CLIENTS"), help="dashboards per scenario, e.g. 100,500,1000")
+    parser.add_argument("--rates", default=env("BENCH_RATES"), help="producer ticks/s in total, e.g. 200,1000")
+    parser.add_argument("--symbols", type=int, default=int(env("BENCH_SYMBOLS", "50")), help="symbols in the market")
+    parser.add_argument("--per-client", type=int, default=None, help="symbols each dashboard subscribes to")
+    parser.add_argument("--duration", type=float, default=env("BENCH_DURATION"), help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=env("BENCH_WARMUP"), help="seconds between connect and measure")
+    parser.add_argument("--idle", type=int, default=env("BENCH_IDLE"), help="idle connections (0: skip)")
+    parser.add_argument("--sync-clients", type=int, default=env("BENCH_SYNC_CLIENTS"), help="sync endpoint (0: skip)")
+    parser.add_argument("--sync-rate", type=float, default=env("BENCH_SYNC_RATE"), help="rate for the sync scenario")
+    parser.add_argument("--multi-web", type=int, default=env("BENCH_MULTI_WEB"), help="dashboards on several Daphnes")
+    parser.add_argument("--multi-web-procs", type=int, default=int(env("BENCH_MULTI_WEB_PROCS", "2")))
+    parser.add_argument(
+        "--naive-clients", default=env("BENCH_NAIVE_CLIENTS"), help="dashboards for the naive reference"
+    )
+    parser.add_argument("--targets", default=env("BENCH_TARGETS"), help="ticker,floor,naive")
+    parser.add_argument("--client-procs", type=int, default=int(env("BENCH_CLIENT_PROCS", "0")))
+    parser.add_argument(
+        "--concurrency", type=int, default=int(env("BENCH_CONCURRENCY", "25")), help="handshakes at once"
+    )
+    parser.add_argument("--max-minutes", type=float, default=env("BENCH_MAX_MINUTES"), help="deadline of the whole run")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="500@200",
+        default=env("BENCH_PROFILE", ""),
+        help="py-spy Daphne during a repeat of Ticker's CLIENTS@RATE scenario (default 500@200)",
+    )
+    parser.add_argument("--ref", default=env("BENCH_REF", ""), help="benchmark this git ref of Ticker (git archive)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    parser.add_argument("--out", default=env("BENCH_OUT", str(RESULTS)), help="results directory")
+    args = parser.parse_args(argv)
+
+    config = Config()
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(config, key, value)
+        config.quick = True
+    if args.clients:
+        config.clients = _ints(args.clients)
+    if args.rates:
+        config.rates = _floats(args.rates)
+    if args.naive_clients is not None:
+        config.naive_clients = _ints(args.naive_clients)
+    if args.targets:
+        config.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for key in ("duration", "warmup", "sync_rate", "max_minutes"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, float(value))
+    for key in ("idle", "sync_clients", "multi_web"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, int(value))
+    config.symbols = args.symbols
+    config.per_client = min(args.per_client or config.symbols, config.symbols)
+    config.multi_web_procs = args.multi_web_procs
+    config.client_procs = args.client_procs
+    config.concurrency = args.concurrency
+    config.profile = args.profile or ""
+    config.ref = args.ref
+    config.keep = args.keep
+    config.out = args.out
+    if config.sync_rate not in config.rates:
+        config.sync_rate = max(config.rates)
+    return config
+
+
+# --- load-client processes ----------------------------------------------------------------
+
+
+class ClientGroup:
+    """The load-client processes of one scenario and the JSON lines they print."""
+
+    def __init__(self, workdir: Path, label: str) -> None:
+        self.workdir = workdir
+        self.label = label
+        self.processes: list[ManagedProcess] = []
+        self.lines: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+
+    def spawn(self, specs: list[dict[str, Any]]) -> None:
+        slug = "".join(c if c.isalnum() else "-" for c in self.label)
+        for spec in specs:
+            index = len(self.processes)
+            path = self.workdir / f"client-{slug}-{index}.json"
+            path.write_bytes(orjson.dumps(spec))
+            process = ManagedProcess(
+                f"client{index}",
+                [PYTHON, "-m", "bench.loadclient", str(path)],
+                self.workdir / f"client-{slug}-{index}.log",
+                REPO,
+                base_env({"PYTHONPATH": str(REPO)}),
+                stdin_pipe=True,
+                stdout_pipe=True,
+            ).start()
+            self.processes.append(process)
+            threading.Thread(target=self._read, args=(index, process), daemon=True).start()
+
+    def _read(self, index: int, process: ManagedProcess) -> None:
+        assert process.popen is not None
+        assert process.popen.stdout is not None
+        for raw in process.popen.stdout:
+            with contextlib.suppress(ValueError):
+                self.lines.put((index, orjson.loads(raw)))
+        self.lines.put((index, {"event": "exit"}))
+
+    def collect(self, event: str, indexes: set[int], timeout: float) -> dict[int, dict[str, Any]]:
+        """Wait for ``event`` from each process in ``indexes`` (a process that exits counts as failed)."""
+        got: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        pending = set(indexes)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.warning("%s: no %r from load clients %s in %.0f s", self.label, event, sorted(pending), timeout)
+                break
+            try:
+                index, line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line.get("event") == event and index in pending:
+                got[index] = line
+                pending.discard(index)
+            elif line.get("event") == "exit" and index in pending:
+                logger.warning("%s: load client %d exited early:\n%s", self.label, index, self.processes[index].tail())
+                pending.discard(index)
+        return got
+
+    def send(self, command: str, indexes: set[int] | None = None) -> None:
+        for i, process in enumerate(self.processes):
+            if indexes is not None and i not in indexes:
+                continue
+            if process.popen is not None and process.popen.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.popen.stdin.write((command + "\n").encode())
+                    process.popen.stdin.flush()
+
+    def pids(self) -> dict[str, int]:
+        return {p.name: p.pid for p in self.processes if p.alive()}
+
+    def close(self, timeout: float = 20.0) -> None:
+        self.send("close")
+        self.collect("closed", {i for i, p in enumerate(self.processes) if p.alive()}, timeout)
+        for process in self.processes:
+            process.stop(timeout=5)
+
+
+# --- scenarios ----------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """One measured load against one target."""
+
+    kind: str  # stream | sync | idle
+    clients: int
+    rate: float
+    per_client: int
+    web_procs: int = 1
+    profiled: bool = False
+
+    def label(self) -> str:
+        if self.kind == "idle":
+            return f"idle {self.clients}"
+        if self.kind == "sync":
+            return f"sync {self.clients}x1 @{self.rate:.0f}"
+        web = f" {self.web_procs}web" if self.web_procs > 1 else ""
+        return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}" + (" profiled" if self.profiled else "")
+
+
+class Runner:
+    """Runs every scenario of a configuration and collects the results."""
+
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.results: list[dict[str, Any]] = []
+        self.skipped: list[str] = []
+        self.profile: dict[str, Any] | None = None
+        self.started = time.monotonic()
+        self.deadline = self.started + config.max_minutes * 60
+        self.stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ") + ("-quick" if config.quick else "")
+        self.product = REPO
+
+    # --- plan -------------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def client_procs(self, clients: int) -> int:
+        if self.config.client_procs > 0:
+            return min(self.config.client_procs, clients)
+        return max(1, min(os.cpu_count() or 1, math.ceil(clients / 400)))
+
+    def budget(self, target: Target) -> float:
+        return self.config.naive_connect_budget if target.name == "naive" else self.config.connect_budget
+
+    def make_target(self, name: str, web_procs: int = 1) -> Target:
+        if name == "ticker":
+            return TickerTarget(self.workdir, self.config.symbols, self.product, web_procs=web_procs)
+        if name == "naive":
+            return NaiveTarget(self.workdir, self.config.symbols)
+        if name == "floor":
+            return FloorTarget(self.workdir, self.config.symbols)
+        raise ValueError(f"unknown target {name!r}")
+
+    def plan(self, name: str) -> list[Scenario]:
+        cfg = self.config
+        plan: list[Scenario] = []
+        if cfg.idle > 0:
+            plan.append(Scenario("idle", cfg.idle, cfg.rates[0], 0))
+        clients = cfg.naive_clients if name == "naive" else cfg.clients
+        for rate in cfg.rates:
+            plan += [Scenario("stream", n, rate, cfg.per_client) for n in clients]
+        if name == "ticker" and cfg.sync_clients > 0:
+            plan.append(Scenario("sync", cfg.sync_clients, cfg.sync_rate, 1))
+        if name == "ticker" and cfg.profile:
+            clients_text, _, rate_text = cfg.profile.partition("@")
+            rate = float(rate_text or cfg.rates[0])
+            plan.append(Scenario("stream", int(clients_text), rate, cfg.per_client, profiled=True))
+        return plan
+
+    # --- running --------------------------------------------------------------------
+
+    def run(self) -> None:
+        cfg = self.config
+        if cfg.ref:
+            self.product = self.export(cfg.ref)
+        for name in cfg.targets:
+            self.run_target(name, 1, self.plan(name))
+        if "ticker" in cfg.targets and cfg.multi_web > 0 and cfg.multi_web_procs > 1:
+            scenario = Scenario("stream", cfg.multi_web, cfg.rates[0], cfg.per_client, web_procs=cfg.multi_web_procs)
+            self.run_target("ticker", cfg.multi_web_procs, [scenario])
+
+    def export(self, ref: str) -> Path:
+        """A clean copy of Ticker at ``ref`` (the harness itself stays this checkout's)."""
+        dest = self.workdir / "product"
+        dest.mkdir(parents=True)
+        git = ["git", "-C", str(REPO), "archive", ref]
+        archive = subprocess.run(git, check=True, capture_output=True, timeout=60)  # noqa: S603
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=60)  # noqa: S603, S607
+        logger.info("benchmarking Ticker at %s (exported to %s)", ref, dest)
+        return dest
+
+    def run_target(self, name: str, web_procs: int, plan: list[Scenario]) -> None:
+        if self.remaining() < 60:
+            self.skipped += [f"{name} {s.label()}: run deadline reached" for s in plan]
+            return
+        target = self.make_target(name, web_procs)
+        try:
+            started = time.monotonic()
+            target.start(plan[0].rate)
+            logger.info("%s started in %.1f s (web on %s)", name, time.monotonic() - started, target.web_ports)
+            for scenario in plan:
+                needed = self.budget(target) / 2 + self.config.warmup + self.config.duration + 15
+                if self.remaining() < needed:
+                    self.skipped.append(f"{name} {scenario.label()}: run deadline reached")
+                    continue
+                try:
+                    self.results.append(self.run_scenario(target, scenario))
+                except Exception as exc:
+                    logger.exception("%s %s failed", name, scenario.label())
+                    self.skipped.append(f"{name} {scenario.label()}: failed ({exc!r})")
+                    with contextlib.suppress(Exception):
+                        target.restart_web()
+                self.print_last()
+        except Exception as exc:
+            logger.exception("%s could not run", name)
+            self.skipped.append(f"{name}: could not run ({exc!r})")
+            logger.error("logs of %s:\n%s", name, target.logs())
+        finally:
+            target.stop()
+
+    def print_last(self) -> None:
+        if self.results:
+            logger.info("\n%s", report.render_table(self.results[-1:]))
+
+    def settle(self, target: Target, names: list[str]) -> list[str]:
+        """Wait (bounded) for the web processes to go quiet after the previous scenario."""
+        notes: list[str] = []
+        pids = target.pids()
+
+        def quiet() -> bool:
+            sampler = ProcessSampler({n: pids[n] for n in names if n in pids})
+            sampler.start()
+            time.sleep(0.5)  # the sampling interval
+            return all(v["cpu_pct"] < 25 for v in sampler.stop().values())
+
+        try:
+            wait_for(quiet, 15, f"{target.name} web processes to go quiet", interval=0)
+        except TimeoutError:
+            notes.append("web still busy from the previous scenario: restarted it")
+            target.restart_web()
+        return notes
+
+    def specs(self, target: Target, scenario: Scenario) -> list[dict[str, Any]]:
+        procs = self.client_procs(scenario.clients)
+        share = [scenario.clients // procs + (1 if i < scenario.clients % procs else 0) for i in range(procs)]
+        if scenario.kind == "sync":
+            urls = target.sync_urls(target.symbols[0], scenario.web_procs)
+        else:
+            urls = target.stream_urls(scenario.web_procs)
+        mode = scenario.kind
+        specs, first = [], 0
+        for n in share:
+            specs.append(
+                {
+                    "urls": urls,
+                    "mode": mode,
+                    "clients": n,
+                    "symbols": target.symbols[: scenario.per_client] if mode == "stream" else [],
+                    "headers": target.headers(),
+                    "origin": target.origin(),
+                    "first_index": first,
+                    "concurrency": max(1, self.config.concurrency // procs),
+                    "connect_budget": self.budget(target),
+                    "ready_timeout": min(20.0, self.budget(target)),
+                    "max_seconds": self.budget(target) + self.config.warmup + self.config.duration + 120,
+                }
+            )
+            first += n
+        return specs
+
+    def run_scenario(self, target: Target, scenario: Scenario) -> dict[str, Any]:
+        cfg = self.config
+        label = scenario.label()
+        logger.info("%s: %s", target.name, label)
+        target.set_rate(scenario.rate)
+        target.wait_rate(scenario.rate)
+        web_names = target.web_names(scenario.web_procs)
+        notes = self.settle(target, web_names)
+        group = ClientGroup(self.workdir, f"{target.name} {label}")
+        result: dict[str, Any] = {
+            "target": target.name,
+            "scenario": label,
+            "kind": scenario.kind,
+            "clients_requested": scenario.clients,
+            "symbols_per_client": scenario.per_client,
+            "rate": scenario.rate,
+            "web_procs": scenario.web_procs,
+            "profiled": scenario.profiled,
+            "notes": notes,
+        }
+        try:
+            if scenario.kind == "idle":
+                self.connect_idle(target, scenario, group, result)
+            else:
+                specs = self.specs(target, scenario)
+                group.spawn(specs)
+                connected = group.collect("connected", set(range(len(specs))), self.budget(target) + 30)
+                self.note_connected(result, connected.values(), len(specs))
+            # Warm-up: let connection bursts and queues settle before counting.
+            time.sleep(cfg.warmup)
+            self.measure(target, scenario, group, result)
+        finally:
+            group.close()
+        return result
+
+    def connect_idle(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
+        """Connect a tenth, note the web RSS, connect the rest: memory per connection is the slope."""
+        web = target.pids()[target.web_names(1)[0]]
+        first = max(1, scenario.clients // 10)
+        specs = self.specs(target, Scenario("idle", first, scenario.rate, 0))
+        specs[0]["clients"] = first
+        group.spawn(specs[:1])
+        got = group.collect("connected", {0}, self.budget(target) + 30)
+        rss_a = self.stable_rss(web)
+        rest = self.specs(target, Scenario("idle", scenario.clients - first, scenario.rate, 0))
+        group.spawn(rest)
+        got |= group.collect("connected", set(range(1, 1 + len(rest))), self.budget(target) + 30)
+        rss_b = self.stable_rss(web)
+        self.note_connected(result, got.values(), 1 + len(rest))
+        second = sum(line.get("connected", 0) for i, line in got.items() if i > 0)
+        result["web_rss_before_mib"] = round(rss_a / 2**20, 1)
+        result["web_rss_after_mib"] = round(rss_b / 2**20, 1)
+        if second > 0:
+            result["kib_per_conn"] = round((rss_b - rss_a) / second / 1024, 1)
+
+    @staticmethod
+    def stable_rss(pid: int, timeout: float = 10.0) -> int:
+        """RSS once it stops moving by more than 1 % over half a second (bounded)."""
+        deadline = time.monotonic() + timeout
+        last = rss_of(pid)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)  # the sampling interval
+            now = rss_of(pid)
+            if abs(now - last) <= 0.01 * max(last, 1):
+                return now
+            last = now
+        return last
+
+    @staticmethod
+    def note_connected(result: dict[str, Any], lines: Any, procs: int) -> None:
+        lines = list(lines)
+        connected = sum(line.get("connected", 0) for line in lines)
+        failures: dict[str, int] = {}
+        for line in lines:
+            for reason, n in line.get("failures", {}).items():
+                failures[reason] = failures.get(reason, 0) + n
+        result["clients_connected"] = connected
+        result["connect_failures"] = failures
+        result["connect_seconds"] = max((line.get("seconds", 0) for line in lines), default=None)
+        if len(lines) < procs:
+            result["notes"].append(f"{procs - len(lines)} load-client processes never reported")
+
+    def measure(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
+        cfg = self.config
+        indexes = set(range(len(group.processes)))
+        server = target.pids()
+        clients = group.pids()
+        sampler = ProcessSampler({**server, **clients})
+        t0 = time.time() + 0.3
+        t1 = t0 + cfg.duration
+        group.send(f"measure {t0} {t1}")
+        spy = None
+        if scenario.profiled:
+            spy = self.start_profile(target, server[target.web_names(1)[0]], scenario)
+        time.sleep(max(0.0, t0 - time.time()))  # until the window opens
+        sampler.start()
+        seqs0, m0 = target.seqs(), time.monotonic()
+        while time.time() < t1:
+            time.sleep(min(1.0, max(0.0, t1 - time.time())))  # RSS sampled once a second
+            sampler.sample_rss()
+        seqs1, m1 = target.seqs(), time.monotonic()
+        usage = sampler.stop()
+        lines = group.collect("result", indexes, 30)
+        if spy is not None:
+            self.finish_profile(spy, scenario)
+        self.compute(target, scenario, result, usage, lines.values(), seqs0, seqs1, m1 - m0, list(clients))
+
+    def compute(
+        self,
+        target: Target,
+        scenario: Scenario,
+        result: dict[str, Any],
+        usage: dict[str, dict[str, float]],
+        lines: Any,
+        seqs0: dict[str, int],
+        seqs1: dict[str, int],
+        elapsed: float,
+        client_names: list[str],
+    ) -> None:
+        lines = list(lines)
+        duration = self.config.duration
+        subscribed = target.symbols[: scenario.per_client] if scenario.kind == "stream" else target.symbols[:1]
+        per_symbol = {s: (seqs1[s] - seqs0[s]) / elapsed for s in target.symbols}
+        producer_tps = sum(per_symbol.values())
+        expected = 0.0 if scenario.kind == "idle" else sum(per_symbol[s] for s in subscribed) * scenario.clients
+        ticks = sum(line.get("ticks", 0) for line in lines)
+        frames = sum(line.get("frames", 0) for line in lines)
+        hist = report.merge_hist(line.get("latency_hist", {}) for line in lines)
+        web_names = target.web_names(scenario.web_procs)
+        server_names = [n for n in usage if n not in client_names]
+        web_cpu_s = sum(usage[n]["cpu_s"] for n in web_names if n in usage)
+        stack_cpu_s = sum(usage[n]["cpu_s"] for n in server_names)
+        client_pcts = [usage[n]["cpu_pct"] for n in client_names if n in usage]
+        closed: dict[str, int] = {}
+        types: dict[str, int] = {}
+        for line in lines:
+            for key, n in line.get("closed_codes", {}).items():
+                closed[key] = closed.get(key, 0) + n
+            for key, n in line.get("frame_types", {}).items():
+                types[key] = types.get(key, 0) + n
+        delivered = ticks / duration
+        result.update(
+            {
+                "duration_s": duration,
+                "producer_tps": round(producer_tps, 1),
+                "expected_tps": round(expected, 1),
+                "delivered_tps": round(delivered, 1),
+                "delivered_pct": round(100.0 * delivered / expected, 1) if expected else None,
+                "lost": sum(line.get("lost", 0) for line in lines),
+                "duplicates": sum(line.get("duplicates", 0) for line in lines),
+                "p50_ms": report.percentile(hist, 0.50),
+                "p99_ms": report.percentile(hist, 0.99),
+                "max_ms": max((line.get("max_latency_ms", 0) for line in lines), default=None) if ticks else None,
+                "frames_per_s": round(frames / duration, 1),
+                "ticks_per_frame": round(ticks / max(1, sum(line.get("tick_frames", 0) for line in lines)), 1),
+                "mbytes_per_s": round(sum(line.get("bytes", 0) for line in lines) / duration / 1e6, 2),
+                "web_cpu_pct": round(sum(usage[n]["cpu_pct"] for n in web_names if n in usage), 1),
+                "web_rss_mib": round(sum(usage[n]["rss_mib"] for n in web_names if n in usage), 1),
+                "stack_cpu_pct": round(sum(usage[n]["cpu_pct"] for n in server_names), 1),
+                "client_cpu_pct": round(sum(client_pcts), 1),
+                "client_cpu_max_pct": max(client_pcts, default=0.0),
+                "client_procs": len(client_names),
+                "cpu_per_frame_ms": round(1000.0 * web_cpu_s / frames, 4) if frames and ticks else None,
+                "stack_cpu_per_frame_ms": round(1000.0 * stack_cpu_s / frames, 4) if frames and ticks else None,
+                "processes": usage,
+                "closed_codes": closed,
+                "frame_types": types,
+                "errors": sum(line.get("errors", 0) for line in lines),
+                "alive_at_end": sum(line.get("alive", 0) for line in lines),
+            }
+        )
+        connected = result.get("clients_connected", 0)
+        result["clients_text"] = f"{connected}/{scenario.clients}" if connected != scenario.clients else str(connected)
+        saturated = " sat" if result["client_cpu_max_pct"] >= 90 else ""
+        result["client_cpu_text"] = f"{result['client_cpu_pct']:.0f}/{len(client_names)}p{saturated}"
+        if result["alive_at_end"] < connected:
+            result["notes"].append(f"{connected - result['alive_at_end']} connections closed during the run: {closed}")
+        if result["connect_failures"]:
+            result["notes"].append(f"connect failures: {result['connect_failures']}")
+        if scenario.kind != "idle" and abs(producer_tps - scenario.rate) > 0.15 * scenario.rate:
+            result["notes"].append(f"producer reached {producer_tps:.0f} of {scenario.rate:.0f} ticks/s")
+        if result["client_cpu_max_pct"] >= 90:
+            result["notes"].append("a load-client process was CPU-saturated: figures are bounded by the client")
+
+    # --- profiling ----------------------------------------------------------------------
+
+    def start_profile(self, target: Target, pid: int, scenario: Scenario) -> ManagedProcess | None:
+        out = Path(self.config.out) / f"{self.stamp}-profile.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            spy = profile.recorder(pid, self.config.duration, out, self.workdir / "py-spy.log", base_env({}))
+            return spy.start()
+        except Exception as exc:
+            logger.warning("no profile: %r", exc)
+            return None
+
+    def finish_profile(self, spy: ManagedProcess, scenario: Scenario) -> None:
+        assert spy.popen is not None
+        try:
+            spy.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            logger.warning("py-spy did not finish in time")
+        spy.stop()
+        out = Path(self.config.out) / f"{self.stamp}-profile.txt"
+        if not out.exists():
+            logger.warning("py-spy wrote nothing:\n%s", spy.tail())
+            return
+        self.profile = {"scenario": f"ticker {scenario.label()}", "file": out.name, **profile.summarize(out)}
+
+    # --- output -----------------------------------------------------------------------
+
+    def environment(self) -> dict[str, Any]:
+        def git(*args: str) -> str:
+            try:
+                return subprocess.run(  # noqa: S603
+                    ["git", "-C", str(REPO), *args],  # noqa: S607
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=True,
+                ).stdout.strip()
+            except (subprocess.SubprocessError, OSError):
+                return ""
+
+        commit = git("rev-parse", "--short", self.config.ref or "HEAD")
+        dirty = not self.config.ref and bool(git("status", "--porcelain", "--", "dashboard", "workers", "ticker"))
+        model = ""
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        versions = {}
+        for dist in ("Django", "channels", "channels-redis", "daphne", "redis", "websockets", "Twisted", "orjson"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                versions[dist] = metadata.version(dist)
+        return {
+            "commit": commit,
+            "dirty": dirty,
+            "cpus": os.cpu_count(),
+            "cpu_model": model,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "versions": versions,
+            "nofile": raise_nofile_limit(),
+        }
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "stamp": self.stamp,
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+            "config": asdict(self.config),
+            "environment": self.environment(),
+            "results": self.results,
+            "ratios": report.ratios(self.results),
+            "skipped": self.skipped,
+            "profile": self.profile,
+        }
+
+    def write(self) -> tuple[Path, Path, dict[str, Any]]:
+        doc = self.document()
+        out = Path(self.config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = out / f"{self.stamp}.json", out / f"{self.stamp}.md"
+        for path, text in ((json_path, json.dumps(doc, indent=1) + "\n"), (md_path, report.render_markdown(doc))):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        return json_path, md_path, doc
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks stop every child."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``make bench`` / ``python -m bench``."""
+    logging.basicConfig(
+        level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    config = parse_args(argv)
+    raise_nofile_limit()
+    workdir = Path(tempfile.mkdtemp(prefix="ticker-bench-"))
+    runner = Runner(config, workdir)
+    logger.info("work directory %s; run deadline %.0f min", workdir, config.max_minutes)
+    interrupted = False
+    try:
+        with terminate_as_interrupt():
+            runner.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("interrupted: writing what was measured")
+    finally:
+        json_path, md_path, doc = runner.write()
+        if config.keep or interrupted:
+            logger.info("logs kept in %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(report.render_table(doc["results"]))
+    if doc["ratios"]:
+        print("\nTicker against the references (same run):")
+        print(report.render_ratios(doc["ratios"]))
+    if doc["skipped"]:
+        print("\nNot run: " + "; ".join(doc["skipped"]))
+    shown = json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path
+    print(f"\nWritten: {shown} and {md_path.name}")
+    return 1 if interrupted else 0
