@@ -58,7 +58,7 @@ def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
     }
     try:
         async_to_sync(layer.group_send)(CATALOG_GROUP, message)
-    except Exception:
-        logger.warning("catalog change not broadcast: channel layer unavailable", exc_info=True)
+    except Exception as exc:
+        logger.warning("catalog change not broadcast: channel layer unavailable (%r)", exc)
         return False
     return True

@@ -41,6 +41,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+FAST_SYMBOLS_SCRIPT = """
+from dashboard.models import Symbol
+for i in range(%d):
+    Symbol.objects.get_or_create(symbol=f"F{i:02d}", defaults=dict(name=f"Fast {i}", initial_price=100, tick_interval_ms=50))
+"""
+
+
 def procfile_commands() -> dict[str, str]:
     commands = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
@@ -91,6 +98,9 @@ class Stack:
     """Redis, Daphne, worker and beat for one test session, in ``workdir``."""
 
     workdir: Path
+    # Extra symbols F00, F01, ... ticking every 50 ms: load for slow-client and fan-out tests.
+    fast_symbols: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
     redis: EmbeddedRedis | None = None
     processes: dict[str, Process] = field(default_factory=dict)
@@ -122,6 +132,7 @@ class Stack:
             }
         )
         env.pop("CELERY_BROKER_URL", None)
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -130,7 +141,10 @@ class Stack:
         self.redis.start()
         env = self.env()
         manage = [sys.executable, str(ROOT / "manage.py")]
-        for command in (["migrate", "--noinput"], ["load_demo"]):
+        commands = [["migrate", "--noinput"], ["load_demo"]]
+        if self.fast_symbols:
+            commands.append(["shell", "-c", FAST_SYMBOLS_SCRIPT % self.fast_symbols])
+        for command in commands:
             subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
         # Exactly what `make run` starts: the Procfile's commands.
         for name, command in procfile_commands().items():

@@ -1,0 +1,144 @@
+"""Daphne, with a bound on what a slow WebSocket client can make the server hold.
+
+Daphne hands every frame to Twisted's transport, which buffers without limit when a
+client stops reading: one stalled tab would grow the server's memory for as long as
+it stays connected. This runs Daphne's own command line (same options) with one
+change, a WebSocket protocol subclass that
+
+* watches the bytes waiting in the transport's write buffer (Twisted's producer API is
+  taken: Daphne leaves the HTTP channel registered on the upgraded transport),
+* closes a client whose buffer has stayed full for ``SLOW_CLIENT_SECONDS`` with
+  close code 4408, dropping its frames meanwhile, and aborts the TCP connection when
+  not even the close frame can be delivered,
+* closes at once a client whose pending bytes pass ``MAX_OUTBOUND_BYTES``,
+* drops frames the application sends once the closing handshake has begun (Daphne
+  would raise inside the consumer for a frame that can no longer be delivered).
+
+The application then gets its ``websocket.disconnect`` and releases the connection.
+
+Usage: ``python -m ticker.server [daphne options] ticker.asgi:application``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import reactor
+
+logger = logging.getLogger("ticker.server")
+
+CLOSE_TOO_SLOW = 4408
+
+
+class BoundedWebSocketProtocol(WebSocketProtocol):
+    """Daphne's WebSocket protocol that closes clients which stop reading (4408)."""
+
+    slow_after = 5.0
+    max_outbound_bytes = 4 * 1024 * 1024
+    # "Full": more than Twisted's own write-buffer size waiting, the point where it
+    # would tell a producer to pause.
+    full_bytes = 64 * 1024
+    # A small kernel send buffer makes a stalled reader visible in seconds, not minutes.
+    socket_send_buffer = 64 * 1024
+    abort_after = 3.0
+    slow_closing = False
+    full_since: float | None = None
+
+    def onOpen(self) -> None:  # noqa: N802 - autobahn's interface
+        super().onOpen()
+        try:
+            self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.socket_send_buffer)
+        except (AttributeError, OSError):
+            pass  # not a TCP socket (UNIX socket, test transport)
+
+    def pending_bytes(self) -> int:
+        # Twisted's FileDescriptor keeps unsent data in these two attributes.
+        transport = self.transport
+        return len(getattr(transport, "dataBuffer", b"")) + getattr(transport, "_tempDataLen", 0)
+
+    def _update_fullness(self) -> int:
+        pending = self.pending_bytes()
+        if pending <= self.full_bytes:
+            self.full_since = None
+        elif self.full_since is None:
+            self.full_since = time.monotonic()
+        return pending
+
+    def serverSend(self, content: Any, binary: bool = False) -> None:  # noqa: N802 - Daphne's interface
+        if self.state != self.STATE_OPEN or self.slow_closing:
+            # The closing handshake has begun (either side): a frame can no longer be
+            # delivered, and raising would only kill the consumer with a traceback.
+            return
+        if self._update_fullness() > self.max_outbound_bytes:
+            self.close_slow("outbound buffer over the limit")
+            return
+        super().serverSend(content, binary)
+
+    def check_timeouts(self) -> None:
+        super().check_timeouts()
+        if self.slow_closing or self.state != self.STATE_OPEN:
+            return
+        self._update_fullness()
+        if self.full_since is not None and time.monotonic() - self.full_since >= self.slow_after:
+            self.close_slow(f"write buffer full for {time.monotonic() - self.full_since:.1f} s")
+
+    def close_slow(self, reason: str) -> None:
+        self.slow_closing = True
+        client = "%s:%s" % tuple(self.client_addr) if self.client_addr else "?"
+        logger.warning(
+            "closing slow client %s on %s with %d: %s (%d bytes pending)",
+            client,
+            self.request.path if getattr(self, "request", None) else "?",
+            CLOSE_TOO_SLOW,
+            reason,
+            self.pending_bytes(),
+        )
+        self.sendClose(code=CLOSE_TOO_SLOW, reason="too slow")
+        reactor.callLater(self.abort_after, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=True)
+
+
+class BoundedServer(Server):
+    """Daphne's server, building WebSocket connections with ``BoundedWebSocketProtocol``."""
+
+    @property
+    def ws_factory(self) -> Any:
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory: Any) -> None:
+        # Daphne creates its WebSocket factory inside run(); swap the protocol as it does.
+        factory.protocol = BoundedWebSocketProtocol
+        self._ws_factory = factory
+
+
+class BoundedCommandLineInterface(CommandLineInterface):
+    server_class = BoundedServer
+
+
+def configure_from_settings() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticker.settings")
+    from django.conf import settings
+
+    BoundedWebSocketProtocol.slow_after = settings.TICKER["SLOW_CLIENT_SECONDS"]
+    BoundedWebSocketProtocol.max_outbound_bytes = settings.TICKER["MAX_OUTBOUND_BYTES"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    configure_from_settings()
+    BoundedCommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
