@@ -52,7 +52,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     slow_closing = False
     full_since: float | None = None
 
-    def onOpen(self) -> None:  # noqa: N802 - autobahn's interface
+    def onOpen(self) -> None:
         super().onOpen()
         try:
             self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.socket_send_buffer)
@@ -72,7 +72,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self.full_since = time.monotonic()
         return pending
 
-    def serverSend(self, content: Any, binary: bool = False) -> None:  # noqa: N802 - Daphne's interface
+    def serverSend(self, content: Any, binary: bool = False) -> None:
         if self.state != self.STATE_OPEN or self.slow_closing:
             # The closing handshake has begun (either side): a frame can no longer be
             # delivered, and raising would only kill the consumer with a traceback.
@@ -92,7 +92,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def close_slow(self, reason: str) -> None:
         self.slow_closing = True
-        client = "%s:%s" % tuple(self.client_addr) if self.client_addr else "?"
+        client = "{}:{}".format(*tuple(self.client_addr)) if self.client_addr else "?"
         logger.warning(
             "closing slow client %s on %s with %d: %s (%d bytes pending)",
             client,

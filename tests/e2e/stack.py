@@ -44,7 +44,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 FAST_SYMBOLS_SCRIPT = """
 from dashboard.models import Symbol
 for i in range(%d):
-    Symbol.objects.get_or_create(symbol=f"F{i:02d}", defaults=dict(name=f"Fast {i}", initial_price=100, tick_interval_ms=50))
+    Symbol.objects.get_or_create(
+        symbol=f"F{i:02d}", defaults=dict(name=f"Fast {i}", initial_price=100, tick_interval_ms=50)
+    )
 """
 
 
