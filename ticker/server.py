@@ -21,6 +21,7 @@ Usage: ``python -m ticker.server [daphne options] ticker.asgi:application``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -54,10 +55,9 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def onOpen(self) -> None:
         super().onOpen()
-        try:
+        # Not every transport is a TCP socket (UNIX sockets, test transports).
+        with contextlib.suppress(AttributeError, OSError):
             self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.socket_send_buffer)
-        except (AttributeError, OSError):
-            pass  # not a TCP socket (UNIX socket, test transport)
 
     def pending_bytes(self) -> int:
         # Twisted's FileDescriptor keeps unsent data in these two attributes.
