@@ -1,4 +1,4 @@
-"""JSON endpoints for traders' pages and integrators: the catalog and candle history.
+"""JSON endpoints for traders' pages and integrators: catalog, candle history, watchlists.
 
 Both need a logged-in session; without one they answer 401 in JSON (an API client
 cannot follow a login redirect).
@@ -6,18 +6,22 @@ cannot follow a login redirect).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from dashboard import streaming
+from dashboard import watchlists as services
 from dashboard.catalog import catalog_entries
 from dashboard.history import MAX_HISTORY, candle_history
-from dashboard.models import Symbol
+from dashboard.models import Symbol, Watchlist
 from dashboard.protocol import DEFAULT_INTERVAL, INTERVALS
+from dashboard.watchlists import WatchlistError
 from workers.market_store import read_snapshots
 
 
@@ -63,3 +67,43 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
         return _bad_request(f"limit must be between 1 and {MAX_HISTORY}")
     data = candle_history(streaming.sync_redis(), instrument, interval, limit)
     return JsonResponse({"symbol": instrument.symbol, "interval": interval, "candles": data})
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        raise WatchlistError("the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise WatchlistError("the body must be a JSON object")
+    return data
+
+
+@require_http_methods(["GET", "POST"])
+@api_login_required
+def watchlists(request: HttpRequest) -> JsonResponse:
+    """GET: the user's watchlists. POST ``{"name", "symbols"?}``: create one."""
+    if request.method == "GET":
+        return JsonResponse({"watchlists": services.list_for(request.user)})
+    try:
+        data = _json_body(request)
+        created = services.create(request.user, data.get("name"), data.get("symbols", []))
+    except WatchlistError as err:
+        return _bad_request(str(err))
+    return JsonResponse(services.to_wire(created), status=201)
+
+
+@require_http_methods(["GET", "PATCH", "DELETE"])
+@api_login_required
+def watchlist(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET one; PATCH ``{"name"?, "symbols"?, "position"?}``; DELETE."""
+    found = get_object_or_404(Watchlist, pk=pk, user=request.user)
+    if request.method == "DELETE":
+        services.delete(found)
+        return HttpResponse(status=204)
+    if request.method == "PATCH":
+        try:
+            services.update(found, _json_body(request))
+        except WatchlistError as err:
+            return _bad_request(str(err))
+    return JsonResponse(services.to_wire(found))

@@ -6,6 +6,7 @@ a database CHECK constraint (so no code path can store an invalid symbol).
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -181,3 +182,37 @@ class Candle(models.Model):
             "volume": self.volume,
             "closed": True,
         }
+
+
+class Watchlist(models.Model):
+    """A trader's named, ordered list of symbols; the dashboard streams what it shows."""
+
+    MAX_SYMBOLS = 200
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlists")
+    name = models.CharField(max_length=40)
+    position = models.PositiveIntegerField(default=0)
+    symbols = models.ManyToManyField(Symbol, through="WatchlistItem", related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="watchlist_unique_name_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+
+class WatchlistItem(models.Model):
+    """One symbol's place in a watchlist."""
+
+    watchlist = models.ForeignKey(Watchlist, on_delete=models.CASCADE, related_name="items")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["watchlist", "symbol"], name="watchlist_item_unique_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.watchlist_id}:{self.symbol_id}"

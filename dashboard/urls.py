@@ -11,4 +11,6 @@ urlpatterns = [
     path("symbols/<str:symbol>/", views.symbol_page, name="symbol"),
     path("api/symbols/", api.symbols, name="api-symbols"),
     path("api/symbols/<str:symbol>/candles/", api.candles, name="api-candles"),
+    path("api/watchlists/", api.watchlists, name="api-watchlists"),
+    path("api/watchlists/<int:pk>/", api.watchlist, name="api-watchlist"),
 ]

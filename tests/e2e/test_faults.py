@@ -24,7 +24,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         running.start()
     except BaseException:
-        print(running.logs())  # noqa: T201
+        print(running.logs())
         running.stop()
         raise
     yield running
