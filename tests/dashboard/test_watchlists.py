@@ -27,7 +27,8 @@ def alice(market, django_user_model) -> Client:
 
 def send(client: Client, method: str, url: str, body: object) -> tuple[int, dict]:
     response = getattr(client, method)(url, json.dumps(body), content_type="application/json")
-    return response.status_code, (response.json() if response.content else {})
+    is_json = response.get("Content-Type", "").startswith("application/json")
+    return response.status_code, (response.json() if is_json else {})
 
 
 def test_first_visit_gets_a_default_list_of_the_market(alice) -> None:
