@@ -189,6 +189,16 @@ REDIS_CONNECTION_OPTIONS = {
     "retry_on_timeout": True,
 }
 
+# Django's cache (login throttling) on its own database too.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", redis_url_with_db(REDIS_URL, _redis_db + 2)),
+        "KEY_PREFIX": "ticker",
+        "OPTIONS": {"socket_connect_timeout": 3, "socket_timeout": 5},
+    }
+}
+
 CHANNEL_LAYERS = {
     "default": {
         # The pub/sub layer never drops silently (the core layer discards past `capacity`):
@@ -241,6 +251,10 @@ TICKER = {
     # A client whose socket stays full this long is closed with 4408 (see ticker/server.py).
     "SLOW_CLIENT_SECONDS": env_int("TICKER_SLOW_CLIENT_SECONDS", 5, minimum=1),
     "MAX_OUTBOUND_BYTES": env_int("TICKER_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
+    # Failed logins allowed per username and per client address within LOGIN_WINDOW_SECONDS.
+    "LOGIN_FAILURES_PER_USER": env_int("TICKER_LOGIN_FAILURES_PER_USER", 5, minimum=1),
+    "LOGIN_FAILURES_PER_ADDRESS": env_int("TICKER_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1),
+    "LOGIN_WINDOW_SECONDS": env_int("TICKER_LOGIN_WINDOW_SECONDS", 600, minimum=1),
 }
 
 # --- Logging ------------------------------------------------------------------------
