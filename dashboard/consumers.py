@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketCons
 from dashboard import heartbeat, protocol, streaming
 from dashboard.catalog import catalog_entries
 from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
-from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, symbol_group
+from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, session_group, symbol_group, user_group
 from workers.market_store import aread_subscribe, read_subscribe
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,15 @@ def _user_label(scope: dict[str, Any]) -> str:
     return f"user {user.pk}" if user is not None and user.is_authenticated else "anonymous"
 
 
+def _access_groups(scope: dict[str, Any]) -> list[str]:
+    """Groups through which a logout (session) or a deactivation (user) closes this stream."""
+    groups = [user_group(scope["user"].pk)]
+    session = scope.get("session")
+    if session is not None and session.session_key:
+        groups.append(session_group(session.session_key))
+    return groups
+
+
 def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {entry["symbol"]: entry for entry in catalog}
 
@@ -57,7 +66,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
         self.intervals: dict[str, str] = {}
-        for group in (CATALOG_GROUP, MARKET_GROUP):
+        for group in (*_access_groups(self.scope), CATALOG_GROUP, MARKET_GROUP):
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
         catalog = await database_sync_to_async(catalog_entries)()
@@ -147,6 +156,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 self.subs.add(symbol, epoch, seq)
                 await self.send(text_data=frame)
 
+    async def access_revoked(self, event: dict[str, Any]) -> None:
+        logger.info("closing stream of %s: %s", _user_label(self.scope), event["reason"])
+        await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
+
     async def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])
         for symbol in self.subs.symbols():
@@ -190,7 +203,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
             return
         self.limits = streaming.limits()
         self.guard = ClientGuard(self.limits)
-        for group in (CATALOG_GROUP, symbol_group(self.symbol)):
+        for group in (*_access_groups(self.scope), CATALOG_GROUP, symbol_group(self.symbol)):
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
             self.joined.append(group)
         self.send(text_data=streaming.hello(catalog))
@@ -253,6 +266,10 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if self.subs.take_resync():
             # A new epoch: a fresh snapshot of it.
             self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
+
+    def access_revoked(self, event: dict[str, Any]) -> None:
+        logger.info("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), event["reason"])
+        self.close(code=int(CloseCode.NOT_AUTHENTICATED))
 
     def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])

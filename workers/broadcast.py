@@ -9,6 +9,7 @@ for single-symbol streams. Catalog changes go to the ``catalog`` group as a read
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,6 +41,28 @@ async def publish_window(layer: Any, entries: Mapping[str, BatchEntry]) -> None:
         await layer.group_send(
             symbol_group(symbol), {"type": "symbol.ticks", "symbol": symbol, "entry": entry.to_wire()}
         )
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    """A group per login session, named by a hash: session keys are secrets."""
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def publish_revoked(group: str, reason: str) -> bool:
+    """Close every stream in ``group`` (a user's or a session's): logout, deactivation."""
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "access.revoked", "reason": reason})
+    except Exception as exc:
+        logger.warning("access revocation not broadcast (%s): %r", reason, exc)
+        return False
+    return True
 
 
 def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:

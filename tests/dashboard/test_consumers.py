@@ -176,3 +176,45 @@ async def test_symbol_stream_serves_its_own_symbol_only(connect, symbols) -> Non
     await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 9, "symbols": ["BBB"]}))
     error = await next_frame(communicator, "error")
     assert (error["code"], error["id"]) == ("forbidden", 9)
+
+
+# --- access revoked -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [STREAM, SYMBOL_AAA])
+async def test_logout_closes_that_sessions_streams_only(connect, symbols, client, django_user_model, path) -> None:
+    from django.test import Client
+
+    mine, _, _ = await connect(path)
+    other_browser = Client()
+    await sync_to_async(other_browser.force_login)(await sync_to_async(django_user_model.objects.get)(username="alice"))
+    theirs, _, _ = await connect(path, cookie=f"sessionid={other_browser.cookies['sessionid'].value}")
+    for communicator in (mine, theirs):
+        await next_frame(communicator, "hello")
+    await sync_to_async(client.post)("/accounts/logout/")
+    assert await _close_code(mine) == 4401
+    await theirs.send_to(text_data=json.dumps({"op": "ping", "id": 1}))
+    assert (await next_frame(theirs, "pong"))["id"] == 1
+
+
+async def test_deactivating_a_user_closes_all_their_streams(connect, symbols, django_user_model) -> None:
+    first, _, _ = await connect(STREAM)
+    second, _, _ = await connect(SYMBOL_AAA)
+    for communicator in (first, second):
+        await next_frame(communicator, "hello")
+
+    def deactivate() -> None:
+        user = django_user_model.objects.get(username="alice")
+        user.is_active = False
+        user.save()
+
+    await sync_to_async(deactivate)()
+    assert await _close_code(first) == 4401
+    assert await _close_code(second) == 4401
+
+
+async def _close_code(communicator, timeout: float = 5.0) -> int:
+    while True:
+        output = await communicator.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return output["code"]
