@@ -129,7 +129,13 @@ class BoundedCommandLineInterface(CommandLineInterface):
 
 def configure_from_settings() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticker.settings")
+    import django
     from django.conf import settings
+
+    django.setup()
+    from workers.redis_requirements import enforce
+
+    enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
 
     BoundedWebSocketProtocol.slow_after = settings.TICKER["SLOW_CLIENT_SECONDS"]
     BoundedWebSocketProtocol.max_outbound_bytes = settings.TICKER["MAX_OUTBOUND_BYTES"]

@@ -83,6 +83,10 @@ class ProducerStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         from django.conf import settings
 
+        from workers.redis_requirements import enforce
+
+        # An evicting Redis would silently break leases: refuse to produce on it.
+        enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
         if not settings.TICKER["PRODUCER_ENABLED"]:
             logger.info("producer disabled on this worker (TICKER_PRODUCER_ENABLED=0)")
             return
