@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketCons
 
 from dashboard import heartbeat, protocol, streaming
 from dashboard.catalog import catalog_entries
+from dashboard.connection_limits import limiter
 from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
 from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, session_group, symbol_group, user_group
 from workers.market_store import aread_subscribe, read_subscribe
@@ -62,6 +63,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if not _is_authenticated(self.scope):
             await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
+        refused = limiter().acquire(self.scope["user"].pk)
+        if refused:
+            await self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, refused))
+            await self.close(code=int(CloseCode.RATE_LIMITED))
+            return
+        self.counted = True
         self.limits = streaming.limits()
         self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
@@ -76,6 +83,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
+        if getattr(self, "counted", False):
+            limiter().release(self.scope["user"].pk)
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -193,6 +202,12 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if not _is_authenticated(self.scope):
             self.close(code=int(CloseCode.NOT_AUTHENTICATED))
             return
+        refused = limiter().acquire(self.scope["user"].pk)
+        if refused:
+            self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, refused))
+            self.close(code=int(CloseCode.RATE_LIMITED))
+            return
+        self.counted = True
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
         catalog = catalog_entries()
         self.catalog = _catalog_index(catalog)
@@ -212,6 +227,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
 
     def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            limiter().release(self.scope["user"].pk)
         for group in self.joined:
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
 

@@ -256,6 +256,9 @@ TICKER = {
     # A client whose socket stays full this long is closed with 4408 (see ticker/server.py).
     "SLOW_CLIENT_SECONDS": env_int("TICKER_SLOW_CLIENT_SECONDS", 5, minimum=1),
     "MAX_OUTBOUND_BYTES": env_int("TICKER_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
+    # Streams one user may hold open, and open per minute, in one server process.
+    "MAX_CONNECTIONS_PER_USER": env_int("TICKER_MAX_CONNECTIONS_PER_USER", 20, minimum=1),
+    "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
     # Failed logins allowed per username and per client address within LOGIN_WINDOW_SECONDS.
     "LOGIN_FAILURES_PER_USER": env_int("TICKER_LOGIN_FAILURES_PER_USER", 5, minimum=1),
     "LOGIN_FAILURES_PER_ADDRESS": env_int("TICKER_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1),

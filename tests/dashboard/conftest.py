@@ -17,12 +17,19 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
+from dashboard import connection_limits
 from dashboard.catalog import producer_specs
 from dashboard.models import Symbol
 from ticker.asgi import application
 from workers.producer import Producer, ProducerConfig
 
 ORIGIN = b"http://127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def fresh_connection_limits() -> None:
+    """Each test starts with no streams counted (user ids repeat across tests)."""
+    connection_limits._limiter = None
 
 
 @pytest.fixture

@@ -168,3 +168,28 @@ async def test_subscribing_before_the_series_starts_gets_its_snapshot_when_it_do
         ticks = await collect_ticks(communicator, 5)
     seqs = [t["seq"] for t in ticks if t["symbol"] == "AAA"]
     assert seqs == list(range(started["seq"] + 1, started["seq"] + 1 + len(seqs)))
+
+
+async def test_too_many_open_streams_per_user_are_closed_4429(connect, symbols, settings) -> None:
+    settings.TICKER = {**settings.TICKER, "MAX_CONNECTIONS_PER_USER": 2}
+    first = await opened(connect, STREAM)
+    await opened(connect, SYMBOL_AAA)
+    third, connected, _ = await connect(STREAM)
+    assert connected
+    error = await next_frame(third, "error")
+    assert error["code"] == "rate_limited"
+    assert "open connections" in error["message"]
+    assert await closing_code(third) == 4429
+    # Closing one frees a place.
+    await first.disconnect()
+    await opened(connect, STREAM)
+
+
+async def test_connect_storms_are_closed_4429(connect, symbols, settings) -> None:
+    settings.TICKER = {**settings.TICKER, "MAX_CONNECTS_PER_MINUTE": 3}
+    for _ in range(3):
+        communicator = await opened(connect, STREAM)
+        await communicator.disconnect()
+    storm, _, _ = await connect(STREAM)
+    assert "new connections per minute" in (await next_frame(storm, "error"))["message"]
+    assert await closing_code(storm) == 4429
