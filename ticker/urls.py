@@ -1,11 +1,14 @@
-"""Top-level URLs: the dashboard, authentication and the admin."""
+"""Top-level URLs: probes, the dashboard, authentication and the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 from dashboard.login_throttle import ThrottledLoginView
+from ticker import health
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -26,6 +26,8 @@ PENDING_CANDLES_KEY = f"{KEY_PREFIX}candles:pending"
 # Bumped on every catalog change or control command: producers poll it once per window.
 CATALOG_VERSION_KEY = f"{KEY_PREFIX}catalog:version"
 MAX_CONTROLS = 100
+# Milliseconds timestamp of the last producer window that completed (any worker).
+PRODUCER_HEARTBEAT_KEY = f"{KEY_PREFIX}producer:last_window_ms"
 # Closed candles waiting for the database; capped so a stopped beat cannot fill Redis.
 MAX_PENDING_CANDLES = 100_000
 # Closed candles kept per symbol and interval in Redis for snapshots and history.

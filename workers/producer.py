@@ -161,6 +161,9 @@ class Producer:
             if symbol in committed
         }
         await publish_window(self.layer, entries)
+        if self.owned:
+            # Readiness probes read how long ago a producer last completed a window.
+            await self.redis.set(market_store.PRODUCER_HEARTBEAT_KEY, now)
         self.last_window_ms = now
         return entries
 

@@ -110,3 +110,13 @@ def test_beat_schedules_the_watchdog_on_the_worker(stack_logs: Stack) -> None:
     first = wait_for(lambda: market.get("ticker:watchdog:last_run_ms"), 20, "beat's first watchdog run")
     wait_for(lambda: (market.get("ticker:watchdog:last_run_ms") or b"0") > first, 20, "beat's next watchdog run")
     assert all(p.alive() for p in stack_logs.processes.values())
+
+
+def test_probes_on_the_running_stack(stack_logs: Stack) -> None:
+    with urllib.request.urlopen(f"{stack_logs.base_url}/readyz", timeout=5) as response:
+        body = json.loads(response.read())
+    assert response.status == 200
+    assert body["status"] == "ready"
+    assert body["checks"]["producer"]["last_window_age_ms"] < 5000
+    with urllib.request.urlopen(f"{stack_logs.base_url}/healthz", timeout=5) as response:
+        assert json.loads(response.read()) == {"status": "ok"}
