@@ -52,6 +52,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     abort_after = 3.0
     slow_closing = False
     full_since: float | None = None
+    dropped_frames = 0
 
     def onOpen(self) -> None:
         super().onOpen()
@@ -76,6 +77,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if self.state != self.STATE_OPEN or self.slow_closing:
             # The closing handshake has begun (either side): a frame can no longer be
             # delivered, and raising would only kill the consumer with a traceback.
+            self.dropped_frames += 1
             return
         if self._update_fullness() > self.max_outbound_bytes:
             self.close_slow("outbound buffer over the limit")
@@ -107,6 +109,17 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     def _abort_if_open(self) -> None:
         if self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.dropped_frames:
+            # Never a silent drop: say how many frames a closing client did not get.
+            logger.warning(
+                "%d frames not delivered to %s: connection closing (%s)",
+                self.dropped_frames,
+                ":".join(map(str, self.client_addr)) if self.client_addr else "?",
+                "too slow" if self.slow_closing else f"close code {code}",
+            )
+        super().onClose(wasClean, code, reason)
 
 
 class BoundedServer(Server):

@@ -1,9 +1,11 @@
-"""Faults under live clients: Redis restarted, with no process exiting and every client healing."""
+"""Faults under live clients: Redis restarted or frozen; no process exits, every client heals."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -63,3 +65,30 @@ async def test_redis_restart_heals_every_client_within_10s(stack: Stack) -> None
             after_snapshot_contiguous(dashboard, symbol, back - 5)
         after_snapshot_contiguous(symbol_page, "AAPL", back - 5)
         assert all(p.alive() for p in stack.processes.values()), "no process exited"
+
+
+async def test_a_frozen_redis_is_detected_by_timeouts_and_survived(stack: Stack) -> None:
+    """SIGSTOP: Redis accepts nothing and answers nothing. Nothing may wait for it forever."""
+    frozen_for = float(os.environ.get("TICKER_CHAOS_FREEZE_SECONDS", "12"))
+    headers = {"Cookie": stack.login(), "Origin": stack.base_url}
+    async with Recorder(f"{stack.ws_url}/ws/stream/", headers, subscribe=SYMBOLS) as dashboard:
+        await dashboard.wait_for(lambda f: f["type"] == "ticks", timeout=10)
+        assert stack.redis is not None and stack.redis.process is not None
+        redis_pid = stack.redis.process.pid
+        os.kill(redis_pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            # The web process keeps serving: probes answer, streams keep their heartbeat.
+            await dashboard.wait_for(lambda f: f["type"] == "heartbeat", timeout=8, after=frozen_at)
+            assert await asyncio.to_thread(stack.web_ready)
+            await asyncio.sleep(max(0.0, frozen_for - (time.monotonic() - frozen_at)))
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        arrived, _ = await dashboard.wait_for(lambda f: f["type"] == "ticks", timeout=10, after=thawed)
+        logger.info("frozen %.0f s; live again %.2f s after Redis resumed", frozen_for, arrived - thawed)
+        await dashboard.wait_for(lambda f: f["type"] == "ticks", timeout=5, after=time.monotonic())
+        # Redis kept its data: same epochs, and the client can fill any gap by resume.
+        assert all(p.alive() for p in stack.processes.values()), "no process exited"
+        worker_log = stack.processes["worker"].log.read_text()
+        assert "producer window failed" in worker_log, "the producer noticed through a timeout"
