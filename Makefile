@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format chromium screenshot clean bench bench-quick
+.PHONY: run test lint format chromium screenshot chaos clean bench bench-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,7 @@ bench: $(DEV_STAMP)
 ## bench-quick: the same, smaller (~2 min)
 bench-quick: $(DEV_STAMP)
 	$(PY) -m bench --quick $(BENCH_ARGS)
+
+## chaos: the fault tests at full length (Redis frozen 30 s) plus failover
+chaos: $(DEV_STAMP)
+	TICKER_CHAOS_FREEZE_SECONDS=30 $(PY) -m pytest tests/e2e/test_faults.py tests/e2e/test_failover.py -o log_cli=true --log-cli-level=INFO
