@@ -40,3 +40,22 @@ def test_bad_boolean_fails_loudly() -> None:
     result = manage("check", DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_celery_accepts_json_only() -> None:
+    from ticker.celery import app
+
+    assert list(app.conf.accept_content) == ["json"]
+    assert app.conf.task_serializer == "json"
+
+
+def test_channel_layer_broker_and_cache_never_share_a_redis_database(settings) -> None:
+    from ticker.settings import redis_db_of
+
+    layer = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"]
+    databases = {
+        "layer and market state": redis_db_of(layer),
+        "celery broker": redis_db_of(settings.CELERY_BROKER_URL),
+        "cache": redis_db_of(settings.CACHES["default"]["LOCATION"]),
+    }
+    assert len(set(databases.values())) == 3, databases

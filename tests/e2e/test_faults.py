@@ -73,7 +73,8 @@ async def test_a_frozen_redis_is_detected_by_timeouts_and_survived(stack: Stack)
     headers = {"Cookie": stack.login(), "Origin": stack.base_url}
     async with Recorder(f"{stack.ws_url}/ws/stream/", headers, subscribe=SYMBOLS) as dashboard:
         await dashboard.wait_for(lambda f: f["type"] == "ticks", timeout=10)
-        assert stack.redis is not None and stack.redis.process is not None
+        assert stack.redis is not None
+        assert stack.redis.process is not None
         redis_pid = stack.redis.process.pid
         os.kill(redis_pid, signal.SIGSTOP)
         frozen_at = time.monotonic()
