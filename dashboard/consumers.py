@@ -21,6 +21,7 @@ from dashboard import heartbeat, protocol, streaming
 from dashboard.catalog import catalog_entries
 from dashboard.connection_limits import limiter
 from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
+from ticker import metrics
 from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, session_group, symbol_group, user_group
 from workers.market_store import aread_subscribe, read_subscribe
 
@@ -69,6 +70,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=int(CloseCode.RATE_LIMITED))
             return
         self.counted = True
+        metrics.CONNECTIONS_OPEN.labels("stream").inc()
+        self.frames_sent = metrics.FRAMES_SENT.labels("stream")
+        self.ticks_sent = metrics.TICKS_SENT.labels("stream")
         self.limits = streaming.limits()
         self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
@@ -85,6 +89,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         heartbeat.hub().unregister(self)
         if getattr(self, "counted", False):
             limiter().release(self.scope["user"].pk)
+            metrics.CONNECTIONS_OPEN.labels("stream").dec()
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -105,6 +110,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frame)
         if screened.close is not None:
             logger.warning("closing stream of %s: %s", _user_label(self.scope), screened.close.name)
+            metrics.PROTOCOL_CLOSES.labels(str(int(screened.close))).inc()
             await self.close(code=int(screened.close))
             return
         op = screened.op
@@ -148,9 +154,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frame)
 
     async def market_batch(self, event: dict[str, Any]) -> None:
+        before = self.subs.ticks_accepted
         pieces = self.subs.select(event["ticks"])
         if pieces:
             await self.send(text_data=protocol.ticks_frame(pieces))
+            self.frames_sent.inc()
+            self.ticks_sent.inc(self.subs.ticks_accepted - before)
         resync = self.subs.take_resync()
         if resync:
             await self._resnapshot(resync)
@@ -208,6 +217,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
             self.close(code=int(CloseCode.RATE_LIMITED))
             return
         self.counted = True
+        metrics.CONNECTIONS_OPEN.labels("symbol").inc()
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
         catalog = catalog_entries()
         self.catalog = _catalog_index(catalog)
@@ -229,6 +239,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
     def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):
             limiter().release(self.scope["user"].pk)
+            metrics.CONNECTIONS_OPEN.labels("symbol").dec()
         for group in self.joined:
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
 
@@ -240,6 +251,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
             self.send(text_data=frame)
         if screened.close is not None:
             logger.warning("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), screened.close.name)
+            metrics.PROTOCOL_CLOSES.labels(str(int(screened.close))).inc()
             self.close(code=int(screened.close))
             return
         op = screened.op
@@ -277,9 +289,12 @@ class SymbolConsumer(JsonWebsocketConsumer):
 
     def symbol_ticks(self, event: dict[str, Any]) -> None:
         epoch, first, last, piece = event["entry"]
+        before = self.subs.ticks_accepted
         fresh = self.subs.accept(event["symbol"], epoch, first, last, piece)
         if fresh:
             self.send(text_data=protocol.ticks_frame([fresh]))
+            metrics.FRAMES_SENT.labels("symbol").inc()
+            metrics.TICKS_SENT.labels("symbol").inc(self.subs.ticks_accepted - before)
         if self.subs.take_resync():
             # A new epoch: a fresh snapshot of it.
             self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)

@@ -353,6 +353,8 @@ class Subscriptions:
     def __init__(self) -> None:
         self._positions: dict[str, list[Any]] = {}
         self._resync: set[str] = set()
+        # Ticks let through since the connection opened (for metrics).
+        self.ticks_accepted = 0
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._positions
@@ -411,9 +413,11 @@ class Subscriptions:
         if last_seq <= pos[1]:
             return None
         if first_seq > pos[1]:
+            self.ticks_accepted += last_seq - first_seq + 1
             pos[1] = last_seq
             return piece
         # Overlaps the snapshot: keep only the unseen ticks (rare, once per subscribe).
         fresh = [t for t in orjson.loads("[" + piece + "]") if t["seq"] > pos[1]]
+        self.ticks_accepted += len(fresh)
         pos[1] = last_seq
         return encode_ticks(fresh)

@@ -6,16 +6,26 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from dashboard import watchlists
 from dashboard.catalog import catalog_entries
 from dashboard.models import Symbol
+from dashboard.protocol import INTERVALS
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/dashboard.html", {"catalog": catalog_entries()})
+    # The catalog and the user's watchlists ride in the page (json_script), so the
+    # stream can subscribe as soon as it opens, with no API round trip first.
+    context = {
+        "catalog": catalog_entries(),
+        "watchlists": watchlists.list_for(request.user),
+        "intervals": INTERVALS,
+    }
+    return render(request, "dashboard/dashboard.html", context)
 
 
 @login_required
 def symbol_page(request: HttpRequest, symbol: str) -> HttpResponse:
     entry = get_object_or_404(Symbol, symbol=symbol, enabled=True)
-    return render(request, "dashboard/symbol.html", {"symbol": entry.to_catalog_entry()})
+    context = {"symbol": entry.to_catalog_entry(), "intervals": INTERVALS}
+    return render(request, "dashboard/symbol.html", context)

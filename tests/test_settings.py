@@ -59,3 +59,22 @@ def test_channel_layer_broker_and_cache_never_share_a_redis_database(settings) -
         "cache": redis_db_of(settings.CACHES["default"]["LOCATION"]),
     }
     assert len(set(databases.values())) == 3, databases
+
+
+def test_json_log_lines() -> None:
+    import json
+    import logging
+
+    from ticker.log_format import JsonFormatter
+
+    record = logging.LogRecord("ticker.test", logging.WARNING, __file__, 1, "closing %s", ("x",), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "ticker.test"
+    assert entry["message"] == "closing x"
+
+
+def test_log_format_is_validated() -> None:
+    result = manage("check", LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "LOG_FORMAT='xml'" in result.stderr

@@ -93,7 +93,10 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self.close_slow(f"write buffer full for {time.monotonic() - self.full_since:.1f} s")
 
     def close_slow(self, reason: str) -> None:
+        from ticker import metrics
+
         self.slow_closing = True
+        metrics.SLOW_CLIENT_CLOSES.inc()
         client = "{}:{}".format(*tuple(self.client_addr)) if self.client_addr else "?"
         logger.warning(
             "closing slow client %s on %s with %d: %s (%d bytes pending)",
@@ -112,6 +115,9 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.dropped_frames:
+            from ticker import metrics
+
+            metrics.FRAMES_DROPPED.labels("too_slow" if self.slow_closing else "closing").inc(self.dropped_frames)
             # Never a silent drop: say how many frames a closing client did not get.
             logger.warning(
                 "%d frames not delivered to %s: connection closing (%s)",

@@ -19,6 +19,11 @@ VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
 # Development state (SQLite file, beat schedule, demo credentials) lives here, git-ignored.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# Prometheus metrics are shared by every process of the host through this directory; it
+# must be set before prometheus_client is first imported, hence here. Empty it at deploy.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 # The embedded Redis of `make run` listens here when REDIS_URL is unset.
 EMBEDDED_REDIS_PORT = 6399
 
@@ -265,17 +270,24 @@ TICKER = {
     "LOGIN_WINDOW_SECONDS": env_int("TICKER_LOGIN_WINDOW_SECONDS", 600, minimum=1),
 }
 
+# Bearer token for /metrics (staff sessions need none); unset means staff only.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 # --- Logging ------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 LOGGING = {
     "version": 1,
     # Keep Celery's and Daphne's own loggers alive (a False here silences task errors).
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+        "json": {"()": "ticker.log_format.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,10 @@ def main() -> int:
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Metrics files of a previous run describe dead processes: start from an empty directory.
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus")))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     redis_server: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
         redis_server = EmbeddedRedis(EMBEDDED_REDIS_PORT, VAR_DIR / "redis")

@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from dashboard.protocol import BatchEntry, symbols_frame
+from ticker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def publish_revoked(group: str, reason: str) -> bool:
     try:
         async_to_sync(layer.group_send)(group, {"type": "access.revoked", "reason": reason})
     except Exception as exc:
+        metrics.CHANNEL_LAYER_ERRORS.labels("publish_revoked").inc()
         logger.warning("access revocation not broadcast (%s): %r", reason, exc)
         return False
     return True
@@ -82,6 +84,7 @@ def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
     try:
         async_to_sync(layer.group_send)(CATALOG_GROUP, message)
     except Exception as exc:
+        metrics.CHANNEL_LAYER_ERRORS.labels("publish_catalog").inc()
         logger.warning("catalog change not broadcast: channel layer unavailable (%r)", exc)
         return False
     return True

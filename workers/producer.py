@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from dashboard.protocol import BatchEntry, encode_ticks
+from ticker import metrics
 from workers import market_store
 from workers.broadcast import publish_window
 from workers.candles import Candle, CandleBook
@@ -96,6 +97,7 @@ class Producer:
         next_at = time.monotonic()
         logger.info("producer %s started (window %d ms)", self.config.owner, self.config.window_ms)
         while not stop.is_set():
+            metrics.PRODUCER_LAG.observe(max(0.0, time.monotonic() - next_at))
             try:
                 await self.run_window(now_ms())
                 if failures:
@@ -103,6 +105,7 @@ class Producer:
                 failures = 0
             except Exception as exc:
                 failures += 1
+                metrics.PRODUCER_WINDOW_FAILURES.inc()
                 # Redis holds the truth: forget what we owned and re-acquire it later.
                 self.owned.clear()
                 self._acquire_due_ms = 0
@@ -161,6 +164,7 @@ class Producer:
             if symbol in committed
         }
         await publish_window(self.layer, entries)
+        metrics.PRODUCER_TICKS.inc(sum(len(ticks) for symbol, ticks in produced.items() if symbol in committed))
         if self.owned:
             # Readiness probes read how long ago a producer last completed a window.
             await self.redis.set(market_store.PRODUCER_HEARTBEAT_KEY, now)

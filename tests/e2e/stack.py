@@ -126,6 +126,7 @@ class Stack:
                 "REDIS_URL": self.redis.url if self.redis else "",
                 "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
                 "TICKER_VAR_DIR": str(self.workdir / "var"),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
                 "TICKER_WATCHDOG_SECONDS": "1",
                 "DEMO_TRADER_USERNAME": TRADER[0],
                 "DEMO_TRADER_PASSWORD": TRADER[1],

@@ -120,3 +120,22 @@ def test_probes_on_the_running_stack(stack_logs: Stack) -> None:
     assert body["checks"]["producer"]["last_window_age_ms"] < 5000
     with urllib.request.urlopen(f"{stack_logs.base_url}/healthz", timeout=5) as response:
         assert json.loads(response.read()) == {"status": "ok"}
+
+
+async def test_metrics_aggregate_web_and_worker_processes(stack_logs: Stack) -> None:
+    from tests.e2e.client import Recorder
+    from tests.e2e.stack import ADMIN
+
+    headers = {"Cookie": stack_logs.login(), "Origin": stack_logs.base_url}
+    async with Recorder(f"{stack_logs.ws_url}/ws/stream/", headers, subscribe=["AAPL"]) as rec:
+        await rec.wait_for(lambda f: f["type"] == "ticks", timeout=10)
+        admin = stack_logs.session(*ADMIN)
+        text = admin.get("/metrics")
+
+    def value(name: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(name) and not line.startswith("#")]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    assert value("ticker_producer_ticks_total") > 0, "the worker's counters reach the web process's /metrics"
+    assert value('ticker_connections_open{endpoint="stream"}') >= 1
+    assert value('ticker_ticks_sent_total{endpoint="stream"}') > 0
