@@ -215,7 +215,11 @@ CHANNEL_LAYERS = {
         # one subscription per group per process, fanned out locally.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION_OPTIONS}],
+            # One or more Redis servers: groups and channels are sharded over them by name.
+            "hosts": [
+                {"address": url, **REDIS_CONNECTION_OPTIONS}
+                for url in env_list("CHANNEL_LAYER_REDIS_URLS", [REDIS_URL])
+            ],
             "prefix": env_str("CHANNEL_LAYER_PREFIX", "ticker"),
         },
     }

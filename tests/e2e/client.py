@@ -91,3 +91,94 @@ class Recorder:
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
+
+
+@dataclass
+class ResumingClient:
+    """A stream client that reconnects by itself and resumes with ``since``, like the browser's.
+
+    Records every tick as ``(symbol, epoch, seq) -> tick`` and which server answered
+    each connection (the balancer's ``X-Served-By`` header).
+    """
+
+    url: str
+    headers: dict[str, str]
+    symbols: list[str]
+    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ticks: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    duplicates: list[tuple[str, str, int]] = field(default_factory=list)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    frames: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    servers: list[str] = field(default_factory=list)
+    drops: list[float] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with connect(self.url, additional_headers=self.headers, open_timeout=5) as ws:
+                    self.servers.append(ws.response.headers.get("X-Served-By", "?"))
+                    await self._session(ws)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                self.frames.append((time.monotonic(), {"type": "_error", "error": repr(exc)}))
+            except Exception as exc:  # websockets' ConnectionClosed and handshake errors
+                self.frames.append((time.monotonic(), {"type": "_closed", "error": repr(exc)}))
+            self.connected.clear()
+            self.drops.append(time.monotonic())
+            await asyncio.sleep(0.2)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        since = {s: p for s, p in self.positions.items() if p.get("epoch")}
+        async for text in ws:
+            frame = json.loads(text)
+            self.frames.append((time.monotonic(), frame))
+            self.changed.set()
+            kind = frame["type"]
+            if kind == "hello":
+                request: dict[str, Any] = {"op": "subscribe", "id": 1, "symbols": self.symbols}
+                if since:
+                    request["since"] = since
+                await ws.send(json.dumps(request))
+                self.connected.set()
+            elif kind == "snapshot":
+                self.positions[frame["symbol"]] = {"epoch": frame["epoch"], "seq": frame["seq"]}
+            elif kind == "ticks":
+                self._apply(frame["data"])
+
+    def _apply(self, ticks: list[dict[str, Any]]) -> None:
+        for tick in ticks:
+            pos = self.positions.get(tick["symbol"])
+            if pos is None:
+                continue
+            key = (tick["symbol"], pos["epoch"], tick["seq"])
+            if key in self.ticks:
+                self.duplicates.append(key)
+                continue
+            if tick["seq"] != pos["seq"] + 1:
+                self.gaps.append((tick["symbol"], pos["seq"], tick["seq"]))
+            self.ticks[key] = tick
+            pos["seq"] = tick["seq"]
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float = 0.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            for arrived, frame in self.frames:
+                if arrived >= after and predicate(frame):
+                    return arrived, frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching frame within {timeout} s")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)

@@ -1,0 +1,121 @@
+"""The scaled-out deployment: identical series on every Daphne, failover through the balancer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.e2e.client import ResumingClient
+from tests.e2e.stack import ADMIN
+from tests.e2e.topology import Topology
+
+pytestmark = pytest.mark.e2e
+logger = logging.getLogger(__name__)
+
+SYMBOLS = ["AAPL", "BTC-USD", "EURUSD"]
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    running = Topology(tmp_path_factory.mktemp("scale"))
+    try:
+        running.start()
+    except BaseException:
+        print(running.logs())  # noqa: T201
+        running.stop()
+        raise
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def clients(topology: Topology) -> AsyncIterator[list[ResumingClient]]:
+    """Clients through the balancer until both Daphne processes serve some."""
+    headers = {"Cookie": topology.session().cookie_header(), "Origin": topology.base_url}
+    opened: list[ResumingClient] = []
+    try:
+        while {c.servers[0] for c in opened} != {"web1", "web2"}:
+            assert len(opened) < 8, "the balancer never used both Daphne processes"
+            client = ResumingClient(f"{topology.ws_url}/ws/stream/", headers, SYMBOLS)
+            client.start()
+            await asyncio.wait_for(client.connected.wait(), 10)
+            opened.append(client)
+        yield opened
+    finally:
+        for client in opened:
+            await client.stop()
+
+
+async def until_ticking(clients: list[ResumingClient], seconds: float) -> None:
+    after = time.monotonic() + seconds
+    for client in clients:
+        await client.wait_for(lambda f: f["type"] == "ticks", timeout=seconds + 10, after=after)
+
+
+async def test_admin_changes_reach_clients_on_every_process(topology: Topology, clients: list[ResumingClient]) -> None:
+    admin = topology.session(*ADMIN)
+    changelist = "/admin/dashboard/symbol/"
+    pk = admin.get(changelist + "?q=JPM").split('name="_selected_action" value="')[1].split('"')[0]
+    sent = time.monotonic()
+    admin.post_form(changelist, {"action": "halt", "_selected_action": [pk]})
+
+    def jpm_halted(frame: dict) -> bool:
+        return frame["type"] == "symbols" and any(
+            s["symbol"] == "JPM" and s["status"] == "halted" for s in frame["symbols"]
+        )
+
+    try:
+        for client in clients:
+            arrived, _ = await client.wait_for(jpm_halted, timeout=5, after=sent)
+            assert arrived - sent <= 2.0
+    finally:
+        admin.post_form(changelist, {"action": "resume", "_selected_action": [pk]})
+
+
+async def test_every_process_serves_the_same_series_and_survives_a_daphne_kill(
+    topology: Topology, clients: list[ResumingClient]
+) -> None:
+    await until_ticking(clients, 2)
+    # Identical (symbol, epoch, seq) series on both Daphne processes.
+    for symbol in SYMBOLS:
+        series = [{k[2]: (t["ts"], t["price"]) for k, t in c.ticks.items() if k[0] == symbol} for c in clients]
+        common = set.intersection(*(set(s) for s in series))
+        assert len(common) >= 3, f"{symbol}: clients saw overlapping ticks"
+        for seq in common:
+            assert len({s[seq] for s in series}) == 1, f"{symbol} seq {seq} differs between processes"
+
+    # Kill one Daphne: its clients reconnect through the balancer and resume with no gap.
+    victim = topology.processes["web1"]
+    moved = [c for c in clients if c.servers[-1] == "web1"]
+    assert victim.popen is not None
+    killed_at = time.monotonic()
+    os.kill(victim.popen.pid, signal.SIGKILL)
+    victim.popen.wait()
+    reconnects = []
+    for client in moved:
+        await asyncio.wait_for(_reconnected(client, killed_at), 15)
+        arrived, _ = await client.wait_for(lambda f: f["type"] == "ticks", timeout=10, after=killed_at)
+        reconnects.append(arrived - killed_at)
+        assert client.servers[-1] == "web2"
+    logger.info("clients back through the balancer %.2f s (max) after kill -9 of their Daphne", max(reconnects))
+    await until_ticking(clients, 1)
+    for client in clients:
+        assert client.gaps == [], f"gaps after failover: {client.gaps[:5]}"
+        assert client.duplicates == []
+        for symbol in SYMBOLS:
+            seqs = sorted(k[2] for k in client.ticks if k[0] == symbol)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{symbol}: contiguous across the failover"
+    victim.popen = None
+    # Put it back for the tests that follow (the balancer's health check lets it in).
+    await asyncio.to_thread(topology.restart_web, 1)
+
+
+async def _reconnected(client: ResumingClient, after: float) -> None:
+    while not (client.drops and client.drops[-1] >= after and client.connected.is_set()):
+        await asyncio.sleep(0.05)

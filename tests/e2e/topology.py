@@ -1,0 +1,167 @@
+"""The scale-out topology of docs/deploy.md, on 127.0.0.1, for the scale test.
+
+HAProxy (Debian's) in front of two Daphne processes; two Celery workers and one beat;
+the channel layer sharded over two Redis servers; the Celery broker on its own Redis
+database; PostgreSQL (Debian's) through DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from tests.e2e.stack import ADMIN, BIN, ROOT, TRADER, HttpSession, Process, procfile_commands, wait_for
+from tests.postgres_server import PostgresServer
+from ticker.embedded_redis import EmbeddedRedis, free_port
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    # WebSockets live as long as the tunnel timeout allows.
+    timeout tunnel 1h
+    # A connection refused by a dead server is retried on another one.
+    option redispatch
+    retries 3
+
+frontend ticker
+    bind 127.0.0.1:{lb_port}
+    default_backend daphne
+
+backend daphne
+    balance roundrobin
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 2
+    http-response set-header X-Served-By %s
+{servers}
+"""
+
+
+@dataclass
+class Topology:
+    """Every process of the scaled-out deployment, started and stopped together."""
+
+    workdir: Path
+    web_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    lb_port: int = field(default_factory=free_port)
+    redis_servers: list[EmbeddedRedis] = field(default_factory=list)
+    postgres: PostgresServer | None = None
+    processes: dict[str, Process] = field(default_factory=dict)
+    database_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.lb_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.lb_port}"
+
+    def env(self) -> dict[str, str]:
+        market, shard = self.redis_servers
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+        env.update(
+            {
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+                "DEBUG": "1",
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "REDIS_URL": market.url,
+                "CHANNEL_LAYER_REDIS_URLS": f"{market.url},{shard.url}",
+                "DATABASE_URL": self.database_url,
+                "TICKER_VAR_DIR": str(self.workdir / "var"),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
+                "DEMO_TRADER_USERNAME": TRADER[0],
+                "DEMO_TRADER_PASSWORD": TRADER[1],
+                "DEMO_ADMIN_USERNAME": ADMIN[0],
+                "DEMO_ADMIN_PASSWORD": ADMIN[1],
+            }
+        )
+        env.pop("CELERY_BROKER_URL", None)
+        return env
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("redis-a", "redis-b"):
+            server = EmbeddedRedis(free_port(), self.workdir / name, persist=False)
+            server.start()
+            self.redis_servers.append(server)
+        self.postgres = PostgresServer()
+        self.postgres.start()
+        self.database_url = self.postgres.create_database("ticker")
+        env = self.env()
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        for command in (["migrate", "--noinput"], ["load_demo"]):
+            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603
+        commands = procfile_commands()
+        for i, port in enumerate(self.web_ports, start=1):
+            self._start(f"web{i}", commands["web"], {**env, "PORT": str(port)})
+        for name in ("w1", "w2"):
+            self._start(name, f"{commands['worker']} --hostname={name}@%h", env)
+        self._start("beat", commands["beat"], env)
+        config = self.workdir / "haproxy.cfg"
+        servers = "\n".join(f"    server web{i} 127.0.0.1:{p} check" for i, p in enumerate(self.web_ports, start=1))
+        config.write_text(HAPROXY_CONFIG.format(lb_port=self.lb_port, servers=servers))
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        process = Process("haproxy", [haproxy, "-f", str(config), "-db"], self.workdir / "haproxy.log")
+        self.processes["haproxy"] = process
+        process.start(env)
+        for port in self.web_ports:
+            wait_for(lambda p=port: self._answers(f"http://127.0.0.1:{p}/healthz"), 30, f"Daphne on {port}")
+        wait_for(lambda: self._answers(f"{self.base_url}/healthz"), 30, "HAProxy")
+        market = redis.Redis.from_url(self.redis_servers[0].url)
+        wait_for(lambda: market.exists("ticker:state:AAPL"), 30, "a producer")
+
+    def restart_web(self, index: int) -> None:
+        """Start a killed Daphne again and wait until the balancer sends it traffic."""
+        port = self.web_ports[index - 1]
+        self._start(f"web{index}", procfile_commands()["web"], {**self.env(), "PORT": str(port)})
+        wait_for(lambda: self._answers(f"http://127.0.0.1:{port}/healthz"), 30, f"Daphne on {port}")
+
+    def _start(self, name: str, command: str, env: dict[str, str]) -> None:
+        process = Process(name, ["/bin/sh", "-c", f"exec {command}"], self.workdir / f"{name}.log")
+        self.processes[name] = process
+        process.start(env)
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
+        session = HttpSession(self.base_url)
+        session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
+        assert "sessionid" in session.cookies(), "login set a session cookie"
+        return session
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        for server in self.redis_servers:
+            server.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def logs(self) -> str:
+        parts = []
+        for process in self.processes.values():
+            text = process.log.read_text(errors="replace") if process.log.exists() else ""
+            parts.append(f"----- {process.name} (last 40 lines) -----\n" + "\n".join(text.splitlines()[-40:]))
+        return "\n".join(parts)
