@@ -45,6 +45,7 @@ class ClientSpec:
     clients: int
     symbols: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)  # client i sends cookies[i % len] as its Cookie
     origin: str | None = None
     first_index: int = 0
     concurrency: int = 25
@@ -184,11 +185,14 @@ class LoadClient:
         url = spec.urls[(spec.first_index + index) % len(spec.urls)]
         want = len(spec.symbols) if spec.mode == "stream" else (1 if spec.mode == "sync" else 0)
         board = Dashboard(spec.first_index + index, self.stats, want)
+        headers = dict(spec.headers)
+        if spec.cookies:
+            headers["Cookie"] = spec.cookies[(spec.first_index + index) % len(spec.cookies)]
         async with sem:
             try:
                 ws = await connect(
                     url,
-                    additional_headers=spec.headers,
+                    additional_headers=headers,
                     origin=spec.origin,  # type: ignore[arg-type]
                     open_timeout=spec.open_timeout,
                     ping_interval=None,

@@ -114,7 +114,7 @@ class ManagedProcess:
 
 @dataclass
 class ProcessSampler:
-    """CPU seconds and RSS of a set of processes, read with psutil at chosen instants."""
+    """CPU seconds and RSS of a set of processes (each with its children), read with psutil."""
 
     pids: dict[str, int]
     procs: dict[str, psutil.Process] = field(default_factory=dict)
@@ -128,12 +128,19 @@ class ProcessSampler:
                 self.procs[name] = psutil.Process(pid)
 
     @staticmethod
-    def _cpu(proc: psutil.Process) -> float:
+    def _tree(proc: psutil.Process) -> list[psutil.Process]:
         try:
-            times = proc.cpu_times()
+            return [proc, *proc.children(recursive=True)]
         except psutil.Error:
-            return 0.0
-        return times.user + times.system
+            return [proc]
+
+    def _cpu(self, proc: psutil.Process) -> float:
+        total = 0.0
+        for member in self._tree(proc):
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                total += times.user + times.system
+        return total
 
     def start(self) -> None:
         self.t0 = time.monotonic()
@@ -143,9 +150,12 @@ class ProcessSampler:
     def sample_rss(self) -> dict[str, int]:
         now: dict[str, int] = {}
         for name, proc in self.procs.items():
-            with contextlib.suppress(psutil.Error):
-                now[name] = proc.memory_info().rss
-                self.peak_rss[name] = max(self.peak_rss.get(name, 0), now[name])
+            total = 0
+            for member in self._tree(proc):
+                with contextlib.suppress(psutil.Error):
+                    total += member.memory_info().rss
+            now[name] = total
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), total)
         return now
 
     def stop(self) -> dict[str, dict[str, float]]:

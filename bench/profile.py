@@ -19,22 +19,63 @@ from bench.procs import ManagedProcess
 
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
-# Inclusive shares worth naming in the report: (label, substring of "function (file)").
-MARKERS: list[tuple[str, str]] = [
-    ("channels aclose_old_connections (per-message DB cleanup hop)", "aclose_old_connections"),
-    ("asgiref sync_to_async / thread hop", "asgiref/sync.py"),
-    ("channels consumer dispatch", "channels/consumer.py"),
-    ("channels_redis pub/sub layer", "channels_redis/pubsub.py"),
-    ("channels_redis core layer", "channels_redis/core.py"),
-    ("msgpack (layer message (de)serialisation)", "msgpack"),
-    ("redis-py client", "/redis/"),
-    ("Ticker consumers (dashboard/consumers.py)", "dashboard/consumers.py"),
-    ("Ticker protocol (select/ticks_frame)", "dashboard/protocol.py"),
-    ("Daphne ASGI glue", "daphne/"),
-    ("autobahn WebSocket framing", "autobahn/"),
-    ("Twisted reactor and transport", "twisted/"),
-    ("asyncio event loop", "asyncio/"),
+# Where a sample's time goes: the first frame from the top of the stack that is not the
+# standard library (asyncio, selectors, json...) names the component, by these rules in order.
+# py-spy prints paths relative to their sys.path entry ("channels_redis/pubsub.py").
+COMPONENTS: list[tuple[str, str]] = [
+    ("channels/db.py", "channels: aclose_old_connections / database_sync_to_async (DB cleanup hop)"),
+    ("channels_redis/serializers.py", "channels_redis: msgpack deserialise, once per consumer per message"),
+    ("channels_redis/", "channels_redis: pub/sub layer (receive, queues)"),
+    ("redis/", "redis-py client"),
+    ("msgpack/", "msgpack"),
+    ("asgiref/", "asgiref: sync_to_async / async_to_sync thread hops"),
+    ("dashboard/protocol.py", "Ticker: protocol (Subscriptions.select/accept, ticks_frame)"),
+    ("dashboard/", "Ticker: consumers, streaming, heartbeat"),
+    ("workers/", "Ticker: workers"),
+    ("ticker/", "Ticker: server glue"),
+    ("autobahn/", "autobahn: WebSocket framing"),
+    ("daphne/", "Daphne: ASGI <-> Twisted glue"),
+    ("twisted/", "Twisted: transport writes and reactor"),
+    ("channels/", "channels: consumer dispatch, middleware, send wrappers"),
+    ("django/", "Django"),
 ]
+LOOP = "asyncio event loop itself (scheduling, selectors)"
+
+# Named functions whose inclusive share is worth quoting.
+MARKERS: list[tuple[str, str]] = [
+    ("aclose_old_connections", "channels/db.py"),
+    ("deserialize", "channels_redis/serializers.py"),
+    ("receive", "channels_redis/pubsub.py"),
+    ("_do_receiving", "channels_redis/pubsub.py"),
+    ("dispatch", "channels/consumer.py"),
+    ("await_many_dispatch", "channels/utils.py"),
+    ("market_batch", "dashboard/consumers.py"),
+    ("symbol_ticks", "dashboard/consumers.py"),
+    ("select", "dashboard/protocol.py"),
+    ("ticks_frame", "dashboard/protocol.py"),
+    ("send", "channels/generic/websocket.py"),
+    ("handle_reply", "daphne/server.py"),
+    ("sendMessage", "autobahn/websocket/protocol.py"),
+    ("doWrite", "twisted/internet/abstract.py"),
+    ("thread_handler", "asgiref/sync.py"),
+]
+
+
+def is_stdlib(path: str) -> bool:
+    top = path.split("/", 1)[0].removesuffix(".py")
+    return top in sys.stdlib_module_names or path.startswith("<")
+
+
+def component_of(stack: list[tuple[str, str]]) -> str:
+    """The component a sample is charged to (``stack`` is root first)."""
+    for _, path in reversed(stack):
+        if is_stdlib(path):
+            continue
+        for prefix, label in COMPONENTS:
+            if path.startswith(prefix):
+                return label
+        return LOOP if path.startswith("twisted/internet/asyncioreactor.py") else path
+    return LOOP
 
 
 def pyspy_path() -> str | None:
@@ -66,60 +107,42 @@ def parse_frame(frame: str) -> tuple[str, str]:
     return match.group("func"), match.group("file")
 
 
-def package_of(path: str) -> str:
-    """A short owner for a source path: the site-packages distribution, stdlib module or repo file."""
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if "/lib/python3" in path:
-        rest = path.split("/lib/python3", 1)[1].split("/", 1)
-        module = rest[1] if len(rest) > 1 else path
-        return "stdlib " + module.split("/", 1)[0].removesuffix(".py")
-    for part in ("dashboard/", "workers/", "ticker/"):
-        if part in path:
-            return "Ticker " + part + path.split(part, 1)[1]
-    return path or "?"
-
-
 def summarize(collapsed: Path, top: int = 40) -> dict[str, Any]:
-    """Shares of samples from a py-spy raw (collapsed-stack) file."""
+    """Shares of samples (percent) from a py-spy raw (collapsed-stack) file."""
     self_by_func: Counter[str] = Counter()
     incl_by_func: Counter[str] = Counter()
-    by_package: Counter[str] = Counter()
+    by_component: Counter[str] = Counter()
     markers: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        stack_text, _, count_text = line.rpartition(" ")
+        if not stack_text or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if f]
-        parsed = [parse_frame(f) for f in frames]
-        parsed = [(func, file) for func, file in parsed if file]  # drop thread/process pseudo-frames
-        if not parsed:
+        stack = [parse_frame(f) for f in stack_text.split(";") if f]
+        stack = [(func, path) for func, path in stack if path]  # drop thread/process pseudo-frames
+        if not stack:
             continue
         total += count
-        leaf_func, leaf_file = parsed[-1]
-        self_by_func[f"{leaf_func} ({package_of(leaf_file)})"] += count
-        by_package[package_of(leaf_file)] += count
-        seen = {f"{func} ({package_of(file)})" for func, file in parsed}
-        for name in seen:
+        leaf_func, leaf_path = stack[-1]
+        self_by_func[f"{leaf_func} ({leaf_path})"] += count
+        by_component[component_of(stack)] += count
+        for name in {f"{func} ({path})" for func, path in stack}:
             incl_by_func[name] += count
-        joined = ";".join(f"{func} ({file})" for func, file in parsed)
-        for label, needle in MARKERS:
-            if needle in joined:
-                markers[label] += count
+        frames = set(stack)
+        for func, path in MARKERS:
+            if (func, path) in frames:
+                markers[f"{func} ({path})"] += count
     if total == 0:
-        return {"samples": 0, "categories": [], "top": [], "packages": [], "markers": []}
+        return {"samples": 0, "categories": [], "markers": [], "top": [], "top_self": []}
 
     def pct(n: int) -> float:
         return round(100.0 * n / total, 1)
 
     return {
         "samples": total,
-        "packages": [(name, pct(n)) for name, n in by_package.most_common(15)],
-        "markers": [(label, pct(markers[label])) for label, _ in MARKERS],
-        "categories": [(f"self time in {name}", pct(n)) for name, n in by_package.most_common(12)]
-        + [(f"inclusive: {label}", pct(markers[label])) for label, _ in MARKERS if markers[label]],
+        "categories": [(name, pct(n)) for name, n in by_component.most_common()],
+        "markers": [(f"{func} ({path})", pct(markers[f"{func} ({path})"])) for func, path in MARKERS],
         "top": [
             {"function": name, "inclusive_pct": pct(n), "self_pct": pct(self_by_func.get(name, 0))}
             for name, n in incl_by_func.most_common(top)

@@ -18,6 +18,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("p50 ms", "p50_ms", "d"),
     ("p99 ms", "p99_ms", "d"),
     ("max ms", "max_ms", "d"),
+    ("pub p50/p99", "publish_lag_text", "s"),
     ("web CPU%", "web_cpu_pct", ".0f"),
     ("web RSS MiB", "web_rss_mib", ".0f"),
     ("stack CPU%", "stack_cpu_pct", ".0f"),
@@ -126,6 +127,84 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# A fan-out scenario "holds" when nothing is lost, (almost) everything is delivered and p99 is in target.
+HOLD_P99_MS = 250
+HOLD_DELIVERED_PCT = 97.0
+
+
+def holds(result: Mapping[str, Any]) -> bool:
+    return (
+        result.get("lost", 1) == 0
+        and (result.get("delivered_pct") or 0) >= HOLD_DELIVERED_PCT
+        and result.get("p99_ms") is not None
+        and result["p99_ms"] <= HOLD_P99_MS
+        and result.get("clients_connected") == result.get("clients_requested")
+    )
+
+
+def why_not(result: Mapping[str, Any]) -> str:
+    """The most likely limit of a scenario that did not hold, from what was measured."""
+    reasons = []
+    if (result.get("web_cpu_pct") or 0) >= 85 * result.get("web_procs", 1):
+        reasons.append(f"web process CPU-bound ({result['web_cpu_pct']:.0f} % of a core)")
+    if result.get("client_cpu_max_pct", 0) >= 90:
+        reasons.append("load client CPU-bound")
+    rate = result.get("rate") or 0
+    if rate and (result.get("producer_tps") or 0) < 0.85 * rate:
+        reasons.append(f"producer reached {result['producer_tps']:.0f} of {rate:.0f} ticks/s")
+    if result.get("lost"):
+        reasons.append(f"{result['lost']} ticks dropped")
+    if result.get("clients_connected") != result.get("clients_requested"):
+        reasons.append(f"only {result.get('clients_connected')} of {result['clients_requested']} handshakes completed")
+    if (result.get("stack_cpu_pct") or 0) >= 170:
+        reasons.append(f"machine CPU-bound (server processes {result['stack_cpu_pct']:.0f} % of 200 %)")
+    p99 = result.get("p99_ms")
+    if not reasons and p99 is not None and p99 > HOLD_P99_MS:
+        clients = result.get("clients_connected") or 0
+        burst = clients * (result.get("cpu_per_frame_ms") or 0) / result.get("web_procs", 1)
+        lag = result.get("publish_lag_p99_ms")
+        older = f", on top of ticks already {lag} ms old (p99) when their batch crossed Redis" if lag else ""
+        reasons.append(
+            f"p99 {p99} ms with the web process at {result.get('web_cpu_pct', 0):.0f} % CPU: a window's frames are"
+            f" written one after another, {burst:.0f} ms of CPU per window per web process{older}"
+        )
+    return "; ".join(reasons) or "latency above target"
+
+
+def scaling(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per target and rate: how cost grows with clients, where it stops holding and why."""
+    series: dict[tuple[str, float, int], list[Mapping[str, Any]]] = {}
+    for r in results:
+        if r.get("kind") == "stream" and not r.get("profiled") and r.get("frames_per_s"):
+            series.setdefault((r["target"], r["rate"], r.get("web_procs", 1)), []).append(r)
+    lines = []
+    for (target, rate, web), rows in series.items():
+        rows = sorted(rows, key=lambda r: r["clients_requested"])
+        steps = ", ".join(
+            f"{r['clients_requested']}: {r['frames_per_s']:.0f} frames/s, {r['web_cpu_pct']:.0f} % CPU,"
+            f" {_fmt(r.get('cpu_per_frame_ms'), '.3f')} ms/frame"
+            for r in rows
+        )
+        held = [r["clients_requested"] for r in rows if holds(r)]
+        failed = [r for r in rows if not holds(r)]
+        head = f"- **{target} @{rate:.0f} ticks/s{f' on {web} web processes' if web > 1 else ''}** ({steps})."
+        if held:
+            head += f" Holds up to {max(held)} dashboards."
+        if failed:
+            first = failed[0]
+            head += f" Stops holding at {first['clients_requested']}: {why_not(first)}."
+        best = [r["cpu_per_frame_ms"] for r in rows if r.get("cpu_per_frame_ms")]
+        per_client_fps = rows[0]["frames_per_s"] / max(1, rows[0].get("clients_connected") or 1)
+        if best and per_client_fps:
+            capacity = 1000.0 / (min(best) * per_client_fps) * web
+            head += (
+                f" At {min(best):.3f} ms per frame and {per_client_fps:.1f} frames/s per dashboard, a full core"
+                f" per web process would serve about {capacity:.0f} dashboards."
+            )
+        lines.append(head)
+    return lines
+
+
 def _fmt(value: float | None, fmt: str, suffix: str = "") -> str:
     return "-" if value is None else format(value, fmt) + suffix
 
@@ -143,6 +222,19 @@ def render_ratios(rows: Sequence[Mapping[str, Any]]) -> str:
             f" ({_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} vs {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} ms)"
         )
     return "\n".join(lines)
+
+
+def _per_tick(run: Mapping[str, Any], profile: Mapping[str, Any]) -> list[str]:
+    profiled = [r for r in run["results"] if r.get("profiled") and r.get("web_us_per_tick")]
+    if not profiled:
+        return []
+    r = profiled[0]
+    return [
+        f"In that run Daphne spent {r['web_us_per_tick']:.2f} µs of CPU per delivered tick"
+        f" ({r['cpu_per_frame_ms']:.3f} ms per frame of {r['ticks_per_frame']:.0f} ticks); the shares below"
+        " split it.",
+        "",
+    ]
 
 
 def render_markdown(run: Mapping[str, Any]) -> str:
@@ -172,6 +264,13 @@ def render_markdown(run: Mapping[str, Any]) -> str:
             f" {_fmt(r['cpu_per_frame_ratio'], '.1f')} |"
             f" {_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} / {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} |"
         )
+    lines += ["", "## Where it stops", ""]
+    lines += [
+        f"A load holds when 0 ticks are lost, >= {HOLD_DELIVERED_PCT:.0f} % are delivered, every client connected"
+        f" and p99 <= {HOLD_P99_MS} ms.",
+        "",
+        *scaling(run["results"]),
+    ]
     notes = [f"- **{r['target']} {r['scenario']}**: {'; '.join(r['notes'])}" for r in run["results"] if r.get("notes")]
     if notes:
         lines += ["", "## Notes", "", *notes]
@@ -179,13 +278,21 @@ def render_markdown(run: Mapping[str, Any]) -> str:
     if skipped:
         lines += ["", "## Not run", "", *(f"- {s}" for s in skipped)]
     profile = run.get("profile")
-    if profile:
-        lines += ["", f"## Profile: {profile['scenario']} (py-spy, {profile['samples']} samples of Daphne)", ""]
-        lines += ["| share of samples | where |", "|---|---|"]
-        for name, pct in profile["categories"]:
-            lines.append(f"| {pct:.1f} % | {name} |")
-        lines += ["", "| inclusive | self | function |", "|---|---|---|"]
-        for row in profile["top"][:25]:
-            lines.append(f"| {row['inclusive_pct']:.1f} % | {row['self_pct']:.1f} % | `{row['function']}` |")
+    if profile and profile.get("samples"):
+        lines += [
+            "",
+            f"## Profile: {profile['scenario']} (py-spy, {profile['samples']} samples of the busy Daphne process)",
+            "",
+            "Each sample is charged to the first non-standard-library frame from the top of its stack.",
+            "",
+            *_per_tick(run, profile),
+            "| share | component |",
+            "|---|---|",
+        ]
+        lines += [f"| {pct:.1f} % | {name} |" for name, pct in profile["categories"]]
+        lines += ["", "| inclusive | function |", "|---|---|"]
+        lines += [f"| {pct:.1f} % | `{name}` |" for name, pct in profile["markers"] if pct]
+        lines += ["", "| self | function |", "|---|---|"]
+        lines += [f"| {row['self_pct']:.1f} % | `{row['function']}` |" for row in profile["top_self"][:15]]
     lines.append("")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from bench import profile, report
+from bench.probe import PublishLagProbe
 from bench.procs import ManagedProcess, ProcessSampler, raise_nofile_limit, rss_of, wait_for
 from bench.targets import PYTHON, REPO, FloorTarget, NaiveTarget, Target, TickerTarget, base_env
 
@@ -69,13 +70,15 @@ class Config:
     multi_web: int = 1000
     multi_web_procs: int = 2
     naive_clients: list[int] = field(default_factory=lambda: [100, 500])
+    naive_rates: list[float] = field(default_factory=list)  # empty: the same as rates
+    ref_idle: bool = True  # idle-connection memory for the references too
     targets: list[str] = field(default_factory=lambda: ["ticker", "floor", "naive"])
     client_procs: int = 0  # 0: one per 400 clients, at most the number of CPUs
     concurrency: int = 25
     connect_budget: float = 30.0
     naive_connect_budget: float = 20.0
     max_minutes: float = 14.0
-    profile: str = ""
+    profile: str = "500@200"  # CLIENTS@RATE of Ticker to repeat under py-spy ("off": none)
     profile_seconds: float = 10.0
     ref: str = ""
     quick: bool = False
@@ -92,9 +95,12 @@ QUICK = {
     "sync_clients": 50,
     "multi_web": 0,
     "naive_clients": [100],
+    "naive_rates": [1000.0],
+    "ref_idle": False,
     "connect_budget": 20.0,
     "naive_connect_budget": 15.0,
     "max_minutes": 4.0,
+    "profile": "off",
 }
 
 
@@ -117,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--naive-clients", default=env("BENCH_NAIVE_CLIENTS"), help="dashboards for the naive reference"
     )
+    parser.add_argument("--naive-rates", default=env("BENCH_NAIVE_RATES"), help="rates for the naive reference")
     parser.add_argument("--targets", default=env("BENCH_TARGETS"), help="ticker,floor,naive")
     parser.add_argument("--client-procs", type=int, default=int(env("BENCH_CLIENT_PROCS", "0")))
     parser.add_argument(
@@ -125,10 +132,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--max-minutes", type=float, default=env("BENCH_MAX_MINUTES"), help="deadline of the whole run")
     parser.add_argument(
         "--profile",
-        nargs="?",
-        const="500@200",
-        default=env("BENCH_PROFILE", ""),
-        help="py-spy Daphne during a repeat of Ticker's CLIENTS@RATE scenario (default 500@200)",
+        default=env("BENCH_PROFILE"),
+        help="py-spy Daphne during a repeat of Ticker's CLIENTS@RATE scenario (full run: 500@200; off: none)",
     )
     parser.add_argument("--ref", default=env("BENCH_REF", ""), help="benchmark this git ref of Ticker (git archive)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
@@ -146,6 +151,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         config.rates = _floats(args.rates)
     if args.naive_clients is not None:
         config.naive_clients = _ints(args.naive_clients)
+    if args.naive_rates is not None:
+        config.naive_rates = _floats(args.naive_rates)
     if args.targets:
         config.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for key in ("duration", "warmup", "sync_rate", "max_minutes"):
@@ -161,7 +168,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     config.multi_web_procs = args.multi_web_procs
     config.client_procs = args.client_procs
     config.concurrency = args.concurrency
-    config.profile = args.profile or ""
+    if args.profile:
+        config.profile = args.profile
+    if config.profile in ("off", "0", "none"):
+        config.profile = ""
     config.ref = args.ref
     config.keep = args.keep
     config.out = args.out
@@ -301,7 +311,9 @@ class Runner:
 
     def make_target(self, name: str, web_procs: int = 1) -> Target:
         if name == "ticker":
-            return TickerTarget(self.workdir, self.config.symbols, self.product, web_procs=web_procs)
+            cfg = self.config
+            users = max([*cfg.clients, cfg.idle, cfg.sync_clients, cfg.multi_web, 1])
+            return TickerTarget(self.workdir, cfg.symbols, self.product, web_procs=web_procs, users=users)
         if name == "naive":
             return NaiveTarget(self.workdir, self.config.symbols)
         if name == "floor":
@@ -311,10 +323,11 @@ class Runner:
     def plan(self, name: str) -> list[Scenario]:
         cfg = self.config
         plan: list[Scenario] = []
-        if cfg.idle > 0:
+        if cfg.idle > 0 and (name == "ticker" or cfg.ref_idle):
             plan.append(Scenario("idle", cfg.idle, cfg.rates[0], 0))
         clients = cfg.naive_clients if name == "naive" else cfg.clients
-        for rate in cfg.rates:
+        rates = (cfg.naive_rates or cfg.rates) if name == "naive" else cfg.rates
+        for rate in rates:
             plan += [Scenario("stream", n, rate, cfg.per_client) for n in clients]
         if name == "ticker" and cfg.sync_clients > 0:
             plan.append(Scenario("sync", cfg.sync_clients, cfg.sync_rate, 1))
@@ -354,6 +367,7 @@ class Runner:
         try:
             started = time.monotonic()
             target.start(plan[0].rate)
+            target.wait_rate(plan[0].rate)
             logger.info("%s started in %.1f s (web on %s)", name, time.monotonic() - started, target.web_ports)
             for scenario in plan:
                 needed = self.budget(target) / 2 + self.config.warmup + self.config.duration + 15
@@ -414,6 +428,7 @@ class Runner:
                     "clients": n,
                     "symbols": target.symbols[: scenario.per_client] if mode == "stream" else [],
                     "headers": target.headers(),
+                    "cookies": target.cookies(),
                     "origin": target.origin(),
                     "first_index": first,
                     "concurrency": max(1, self.config.concurrency // procs),
@@ -429,10 +444,14 @@ class Runner:
         cfg = self.config
         label = scenario.label()
         logger.info("%s: %s", target.name, label)
-        target.set_rate(scenario.rate)
-        target.wait_rate(scenario.rate)
+        if target.rate != scenario.rate:
+            target.set_rate(scenario.rate)
+            target.wait_rate(scenario.rate)
         web_names = target.web_names(scenario.web_procs)
         notes = self.settle(target, web_names)
+        # The producer's rate is taken over the whole scenario (seq moves in window steps,
+        # so a short span would carry a +-1 window error).
+        self.seqs_start = (target.seqs(), time.monotonic())
         group = ClientGroup(self.workdir, f"{target.name} {label}")
         result: dict[str, Any] = {
             "target": target.name,
@@ -519,15 +538,25 @@ class Runner:
         spy = None
         if scenario.profiled:
             spy = self.start_profile(target, server[target.web_names(1)[0]], scenario)
+        probe = None
+        if target.probe_channel and target.redis is not None:
+            probe = PublishLagProbe(target.redis.url, target.probe_channel)
+            probe.start()
         time.sleep(max(0.0, t0 - time.time()))  # until the window opens
         sampler.start()
-        seqs0, m0 = target.seqs(), time.monotonic()
+        if probe is not None:
+            probe.open_window()
         while time.time() < t1:
             time.sleep(min(1.0, max(0.0, t1 - time.time())))  # RSS sampled once a second
             sampler.sample_rss()
-        seqs1, m1 = target.seqs(), time.monotonic()
         usage = sampler.stop()
+        if probe is not None:
+            lag = probe.stop()
+            result["publish_lag_p50_ms"] = report.percentile(lag, 0.5)
+            result["publish_lag_p99_ms"] = report.percentile(lag, 0.99)
         lines = group.collect("result", indexes, 30)
+        seqs0, m0 = self.seqs_start
+        seqs1, m1 = target.seqs(), time.monotonic()
         if spy is not None:
             self.finish_profile(spy, scenario)
         self.compute(target, scenario, result, usage, lines.values(), seqs0, seqs1, m1 - m0, list(clients))
@@ -589,6 +618,7 @@ class Runner:
                 "client_procs": len(client_names),
                 "cpu_per_frame_ms": round(1000.0 * web_cpu_s / frames, 4) if frames and ticks else None,
                 "stack_cpu_per_frame_ms": round(1000.0 * stack_cpu_s / frames, 4) if frames and ticks else None,
+                "web_us_per_tick": round(1e6 * web_cpu_s / ticks, 2) if ticks else None,
                 "processes": usage,
                 "closed_codes": closed,
                 "frame_types": types,
@@ -596,6 +626,8 @@ class Runner:
                 "alive_at_end": sum(line.get("alive", 0) for line in lines),
             }
         )
+        if result.get("publish_lag_p99_ms") is not None:
+            result["publish_lag_text"] = f"{result['publish_lag_p50_ms']}/{result['publish_lag_p99_ms']}"
         connected = result.get("clients_connected", 0)
         result["clients_text"] = f"{connected}/{scenario.clients}" if connected != scenario.clients else str(connected)
         saturated = " sat" if result["client_cpu_max_pct"] >= 90 else ""

@@ -12,6 +12,7 @@ symbol (to measure its real rate), and the pids to sample.
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import logging
 import os
 import re
@@ -125,6 +126,8 @@ class Target:
     name = "target"
     seq_key = "{}"
     stream_path = "/ws/stream/"
+    # The Redis channel the producer publishes batches on (for the publish-lag probe).
+    probe_channel: str | None = None
 
     def __init__(self, workdir: Path, symbols: int) -> None:
         self.workdir = workdir / self.name
@@ -145,6 +148,10 @@ class Target:
 
     def headers(self) -> dict[str, str]:
         return {}
+
+    def cookies(self) -> list[str]:
+        """Cookie headers, one per simulated user (client i uses entry i modulo their number)."""
+        return []
 
     def origin(self) -> str | None:
         return None
@@ -244,14 +251,18 @@ class TickerTarget(Target):
 
     name = "ticker"
     seq_key = "ticker:state:{}"
+    # channels-redis's pub/sub layer: "<prefix>__group__<group>" (settings: CHANNEL_LAYER_PREFIX).
+    probe_channel = "ticker__group__market"
     user = "bench"
     password = "bench-pass-1"  # noqa: S105 - a throwaway account in a throwaway database
 
-    def __init__(self, workdir: Path, symbols: int, product: Path, web_procs: int = 1) -> None:
+    def __init__(self, workdir: Path, symbols: int, product: Path, web_procs: int = 1, users: int = 0) -> None:
         super().__init__(workdir, symbols)
         self.product = product
         self.web_procs = web_procs
+        self.users = users
         self.cookie = ""
+        self.session_keys: list[str] = []
 
     def seqs(self) -> dict[str, int]:
         client = self.market()
@@ -285,9 +296,14 @@ class TickerTarget(Target):
 
     def seed(self, rate: float, *, user: bool = False) -> None:
         argv = [PYTHON, str(BENCH_DIR / "seed.py"), "--symbols", str(len(self.symbols)), "--rate", str(rate)]
+        sessions = self.workdir / "sessions.json"
         if user:
             argv += ["--user", self.user, "--password", self.password]
-        subprocess.run(argv, env=self.env(), cwd=self.product, check=True, capture_output=True, timeout=120)  # noqa: S603
+            if self.users:
+                argv += ["--sessions", str(self.users), "--sessions-out", str(sessions)]
+        subprocess.run(argv, env=self.env(), cwd=self.product, check=True, capture_output=True, timeout=300)  # noqa: S603
+        if user and self.users:
+            self.session_keys = json.loads(sessions.read_text())
 
     def start(self, rate: float) -> None:
         self._start_redis()
@@ -348,7 +364,10 @@ class TickerTarget(Target):
         return [f"ws://127.0.0.1:{port}/ws/symbols/{symbol}/" for port in self.web_ports[:web_procs]]
 
     def headers(self) -> dict[str, str]:
-        return {"Cookie": self.cookie}
+        return {} if self.session_keys else {"Cookie": self.cookie}
+
+    def cookies(self) -> list[str]:
+        return [f"sessionid={key}" for key in self.session_keys]
 
     def origin(self) -> str | None:
         return f"http://127.0.0.1:{self.web_ports[0]}"
@@ -398,6 +417,7 @@ class FloorTarget(Target):
 
     name = "floor"
     seq_key = "floor:seq:{}"
+    probe_channel = "floor:ticks"
 
     def env(self) -> dict[str, str]:
         return base_env({"PYTHONPATH": str(REPO)})
