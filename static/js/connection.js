@@ -1,16 +1,28 @@
-// The connection indicator: live / reconnecting / stale, with the age of the last frame.
+// The connection indicator: live / reconnecting / stale, with the age of the last tick.
+//
+// It also sets body[data-connection], which the stylesheet uses to grey out every price
+// while the connection is not live: a price is never shown as live when it may be stale.
+
+import { formatAge } from "./format.js";
+import { requestWrite } from "./frame.js";
 
 export function bindIndicator(element, client) {
-  const render = () => {
+  const stateEl = element.querySelector(".state");
+  const ageEl = element.querySelector(".age");
+  const write = () => {
     const state = client.state;
-    element.dataset.state = state;
-    if (state === "stale") {
-      element.textContent = `stale · ${(client.lastFrameAge() / 1000).toFixed(0)} s`;
-    } else {
-      element.textContent = state;
+    if (element.dataset.state !== state) {
+      element.dataset.state = state;
+      stateEl.textContent = state;
+      document.body.dataset.connection = state;
     }
-    document.body.dataset.connection = state;
+    const age = client.lastTickAge();
+    const text = Number.isFinite(age) ? formatAge(age) : "";
+    if (ageEl.textContent !== text) ageEl.textContent = text;
+    element.title = `Last tick ${text || "not yet"} ago · ${client.stats.reconnects} reconnects · ${client.stats.gaps} gaps healed`;
   };
-  setInterval(render, 1000);
+  const render = () => requestWrite(write);
+  // The age keeps counting when nothing arrives: that is the point of showing it.
+  setInterval(render, 500);
   return render;
 }

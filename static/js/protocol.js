@@ -31,6 +31,7 @@ export class StreamClient {
     this.nextId = 1;
     this.heartbeatMs = 5000;
     this.lastFrameAt = 0;
+    this.lastTickAt = 0; // the freshness of the prices shown, for the connection indicator
     this.state = "connecting";
     this.ws = null;
     this.closedByUs = false;
@@ -123,6 +124,7 @@ export class StreamClient {
       case "snapshot":
         this.stats.snapshots += 1;
         this.positions.set(msg.symbol, { epoch: msg.epoch, seq: msg.seq });
+        this.lastTickAt = performance.now();
         this.call("onSnapshot", msg);
         break;
       case "ticks":
@@ -157,7 +159,10 @@ export class StreamClient {
       accepted.push(tick);
     }
     this.stats.ticks += accepted.length;
-    if (accepted.length) this.call("onTicks", accepted);
+    if (accepted.length) {
+      this.lastTickAt = performance.now();
+      this.call("onTicks", accepted);
+    }
     if (resync.size && this.isOpen()) this.sendSubscribe([...resync]);
   }
 
@@ -206,6 +211,10 @@ export class StreamClient {
 
   lastFrameAge() {
     return this.lastFrameAt ? performance.now() - this.lastFrameAt : Infinity;
+  }
+
+  lastTickAge() {
+    return this.lastTickAt ? performance.now() - this.lastTickAt : Infinity;
   }
 
   call(name, arg) {

@@ -1,87 +1,131 @@
-// The symbol page: quote, session stats and recent ticks from the single-symbol stream.
+// The symbol page: chart, quote, session stats and recent ticks of one symbol, fed by the
+// single-symbol stream /ws/symbols/<SYMBOL>/ (the sync consumer), shareable by URL.
 
+import { bindIntervals, CandleChart, INTERVALS } from "./chart.js";
 import { bindIndicator } from "./connection.js";
-import { formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
+import { formatPct, formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
+import { requestWrite } from "./frame.js";
+import { Market } from "./market.js";
 import { StreamClient } from "./protocol.js";
 
-const MAX_ROWS = 30;
-const root = document.querySelector(".symbol-page");
+const MAX_ROWS = 40;
+const $ = (selector) => document.querySelector(selector);
+const root = $(".symbol-page");
 const symbol = root.dataset.symbol;
 const precision = Number(root.dataset.precision);
-const cell = (name) => root.querySelector(`.quote .${name}`);
+const market = new Market([{ symbol, precision, name: "", status: root.dataset.status }]);
 const tbody = root.querySelector(".ticks tbody");
 const statusEl = root.querySelector(".status");
-let quote = null;
-let pending = [];
-let scheduled = false;
-let render = () => {};
+let pending = []; // ticks not yet written to the table (at most MAX_ROWS kept)
+let count = 0;
+let lastPrice = null;
+let snapshotSeen = false;
 
-function schedule() {
-  if (scheduled) return;
-  scheduled = true;
-  requestAnimationFrame(() => {
-    scheduled = false;
-    if (!quote) return;
-    cell("last").textContent = formatPrice(quote.price, precision);
-    cell("change").textContent = formatSigned(quote.price - quote.open, precision);
-    cell("bid").textContent = formatPrice(quote.bid, precision);
-    cell("ask").textContent = formatPrice(quote.ask, precision);
-    cell("open").textContent = formatPrice(quote.open, precision);
-    cell("high").textContent = formatPrice(quote.high, precision);
-    cell("low").textContent = formatPrice(quote.low, precision);
-    cell("volume").textContent = formatVolume(quote.volume);
-    const rows = pending.slice(-MAX_ROWS).reverse().map((t) => {
-      const tr = document.createElement("tr");
-      for (const [text, cls] of [
-        [formatTime(t.ts), ""], [String(t.seq), "num"], [formatPrice(t.price, precision), "num"], [formatVolume(t.volume), "num"],
-      ]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        if (cls) td.className = cls;
-        tr.append(td);
-      }
-      return tr;
-    });
+const stored = localStorage.getItem("ticker.interval");
+let interval = stored in INTERVALS ? stored : "1m";
+const chart = new CandleChart($("#chart"), $(".readout"));
+bindIntervals($(".intervals"), interval, (next) => {
+  interval = next;
+  localStorage.setItem("ticker.interval", next);
+  chart.show(symbol, interval, precision);
+});
+chart.show(symbol, interval, precision);
+
+function set(selector, text) {
+  for (const el of root.querySelectorAll(selector)) if (el.textContent !== text) el.textContent = text;
+}
+
+function tickRow(t) {
+  const tr = document.createElement("tr");
+  const direction = lastPrice === null ? "" : t.price > lastPrice ? "up" : t.price < lastPrice ? "down" : "";
+  lastPrice = t.price;
+  const cells = [
+    [formatTime(t.ts), "time"],
+    [String(t.seq), "num"],
+    [formatPrice(t.price, precision), `num px ${direction}`],
+    [formatPrice(t.bid, precision), "num"],
+    [formatPrice(t.ask, precision), "num"],
+    [formatVolume(t.volume), "num"],
+  ];
+  for (const [text, cls] of cells) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    td.className = cls;
+    tr.append(td);
+  }
+  return tr;
+}
+
+function renderFrame() {
+  market.takeDirty();
+  const status = market.status(symbol);
+  if (root.dataset.status !== status) {
+    root.dataset.status = status;
+    statusEl.dataset.status = status;
+    statusEl.textContent = status;
+  }
+  const q = market.quote(symbol);
+  if (q) {
+    set(".last", formatPrice(q.price, precision));
+    set(".px .change", `${formatSigned(q.change, precision)} ${formatPct(q.change_pct)}`);
+    set(".quote .change", formatSigned(q.change, precision));
+    set(".change-pct", formatPct(q.change_pct));
+    set(".bid", formatPrice(q.bid, precision));
+    set(".ask", formatPrice(q.ask, precision));
+    set(".spread", formatPrice(q.ask - q.bid, precision));
+    set(".open", formatPrice(q.open, precision));
+    set(".high", formatPrice(q.high, precision));
+    set(".low", formatPrice(q.low, precision));
+    set(".range", formatPrice(q.high - q.low, precision));
+    set(".volume", formatVolume(q.volume));
+    set(".count", String(count));
+    const trend = q.change > 0 ? "up" : q.change < 0 ? "down" : "flat";
+    if (root.dataset.trend !== trend) root.dataset.trend = trend;
+  }
+  if (pending.length) {
+    const rows = pending.map(tickRow).reverse();
     pending = [];
     tbody.prepend(...rows);
     while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(-1);
-  });
+  }
 }
-
-function setStatus(status) {
-  statusEl.dataset.status = status;
-  statusEl.textContent = status;
-}
+const requestRender = () => requestWrite(renderFrame);
 
 const client = new StreamClient(
   `/ws/symbols/${encodeURIComponent(symbol)}/`,
   {
-    onSnapshot: (msg) => {
-      if (msg.quote) quote = { ...msg.quote };
-      setStatus(msg.status);
-      schedule();
-    },
-    onTicks: (ticks) => {
-      for (const t of ticks) {
-        quote = quote || { open: t.price, high: t.price, low: t.price, volume: 0 };
-        quote.price = t.price;
-        quote.bid = t.bid;
-        quote.ask = t.ask;
-        quote.high = Math.max(quote.high, t.price);
-        quote.low = Math.min(quote.low, t.price);
-        quote.volume += t.volume;
-        pending.push(t);
-      }
-      schedule();
+    onHello: (msg) => {
+      market.setCatalog(msg.symbols);
+      requestRender();
     },
     onSymbols: (symbols) => {
-      const entry = symbols.find((s) => s.symbol === symbol);
-      setStatus(entry ? entry.status : "disabled");
+      market.setCatalog(symbols);
+      requestRender();
     },
-    onState: () => render(),
+    onSnapshot: (msg) => {
+      market.snapshot(msg);
+      // A second snapshot means ticks were lost in between: the chart reloads history.
+      if (snapshotSeen) chart.reload();
+      snapshotSeen = true;
+      requestRender();
+    },
+    onTicks: (ticks) => {
+      market.ticks(ticks);
+      chart.ticks(ticks);
+      count += ticks.length;
+      pending.push(...ticks);
+      if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
+      requestRender();
+    },
+    onState: () => renderIndicator(),
   },
   { symbols: [symbol], autoSubscribed: true },
 );
-render = bindIndicator(document.getElementById("connection"), client);
+const renderIndicator = bindIndicator($("#connection"), client);
 client.connect();
+renderIndicator();
+
+// Exposed for the browser tests and for debugging from the console.
 window.tickerStream = client;
+window.tickerChart = chart;
+window.tickerMarket = market;

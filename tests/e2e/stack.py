@@ -211,6 +211,32 @@ class Stack:
         owner = self.market().get(f"ticker:lease:{symbol}")
         return int(owner.decode().split(":")[1]) if owner else None
 
+    def kill_web(self) -> None:
+        """kill -9 Daphne (a crash: no close frames reach the browsers)."""
+        self.processes["web"].kill()
+
+    def start_web(self) -> None:
+        """Start Daphne again on the same port and wait until it serves pages."""
+        env = self.env()
+        env["PORT"] = str(self.web_port)
+        self.processes["web"].start(env)
+        wait_for(self.web_ready, 30, "Daphne to serve again after a restart")
+
+    def restart_web(self) -> None:
+        self.kill_web()
+        self.start_web()
+
+    def pause_web(self) -> None:
+        """SIGSTOP Daphne: sockets stay open but nothing arrives (a hung server)."""
+        popen = self.processes["web"].popen
+        assert popen is not None
+        os.killpg(popen.pid, signal.SIGSTOP)
+
+    def resume_web(self) -> None:
+        popen = self.processes["web"].popen
+        assert popen is not None
+        os.killpg(popen.pid, signal.SIGCONT)
+
 
 class HttpSession:
     """A browser-like HTTP client: cookies, and CSRF tokens taken from the forms it loads."""
