@@ -1,12 +1,13 @@
 # Two commands: `make run` starts the whole stack, `make test` runs every test.
-# Both set up what they need on a fresh machine (the venv; for tests, Chromium).
+# Both set up what they need on a fresh machine (the venv; for tests, Debian's Chromium,
+# HAProxy and PostgreSQL server, installed with apt-get when missing and run as root).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format chromium screenshot chaos clean bench bench-quick
+.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,14 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 run: $(RUNTIME_STAMP)
 	$(PY) -m ticker.stack
 
-## test: lint, then every test (unit, consumer, end-to-end, browser)
-test: $(DEV_STAMP) chromium lint
+## test: lint, every test (unit, consumer, end-to-end, browser, scale-out) on SQLite, then
+## the unit and consumer suites again on PostgreSQL (the scale-out test runs on it already)
+test: $(DEV_STAMP) system-packages lint
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: $(DEV_STAMP) system-packages
+	TICKER_TEST_DATABASE=postgres $(PY) -m pytest tests --ignore=tests/e2e -q
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
@@ -35,22 +41,30 @@ format: $(DEV_STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-## chromium: the browser tests drive Debian's Chromium (Playwright cannot download one here)
-chromium:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+## system-packages: Debian's Chromium (browser tests; Playwright cannot download one here),
+## HAProxy and the PostgreSQL server (scale-out and PostgreSQL runs)
+SYSTEM_PACKAGES_MISSING = $(strip \
+	$(if $(shell command -v chromium),,chromium) \
+	$(if $(shell command -v haproxy || ls /usr/sbin/haproxy 2>/dev/null),,haproxy) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql))
+
+system-packages:
+	@if [ -n "$(SYSTEM_PACKAGES_MISSING)" ]; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "Installing Chromium with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+			echo "Installing with apt-get: $(SYSTEM_PACKAGES_MISSING)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES_MISSING) >/dev/null; \
 		else \
-			echo "Chromium is missing: install it (Debian: apt-get install chromium) or run as root"; exit 1; \
+			echo "Missing system packages: $(SYSTEM_PACKAGES_MISSING) (Debian: apt-get install them, or run as root)"; exit 1; \
 		fi; \
 	fi
+
+chromium: system-packages
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
 ## screenshot: refresh docs/screenshot.png from the real page
-screenshot: $(DEV_STAMP) chromium
+screenshot: $(DEV_STAMP) system-packages
 	$(PY) -m tests.e2e.screenshot docs/screenshot.png
 
 ## bench: fan-out of Ticker against the naive pattern and a plain websockets floor (~10 min;

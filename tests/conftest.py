@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.redis_plugin import TEST_REDIS_PORT
+from tests.services_plugin import TEST_REDIS_PORT
 from ticker.embedded_redis import EmbeddedRedis
 
 
