@@ -46,7 +46,7 @@ class PostgresServer:
         return f"postgres://ticker@127.0.0.1:{self.port}/{database}"
 
     def start(self, timeout: float = 30.0) -> None:
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [
                 *self.as_user,
                 str(self.bin / "initdb"),
@@ -62,7 +62,7 @@ class PostgresServer:
             capture_output=True,
         )
         log = (self.root / "server.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [
                 *self.as_user,
                 str(self.bin / "postgres"),

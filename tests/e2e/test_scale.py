@@ -27,7 +27,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     try:
         running.start()
     except BaseException:
-        print(running.logs())  # noqa: T201
+        print(running.logs())
         running.stop()
         raise
     yield running

@@ -106,7 +106,7 @@ class Topology:
         env = self.env()
         manage = [sys.executable, str(ROOT / "manage.py")]
         for command in (["migrate", "--noinput"], ["load_demo"]):
-            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603
+            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
         commands = procfile_commands()
         for i, port in enumerate(self.web_ports, start=1):
             self._start(f"web{i}", commands["web"], {**env, "PORT": str(port)})
@@ -140,7 +140,7 @@ class Topology:
     @staticmethod
     def _answers(url: str) -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
