@@ -39,6 +39,8 @@ defaults
 
 frontend ticker
     bind 127.0.0.1:{lb_port}
+    # Clients cannot forge their address: Daphne runs with --proxy-headers behind us.
+    http-request set-header X-Forwarded-For %[src]
     default_backend daphne
 
 backend daphne
@@ -109,7 +111,7 @@ class Topology:
             subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
         commands = procfile_commands()
         for i, port in enumerate(self.web_ports, start=1):
-            self._start(f"web{i}", commands["web"], {**env, "PORT": str(port)})
+            self._start(f"web{i}", self.web_command(), {**env, "PORT": str(port)})
         for name in ("w1", "w2"):
             self._start(name, f"{commands['worker']} --hostname={name}@%h", env)
         self._start("beat", commands["beat"], env)
@@ -126,10 +128,15 @@ class Topology:
         market = redis.Redis.from_url(self.redis_servers[0].url)
         wait_for(lambda: market.exists("ticker:state:AAPL"), 30, "a producer")
 
+    @staticmethod
+    def web_command() -> str:
+        """The Procfile's web command, trusting the balancer's X-Forwarded-For (docs/deploy.md)."""
+        return procfile_commands()["web"].replace("ticker.asgi:application", "--proxy-headers ticker.asgi:application")
+
     def restart_web(self, index: int) -> None:
         """Start a killed Daphne again and wait until the balancer sends it traffic."""
         port = self.web_ports[index - 1]
-        self._start(f"web{index}", procfile_commands()["web"], {**self.env(), "PORT": str(port)})
+        self._start(f"web{index}", self.web_command(), {**self.env(), "PORT": str(port)})
         wait_for(lambda: self._answers(f"http://127.0.0.1:{port}/healthz"), 30, f"Daphne on {port}")
 
     def _start(self, name: str, command: str, env: dict[str, str]) -> None:
