@@ -193,3 +193,23 @@ async def test_connect_storms_are_closed_4429(connect, symbols, settings) -> Non
     storm, _, _ = await connect(STREAM)
     assert "new connections per minute" in (await next_frame(storm, "error"))["message"]
     assert await closing_code(storm) == 4429
+
+
+async def test_symbol_stream_acks_a_resubscribe_and_hears_catalog_changes(connect, producer) -> None:
+    from decimal import Decimal
+
+    from asgiref.sync import sync_to_async
+
+    from dashboard.models import Symbol
+
+    communicator = await opened(connect, SYMBOL_AAA)
+    snapshot = await live_snapshot(communicator)
+    await communicator.send_to(
+        text_data=json.dumps({"op": "subscribe", "id": "r1", "symbols": ["AAA"], "interval": "5s"})
+    )
+    assert (await next_frame(communicator, "ack"))["id"] == "r1"
+    again = await next_frame(communicator, "snapshot")
+    assert (again["interval"], again["epoch"]) == ("5s", snapshot["epoch"])
+    await sync_to_async(Symbol.objects.create)(symbol="ZZZ", name="Listed now", initial_price=Decimal("3"))
+    catalog = await next_frame(communicator, "symbols")
+    assert "ZZZ" in [s["symbol"] for s in catalog["symbols"]]

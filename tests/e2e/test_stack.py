@@ -139,3 +139,27 @@ async def test_metrics_aggregate_web_and_worker_processes(stack_logs: Stack) -> 
     assert value("ticker_producer_ticks_total") > 0, "the worker's counters reach the web process's /metrics"
     assert value('ticker_connections_open{endpoint="stream"}') >= 1
     assert value('ticker_ticks_sent_total{endpoint="stream"}') > 0
+
+
+async def test_reconnect_with_since_gets_exactly_the_missed_ticks(stack_logs: Stack) -> None:
+    from tests.e2e.client import Recorder
+
+    headers = {"Cookie": stack_logs.login(), "Origin": stack_logs.base_url}
+    url = f"{stack_logs.ws_url}/ws/stream/"
+    async with Recorder(url, headers, subscribe=["BTC-USD"]) as first:
+        _, snapshot = await first.wait_for(lambda f: f["type"] == "snapshot", timeout=10)
+        await first.wait_for(lambda f: f["type"] == "ticks", timeout=10)
+        last = first.ticks("BTC-USD")[-1][1]["seq"]
+    await asyncio.sleep(1.0)  # the market moves on while the client is away
+    async with Recorder(url, headers) as second:
+        since = {"BTC-USD": {"epoch": snapshot["epoch"], "seq": last}}
+        await second.send({"op": "subscribe", "id": 2, "symbols": ["BTC-USD"], "since": since})
+        _, recovered = await second.wait_for(lambda f: f["type"] == "ticks", timeout=10)
+        assert recovered["recovered"] is True
+        missed = [t["seq"] for t in recovered["data"]]
+        assert missed == list(range(last + 1, last + 1 + len(missed)))
+        assert len(missed) >= 4, "about a second of BTC-USD ticks"
+        assert [f for _, f in second.frames if f["type"] == "snapshot"] == []
+        await second.wait_for(lambda f: f["type"] == "ticks" and not f.get("recovered"), timeout=5)
+        live = [t["seq"] for _, t in second.ticks("BTC-USD")]
+        assert live == list(range(last + 1, last + 1 + len(live))), "live ticks continue the recovered ones"

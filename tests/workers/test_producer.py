@@ -209,3 +209,18 @@ def _sync_client():
     import redis
 
     return redis.Redis.from_url(settings.MARKET_REDIS_URL)
+
+
+async def test_added_and_edited_symbols_take_effect_without_restart(aredis) -> None:
+    specs = [SymbolSpec(symbol="AAA", initial_price=100.0, tick_interval_ms=100)]
+    producer = make_producer(aredis, "p1", specs=specs, catalog_refresh_ms=100)
+    slow = published_seqs(await run_windows(producer, 13_000_000, 10), "AAA")
+    # An admin adds a symbol and makes AAA tick twice as often.
+    specs[0] = SymbolSpec(symbol="AAA", initial_price=100.0, tick_interval_ms=50)
+    specs.append(SymbolSpec(symbol="NEW", initial_price=5.0, tick_interval_ms=100))
+    await aredis.incr(market_store.CATALOG_VERSION_KEY)
+    windows = await run_windows(producer, 13_001_000, 10)
+    fast = published_seqs(windows, "AAA")
+    assert len(fast) >= 1.8 * len(slow)
+    assert fast[0] == slow[-1] + 1, "same series, retuned"
+    assert published_seqs(windows, "NEW")[:1] == [1]
