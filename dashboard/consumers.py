@@ -1,8 +1,9 @@
 """WebSocket consumers: thin translators between sockets and ``dashboard.protocol``.
 
-``StreamConsumer`` (async, ``/ws/stream/``) serves the multi-symbol dashboard: it joins
-the market group once and forwards, per producer window, the pre-encoded pieces of
-the symbols its client subscribed to. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``)
+``StreamConsumer`` (async, ``/ws/stream/``) serves the multi-symbol dashboard: it gets
+every producer window from its process's market feed (one market-group subscription per
+process, ``dashboard.market_feed``) and forwards the pre-encoded pieces of the symbols
+its client subscribed to. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``)
 serves one symbol from that symbol's group. Both screen client frames the same way
 (``streaming.screen``), answer (re)subscribes the same way (``streaming.subscription_frame``)
 and refuse sockets without an authenticated session with close code 4401.
@@ -17,19 +18,15 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
 
-from dashboard import heartbeat, protocol, streaming
+from dashboard import heartbeat, market_feed, protocol, streaming
 from dashboard.catalog import catalog_entries
 from dashboard.connection_limits import limiter
 from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
 from ticker import metrics
-from workers.broadcast import CATALOG_GROUP, MARKET_GROUP, session_group, symbol_group, user_group
+from workers.broadcast import CATALOG_GROUP, session_group, symbol_group, user_group
 from workers.market_store import aread_subscribe, read_subscribe
 
 logger = logging.getLogger(__name__)
-
-# Handlers on the streaming path touch no database, so they skip channels' per-message
-# database-connection cleanup (a worker-thread hop on every message since channels 4.2).
-_STREAMING_TYPES = frozenset({"market.batch"})
 
 
 def _is_authenticated(scope: dict[str, Any]) -> bool:
@@ -77,9 +74,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
         self.intervals: dict[str, str] = {}
-        for group in (*_access_groups(self.scope), CATALOG_GROUP, MARKET_GROUP):
+        # Market batches arrive through the process's feed, not this consumer's channel:
+        # held while a (re)subscribe reads Redis, so none is lost or forwarded early.
+        self._holds = 0
+        self._draining = False
+        self._held: list[dict[str, Any]] = []
+        for group in (*_access_groups(self.scope), CATALOG_GROUP):
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
+        self.feed = market_feed.feed(self.channel_layer)
+        await self.feed.register(self)
         catalog = await database_sync_to_async(catalog_entries)()
         self.catalog = _catalog_index(catalog)
         await self.send(text_data=streaming.hello(catalog))
@@ -87,6 +91,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
+        if getattr(self, "feed", None) is not None:
+            self.feed.unregister(self)
         if getattr(self, "counted", False):
             limiter().release(self.scope["user"].pk)
             metrics.CONNECTIONS_OPEN.labels("stream").dec()
@@ -95,12 +101,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def send_heartbeat(self, frame: str) -> None:
         await self.send(text_data=frame)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] in _STREAMING_TYPES:
-            await self.market_batch(message)
-        else:
-            await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "guard"):
@@ -118,7 +118,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if isinstance(op, Ping):
                 await self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
             elif isinstance(op, Subscribe):
-                await self._subscribe(op)
+                await self._holding(self._subscribe(op))
             elif op is not None:
                 removed = [s for s in op.symbols if self.subs.remove(s)]
                 for symbol in removed:
@@ -153,16 +153,39 @@ class StreamConsumer(AsyncWebsocketConsumer):
         for frame in frames:
             await self.send(text_data=frame)
 
-    async def market_batch(self, event: dict[str, Any]) -> None:
+    async def deliver(self, ticks: dict[str, Any]) -> None:
+        """A market batch from this process's feed (``MarketFeed``)."""
+        if self._holds or self._draining:
+            self._held.append(ticks)
+        else:
+            await self._forward(ticks)
+
+    async def _forward(self, ticks: dict[str, Any]) -> None:
         before = self.subs.ticks_accepted
-        pieces = self.subs.select(event["ticks"])
+        pieces = self.subs.select(ticks)
         if pieces:
             await self.send(text_data=protocol.ticks_frame(pieces))
             self.frames_sent.inc()
             self.ticks_sent.inc(self.subs.ticks_accepted - before)
         resync = self.subs.take_resync()
         if resync:
-            await self._resnapshot(resync)
+            await self._holding(self._resnapshot(resync))
+
+    async def _holding(self, work: Any) -> None:
+        """Run ``work`` with batches held, then forward the held ones in order."""
+        self._holds += 1
+        try:
+            await work
+        finally:
+            self._holds -= 1
+            # Also after a refused subscribe: what was held still goes out, in order.
+            if self._holds == 0 and not self._draining:
+                self._draining = True
+                try:
+                    while self._held:
+                        await self._forward(self._held.pop(0))
+                finally:
+                    self._draining = False
 
     async def _resnapshot(self, symbols: list[str]) -> None:
         """A series changed epoch: the client gets a fresh snapshot of it."""
