@@ -13,6 +13,28 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 
+async def first_match(
+    items: Callable[[], list[tuple[float, dict[str, Any]]]],
+    changed: asyncio.Event,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    after: float,
+    what: str,
+) -> tuple[float, dict[str, Any]]:
+    """The first ``(arrival, item)`` after ``after`` matching ``predicate``, waiting on ``changed``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for arrived, item in items():
+            if arrived >= after and predicate(item):
+                return arrived, item
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching {what} within {timeout} s")
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), remaining)
+
+
 @dataclass
 class Recorder:
     """Connects to a stream, optionally subscribes, and records frames until closed."""
@@ -56,17 +78,7 @@ class Recorder:
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float = 0.0
     ) -> tuple[float, dict[str, Any]]:
         """The first frame arriving after ``after`` (monotonic) that matches ``predicate``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for arrived, frame in self.frames:
-                if arrived >= after and predicate(frame):
-                    return arrived, frame
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching frame within {timeout} s")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), remaining)
+        return await first_match(lambda: self.frames, self.changed, predicate, timeout, after, "frame")
 
     def ticks(self, symbol: str | None = None, after: float = 0.0) -> list[tuple[float, dict[str, Any]]]:
         return [
@@ -80,17 +92,7 @@ class Recorder:
     async def wait_for_tick(
         self, symbol: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float
     ):
-        deadline = time.monotonic() + timeout
-        while True:
-            for arrived, tick in self.ticks(symbol, after):
-                if predicate(tick):
-                    return arrived, tick
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching {symbol} tick within {timeout} s")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), remaining)
+        return await first_match(lambda: self.ticks(symbol), self.changed, predicate, timeout, after, f"{symbol} tick")
 
 
 @dataclass
@@ -171,14 +173,4 @@ class ResumingClient:
             pos["seq"] = tick["seq"]
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, after: float = 0.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            for arrived, frame in self.frames:
-                if arrived >= after and predicate(frame):
-                    return arrived, frame
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching frame within {timeout} s")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), remaining)
+        return await first_match(lambda: self.frames, self.changed, predicate, timeout, after, "frame")

@@ -6,20 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.lifecycle import started
 from tests.e2e.stack import Stack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("stack"))
-    try:
-        running.start()
-    except BaseException:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with started(Stack(tmp_path_factory.mktemp("stack"))) as running:
+        yield running
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.client import Recorder
+from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -22,17 +23,10 @@ SYMBOLS = ["AAPL", "BTC-USD", "EURUSD", "NVDA", "ETH-USD"]
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("failover"))
-    try:
-        stack.start()
+    with started(Stack(tmp_path_factory.mktemp("failover"))) as stack:
         stack.start_worker("w2")
         wait_for(lambda: "producer" in stack.processes["w2"].log.read_text(), 30, "the second worker's producer")
-    except BaseException:
-        print(stack.logs())
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+        yield stack
 
 
 def recorder(stack: Stack, symbols: list[str]) -> Recorder:

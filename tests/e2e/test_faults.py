@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.client import Recorder
+from tests.e2e.lifecycle import started
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -22,15 +23,8 @@ SYMBOLS = ["AAPL", "BTC-USD", "EURUSD"]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("faults"))
-    try:
-        running.start()
-    except BaseException:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with started(Stack(tmp_path_factory.mktemp("faults"))) as running:
+        yield running
 
 
 def after_snapshot_contiguous(rec: Recorder, symbol: str, since: float) -> None:

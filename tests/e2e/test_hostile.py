@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.client import Recorder
+from tests.e2e.lifecycle import started
 from tests.e2e.rawws import OP_BINARY, OP_CONTINUATION, OP_TEXT, RawWebSocket
 from tests.e2e.stack import Stack, wait_for
 
@@ -33,15 +34,10 @@ FAST = [f"F{i:02d}" for i in range(40)]
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack with 40 symbols ticking every 50 ms (800 ticks/s): enough to fill a stalled socket fast."""
-    stack = Stack(tmp_path_factory.mktemp("busy"), fast_symbols=40, extra_env={"TICKER_SLOW_CLIENT_SECONDS": "3"})
-    try:
-        stack.start()
-    except BaseException:
-        print(stack.logs())
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+    with started(
+        Stack(tmp_path_factory.mktemp("busy"), fast_symbols=40, extra_env={"TICKER_SLOW_CLIENT_SECONDS": "3"})
+    ) as running:
+        yield running
 
 
 def headers(stack: Stack) -> dict[str, str]:

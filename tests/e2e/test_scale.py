@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.e2e.client import ResumingClient
+from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN
 from tests.e2e.topology import Topology
 
@@ -23,15 +24,8 @@ SYMBOLS = ["AAPL", "BTC-USD", "EURUSD"]
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    running = Topology(tmp_path_factory.mktemp("scale"))
-    try:
-        running.start()
-    except BaseException:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with started(Topology(tmp_path_factory.mktemp("scale"))) as running:
+        yield running
 
 
 @pytest.fixture

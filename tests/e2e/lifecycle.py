@@ -1,0 +1,31 @@
+"""Start a group of processes for a test module, and always stop it, with its logs on failure."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Protocol, TypeVar
+
+
+class ProcessGroup(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def logs(self) -> str: ...
+
+
+G = TypeVar("G", bound=ProcessGroup)
+
+
+@contextlib.contextmanager
+def started(group: G) -> Iterator[G]:
+    try:
+        group.start()
+    except BaseException:
+        # The process logs are the only trace of why one of them did not come up.
+        print(group.logs())
+        group.stop()
+        raise
+    try:
+        yield group
+    finally:
+        group.stop()
