@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
@@ -46,6 +47,11 @@ def _access_groups(scope: dict[str, Any]) -> list[str]:
     if session is not None and session.session_key:
         groups.append(session_group(session.session_key))
     return groups
+
+
+def _unavailable(op_id: int | str | None, exc: Exception) -> ProtocolError:
+    logger.warning("subscribe failed, market data store unreachable: %r", exc)
+    return ProtocolError(ErrorCode.UNAVAILABLE, "market data temporarily unavailable; retry shortly", op_id)
 
 
 def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -118,7 +124,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if isinstance(op, Ping):
                 await self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
             elif isinstance(op, Subscribe):
-                await self._holding(self._subscribe(op))
+                try:
+                    await self._holding(self._subscribe(op))
+                except (redis.RedisError, OSError) as exc:
+                    raise _unavailable(op.id, exc) from None
             elif op is not None:
                 removed = [s for s in op.symbols if self.subs.remove(s)]
                 for symbol in removed:
@@ -257,7 +266,11 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.send(text_data=streaming.hello(catalog))
         self.subs = Subscriptions()
         since = streaming.since_from_query(self.scope.get("query_string", b""), self.symbol)
-        self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
+        try:
+            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
+        except (redis.RedisError, OSError) as exc:
+            self.send(text_data=_unavailable(None, exc).frame())
+            self.close(code=int(CloseCode.TRY_AGAIN_LATER))
 
     def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):
@@ -289,7 +302,10 @@ class SymbolConsumer(JsonWebsocketConsumer):
                 message = f"this stream serves {self.symbol} only; use /ws/stream/ for others"
                 raise ProtocolError(ErrorCode.FORBIDDEN, message, op.id)
             if isinstance(op, Subscribe):
-                self._subscribe(op, ack=True)
+                try:
+                    self._subscribe(op, ack=True)
+                except (redis.RedisError, OSError) as exc:
+                    raise _unavailable(op.id, exc) from None
             else:
                 removed = [s for s in op.symbols if self.subs.remove(s)]
                 self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
@@ -320,7 +336,10 @@ class SymbolConsumer(JsonWebsocketConsumer):
             metrics.TICKS_SENT.labels("symbol").inc(self.subs.ticks_accepted - before)
         if self.subs.take_resync():
             # A new epoch: a fresh snapshot of it.
-            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
+            try:
+                self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
+            except (redis.RedisError, OSError) as exc:
+                self.send(text_data=_unavailable(None, exc).frame())
 
     def access_revoked(self, event: dict[str, Any]) -> None:
         logger.info("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), event["reason"])

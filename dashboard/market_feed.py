@@ -34,20 +34,31 @@ class MarketFeed:
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
-    async def register(self, target: BatchTarget) -> None:
-        """Deliver to ``target`` from now on; returns once the subscription is live."""
+    async def register(self, target: BatchTarget, wait_seconds: float = 5.0) -> None:
+        """Deliver to ``target`` from now on; returns once the subscription is live.
+
+        If the channel layer is unreachable it returns after ``wait_seconds`` anyway: the
+        feed keeps trying, and batches flow as soon as it succeeds.
+        """
         self.targets.add(target)
         if self.task is None or self.task.done():
             self.ready.clear()
             self.task = asyncio.get_running_loop().create_task(self._run())
-        await self.ready.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), wait_seconds)
 
     def unregister(self, target: BatchTarget) -> None:
         self.targets.discard(target)
 
     async def _run(self) -> None:
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(MARKET_GROUP, channel)
+        while True:
+            try:
+                channel = await self.layer.new_channel()
+                await self.layer.group_add(MARKET_GROUP, channel)
+                break
+            except Exception as exc:
+                logger.warning("market feed not subscribed yet, retrying: %r", exc)
+                await asyncio.sleep(1.0)
         self.ready.set()
         try:
             while True:

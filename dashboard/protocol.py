@@ -34,12 +34,14 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     FRAME_TOO_LARGE = "frame_too_large"
     FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
 
 
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     POLICY = 1008
+    TRY_AGAIN_LATER = 1013
     PROTOCOL_ABUSE = 4400
     NOT_AUTHENTICATED = 4401
     FORBIDDEN = 4403

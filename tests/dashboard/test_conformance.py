@@ -213,3 +213,30 @@ async def test_symbol_stream_acks_a_resubscribe_and_hears_catalog_changes(connec
     await sync_to_async(Symbol.objects.create)(symbol="ZZZ", name="Listed now", initial_price=Decimal("3"))
     catalog = await next_frame(communicator, "symbols")
     assert "ZZZ" in [s["symbol"] for s in catalog["symbols"]]
+
+
+@pytest.fixture
+def market_store_down(monkeypatch):
+    """Snapshots read from a Redis that refuses connections (a real client, a dead port)."""
+    import redis
+    import redis.asyncio as aioredis
+
+    from dashboard import streaming
+
+    monkeypatch.setattr(streaming, "async_redis", lambda: aioredis.Redis(port=1, socket_connect_timeout=0.2))
+    monkeypatch.setattr(streaming, "sync_redis", lambda: redis.Redis(port=1, socket_connect_timeout=0.2))
+
+
+async def test_subscribe_while_the_store_is_down_is_an_error_not_a_crash(connect, symbols, market_store_down) -> None:
+    communicator = await opened(connect, STREAM)
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 5, "symbols": ["AAA"]}))
+    error = await next_frame(communicator, "error")
+    assert (error["code"], error["id"]) == ("unavailable", 5)
+    await communicator.send_to(text_data=json.dumps({"op": "ping", "id": 6}))
+    assert (await next_frame(communicator, "pong"))["id"] == 6
+
+
+async def test_symbol_stream_while_the_store_is_down_closes_1013(connect, symbols, market_store_down) -> None:
+    communicator = await opened(connect, SYMBOL_AAA)
+    assert (await next_frame(communicator, "error"))["code"] == "unavailable"
+    assert await closing_code(communicator) == 1013
