@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import resource
 import sys
 import threading
@@ -173,6 +174,8 @@ class LoadClient:
         self.dashboards: list[Dashboard] = []
         self.failures: dict[str, int] = {}
         self.connected = 0
+        self.retries = 0
+        self.gave_up = 0
         self.readers: set[asyncio.Task[None]] = set()
         self.commands: asyncio.Queue[str] = asyncio.Queue()
 
@@ -180,7 +183,25 @@ class LoadClient:
         sys.stdout.write(orjson.dumps({"event": event, **payload}).decode() + "\n")
         sys.stdout.flush()
 
-    async def open_one(self, index: int, sem: asyncio.Semaphore) -> None:
+    async def open_one(self, index: int, sem: asyncio.Semaphore, deadline: float) -> None:
+        """Connect one dashboard, retrying with backoff and jitter (as the browser client does)."""
+        delay = 0.25
+        while True:
+            async with sem:
+                board = await self.attempt(index)
+            if board is not None:
+                self.dashboards.append(board)
+                self.connected += 1
+                return
+            if time.monotonic() + delay >= deadline:
+                self.gave_up += 1
+                return
+            self.retries += 1
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 4.0)
+
+    async def attempt(self, index: int) -> Dashboard | None:
+        """One handshake: open, hello, subscribe, every snapshot; None (reason recorded) on failure."""
         spec = self.spec
         url = spec.urls[(spec.first_index + index) % len(spec.urls)]
         want = len(spec.symbols) if spec.mode == "stream" else (1 if spec.mode == "sync" else 0)
@@ -188,41 +209,43 @@ class LoadClient:
         headers = dict(spec.headers)
         if spec.cookies:
             headers["Cookie"] = spec.cookies[(spec.first_index + index) % len(spec.cookies)]
-        async with sem:
-            try:
-                ws = await connect(
-                    url,
-                    additional_headers=headers,
-                    origin=spec.origin,  # type: ignore[arg-type]
-                    open_timeout=spec.open_timeout,
-                    ping_interval=None,
-                    close_timeout=2,
-                    compression=None,
-                    max_size=2**24,
-                )
-            except Exception as exc:
-                self._fail(type(exc).__name__)
-                return
-            board.ws = ws
-            try:
-                async with asyncio.timeout(spec.ready_timeout):
-                    hello = orjson.loads(await ws.recv())
-                    if hello.get("type") != "hello":
-                        raise RuntimeError(f"expected hello, got {hello.get('type')}")
-                    if spec.mode == "stream":
-                        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": spec.symbols}).decode())
-                    reader = asyncio.get_running_loop().create_task(self.read(board))
-                    self.readers.add(reader)
-                    reader.add_done_callback(self.readers.discard)
-                    if want:
-                        await board.ready.wait()
-            except Exception as exc:
-                self._fail("ready " + type(exc).__name__)
-                with contextlib.suppress(Exception):
-                    await ws.close()
-                return
-        self.dashboards.append(board)
-        self.connected += 1
+        try:
+            ws = await connect(
+                url,
+                additional_headers=headers,
+                origin=spec.origin,  # type: ignore[arg-type]
+                open_timeout=spec.open_timeout,
+                ping_interval=None,
+                close_timeout=2,
+                compression=None,
+                max_size=2**24,
+            )
+        except Exception as exc:
+            self._fail(type(exc).__name__)
+            return None
+        board.ws = ws
+        reader: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(spec.ready_timeout):
+                hello = orjson.loads(await ws.recv())
+                if hello.get("type") != "hello":
+                    raise RuntimeError(f"expected hello, got {hello.get('type')}")
+                if spec.mode == "stream":
+                    await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": spec.symbols}).decode())
+                reader = asyncio.get_running_loop().create_task(self.read(board))
+                if want:
+                    await board.ready.wait()
+        except Exception as exc:
+            code = f" {ws.close_code}" if ws.close_code else ""
+            self._fail(f"ready {type(exc).__name__}{code}")
+            if reader is not None:
+                reader.cancel()
+            with contextlib.suppress(Exception):
+                await ws.close()
+            return None
+        self.readers.add(reader)
+        reader.add_done_callback(self.readers.discard)
+        return board
 
     def _fail(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
@@ -246,8 +269,9 @@ class LoadClient:
         spec = self.spec
         sem = asyncio.Semaphore(spec.concurrency)
         started = time.monotonic()
-        tasks = [asyncio.create_task(self.open_one(i, sem)) for i in range(spec.clients)]
-        _, pending = await asyncio.wait(tasks, timeout=spec.connect_budget)
+        deadline = started + spec.connect_budget
+        tasks = [asyncio.create_task(self.open_one(i, sem, deadline)) for i in range(spec.clients)]
+        _, pending = await asyncio.wait(tasks, timeout=spec.connect_budget + 1)
         for task in pending:
             task.cancel()
         if pending:
@@ -258,6 +282,7 @@ class LoadClient:
             connected=self.connected,
             failed=spec.clients - self.connected,
             failures=self.failures,
+            retries=self.retries,
             seconds=round(time.monotonic() - started, 2),
         )
 

@@ -46,6 +46,12 @@ logger = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
 
 
+def parse_load(text: str, default_rate: float) -> tuple[int, float]:
+    """``"500@200"`` -> (500 clients, 200 ticks/s)."""
+    clients, _, rate = text.partition("@")
+    return int(clients), float(rate or default_rate)
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -69,13 +75,13 @@ class Config:
     sync_rate: float = 1000.0
     multi_web: int = 1000
     multi_web_procs: int = 2
-    naive_clients: list[int] = field(default_factory=lambda: [100, 500])
-    naive_rates: list[float] = field(default_factory=list)  # empty: the same as rates
+    # The tutorial pattern fails early and slowly: only the loads the issue quotes, CLIENTS@RATE.
+    naive_loads: list[str] = field(default_factory=lambda: ["100@200", "500@200", "100@1000"])
     ref_idle: bool = True  # idle-connection memory for the references too
     targets: list[str] = field(default_factory=lambda: ["ticker", "floor", "naive"])
     client_procs: int = 0  # 0: one per 400 clients, at most the number of CPUs
     concurrency: int = 25
-    connect_budget: float = 30.0
+    connect_budget: float = 45.0
     naive_connect_budget: float = 20.0
     max_minutes: float = 14.0
     profile: str = "500@200"  # CLIENTS@RATE of Ticker to repeat under py-spy ("off": none)
@@ -94,8 +100,7 @@ QUICK = {
     "idle": 300,
     "sync_clients": 50,
     "multi_web": 0,
-    "naive_clients": [100],
-    "naive_rates": [1000.0],
+    "naive_loads": ["100@1000"],
     "ref_idle": False,
     "connect_budget": 20.0,
     "naive_connect_budget": 15.0,
@@ -121,9 +126,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--multi-web", type=int, default=env("BENCH_MULTI_WEB"), help="dashboards on several Daphnes")
     parser.add_argument("--multi-web-procs", type=int, default=int(env("BENCH_MULTI_WEB_PROCS", "2")))
     parser.add_argument(
-        "--naive-clients", default=env("BENCH_NAIVE_CLIENTS"), help="dashboards for the naive reference"
+        "--naive-loads", default=env("BENCH_NAIVE_LOADS"), help="CLIENTS@RATE list for the naive reference"
     )
-    parser.add_argument("--naive-rates", default=env("BENCH_NAIVE_RATES"), help="rates for the naive reference")
     parser.add_argument("--targets", default=env("BENCH_TARGETS"), help="ticker,floor,naive")
     parser.add_argument("--client-procs", type=int, default=int(env("BENCH_CLIENT_PROCS", "0")))
     parser.add_argument(
@@ -149,10 +153,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         config.clients = _ints(args.clients)
     if args.rates:
         config.rates = _floats(args.rates)
-    if args.naive_clients is not None:
-        config.naive_clients = _ints(args.naive_clients)
-    if args.naive_rates is not None:
-        config.naive_rates = _floats(args.naive_rates)
+    if args.naive_loads is not None:
+        config.naive_loads = [x.strip() for x in args.naive_loads.split(",") if x.strip()]
     if args.targets:
         config.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for key in ("duration", "warmup", "sync_rate", "max_minutes"):
@@ -279,7 +281,7 @@ class Scenario:
         if self.kind == "sync":
             return f"sync {self.clients}x1 @{self.rate:.0f}"
         web = f" {self.web_procs}web" if self.web_procs > 1 else ""
-        return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}" + (" profiled" if self.profiled else "")
+        return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}"
 
 
 class Runner:
@@ -325,16 +327,23 @@ class Runner:
         plan: list[Scenario] = []
         if cfg.idle > 0 and (name == "ticker" or cfg.ref_idle):
             plan.append(Scenario("idle", cfg.idle, cfg.rates[0], 0))
-        clients = cfg.naive_clients if name == "naive" else cfg.clients
-        rates = (cfg.naive_rates or cfg.rates) if name == "naive" else cfg.rates
-        for rate in rates:
-            plan += [Scenario("stream", n, rate, cfg.per_client) for n in clients]
+        if name == "naive":
+            loads = [parse_load(load, cfg.rates[0]) for load in cfg.naive_loads]
+            for rate in dict.fromkeys(rate for _, rate in loads):  # grouped by rate, in order
+                plan += [Scenario("stream", n, r, cfg.per_client) for n, r in loads if r == rate]
+        else:
+            for rate in cfg.rates:
+                plan += [Scenario("stream", n, rate, cfg.per_client) for n in cfg.clients]
         if name == "ticker" and cfg.sync_clients > 0:
             plan.append(Scenario("sync", cfg.sync_clients, cfg.sync_rate, 1))
         if name == "ticker" and cfg.profile:
-            clients_text, _, rate_text = cfg.profile.partition("@")
-            rate = float(rate_text or cfg.rates[0])
-            plan.append(Scenario("stream", int(clients_text), rate, cfg.per_client, profiled=True))
+            # py-spy samples Daphne during that scenario's own window (without pausing it).
+            clients, rate = parse_load(cfg.profile, cfg.rates[0])
+            match = [s for s in plan if s.kind == "stream" and (s.clients, s.rate) == (clients, rate)]
+            if match:
+                match[0].profiled = True
+            else:
+                plan.append(Scenario("stream", clients, rate, cfg.per_client, profiled=True))
         return plan
 
     # --- running --------------------------------------------------------------------
@@ -526,6 +535,7 @@ class Runner:
                 failures[reason] = failures.get(reason, 0) + n
         result["clients_connected"] = connected
         result["connect_failures"] = failures
+        result["connect_retries"] = sum(line.get("retries", 0) for line in lines)
         result["connect_seconds"] = max((line.get("seconds", 0) for line in lines), default=None)
         if len(lines) < procs:
             result["notes"].append(f"{procs - len(lines)} load-client processes never reported")
@@ -642,7 +652,12 @@ class Runner:
         if result["alive_at_end"] < connected:
             result["notes"].append(f"{connected - result['alive_at_end']} connections closed during the run: {closed}")
         if result["connect_failures"]:
-            result["notes"].append(f"connect failures: {result['connect_failures']}")
+            result["notes"].append(
+                f"failed handshake attempts (retried with backoff within the connect budget):"
+                f" {result['connect_failures']}"
+            )
+        if scenario.profiled:
+            result["notes"].append("py-spy sampled the web process during this window (--nonblocking, 100 Hz)")
         if scenario.kind != "idle" and abs(producer_tps - scenario.rate) > 0.15 * scenario.rate:
             result["notes"].append(f"producer reached {producer_tps:.0f} of {scenario.rate:.0f} ticks/s")
         if result["client_cpu_max_pct"] >= 90:
