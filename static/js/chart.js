@@ -90,6 +90,7 @@ export class CandleChart {
     this.reset = false;
     this.dirtyFrom = Infinity;
     this.historyLast = null;
+    this.loadedLast = null; // the newest candle history had: later ones are built here
     this.hoverTime = null;
     this.state = "idle";
     // Read by the browser tests (window.tickerChart) and handy in the console.
@@ -140,6 +141,7 @@ export class CandleChart {
     this.candles = data.candles.map(fromWire);
     const last = this.candles[this.candles.length - 1];
     this.historyLast = last && !last.closed ? last.time : null;
+    this.loadedLast = last ? last.time : null;
     const buffered = this.buffer;
     this.buffer = null;
     for (const tick of buffered) this.aggregate(tick, true);
@@ -302,6 +304,7 @@ export class CandleChart {
       interval: this.interval,
       state: this.state,
       count: this.candles.length,
+      loadedLast: this.loadedLast,
       last: last ? { ...last } : null,
       closed: this.candles.filter((c) => c.closed).map((c) => ({ ...c })),
       stats: { ...this.stats },

@@ -70,7 +70,7 @@ const header = new (class ChartHeader {
 function renderFrame(now) {
   const dirty = market.takeDirty();
   grid.render(dirty, now);
-  tape.render(dirty);
+  tape.render(dirty, now);
   header.render(dirty);
   if (metrics.firstPrice === null && market.quotes.size) {
     metrics.firstPrice = performance.now();

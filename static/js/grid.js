@@ -8,15 +8,21 @@
 
 import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
 
-const FLASH_MS = 250;
+// The flash fades in steps (strong, then weaker, then gone) written by the frame pass:
+// a CSS colour transition would repaint every flashing cell on every frame instead.
+const FLASH_STEPS_MS = [150, 300, 450];
+// The sparkline is a 5-minute trend: redrawing it on every tick adds paint, not information.
+const SPARK_REDRAW_MS = 1000;
 // A trading symbol ticks at least twice a second: five silent seconds mean its price is not live.
 const STALE_MS = 5000;
 // A sort on a live column is re-applied at most this often, so rows do not jitter every frame.
 const RESORT_MS = 1000;
+// Rows written per animation frame at most; the rest follow in the next frames. With 50
+// busy symbols one stream frame then spreads over a few animation frames instead of
+// making one long task (text layout of ~350 cells costs tens of ms on a slow machine).
+const ROWS_PER_FRAME = 16;
 const SPARK_W = 72;
 const SPARK_H = 22;
-const UP = "#16c784";
-const DOWN = "#ea3943";
 
 const CELLS = ["last", "change", "change-pct", "bid", "ask", "volume"];
 
@@ -33,9 +39,16 @@ const SORT_VALUES = {
 };
 const TEXT_SORTS = new Set(["symbol", "name"]);
 
+const SVG = "http://www.w3.org/2000/svg";
+
+// Each cell's text sits in a .v box with `contain: strict` (fixed size): a price change
+// lays out that box only, never the table around it.
 function td(className) {
   const cell = document.createElement("td");
   cell.className = className;
+  const box = document.createElement("div");
+  box.className = "v";
+  cell.append(box);
   return cell;
 }
 
@@ -53,29 +66,41 @@ class Row {
     const flag = document.createElement("span");
     flag.className = "flag";
     flag.textContent = "HALTED";
-    sym.append(code, flag);
-    this.nameCell = td("name");
-    tr.append(sym, this.nameCell);
+    sym.firstChild.append(code, flag);
+    const name = td("name");
+    this.nameBox = name.firstChild;
+    tr.append(sym, name);
     this.cells = {};
-    for (const name of CELLS) {
-      const cell = td(`num ${name}`);
-      cell.textContent = "—";
-      this.cells[name] = cell;
+    for (const cellName of CELLS) {
+      const cell = td(`num ${cellName}`);
+      cell.firstChild.textContent = "—";
+      this.cells[cellName] = cell.firstChild;
       tr.append(cell);
     }
+    // An SVG path, not a canvas: 50 canvases would be 50 composited layers to update.
     const spark = td("spark");
-    this.canvas = document.createElement("canvas");
-    this.dpr = Math.min(window.devicePixelRatio || 1, 2);
-    this.canvas.width = SPARK_W * this.dpr;
-    this.canvas.height = SPARK_H * this.dpr;
-    spark.append(this.canvas);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
+    svg.setAttribute("width", String(SPARK_W));
+    svg.setAttribute("height", String(SPARK_H));
+    svg.setAttribute("aria-hidden", "true");
+    this.area = document.createElementNS(SVG, "path");
+    this.area.setAttribute("class", "area");
+    this.line = document.createElementNS(SVG, "path");
+    this.line.setAttribute("class", "line");
+    svg.append(this.area, this.line);
+    spark.firstChild.append(svg);
+    this.svg = svg;
     tr.append(spark);
     this.tr = tr;
     this.text = {};
     this.attrs = {};
     this.moves = null;
     this.sparkKey = "";
-    this.flashUntil = 0;
+    this.sparkBucket = 0;
+    this.sparkDrawnAt = -Infinity;
+    this.flashAt = 0;
+    this.flashDir = "";
     this.lastTickAt = 0;
   }
 
@@ -97,9 +122,9 @@ class Row {
     const entry = market.entry(this.symbol);
     const status = entry ? entry.status : "disabled";
     this.setAttr("status", status);
-    if (entry && this.nameCell.textContent !== entry.name) {
-      this.nameCell.textContent = entry.name;
-      this.nameCell.title = entry.name;
+    if (entry && this.nameBox.textContent !== entry.name) {
+      this.nameBox.textContent = entry.name;
+      this.nameBox.title = entry.name;
     }
     const q = market.quote(this.symbol);
     if (!q) return;
@@ -114,33 +139,40 @@ class Row {
     this.setAttr("trend", q.change > 0 ? "up" : q.change < 0 ? "down" : "flat");
     // Flash on a price move since the last render; never on the first one (a snapshot).
     if (this.moves !== null && q.moves !== this.moves && q.lastMove && status !== "halted") {
-      this.setAttr("flash", q.lastMove > 0 ? "up" : "down");
-      this.flashUntil = now + FLASH_MS;
+      this.flashDir = q.lastMove > 0 ? "up" : "down";
+      this.flashAt = now;
     }
     this.moves = q.moves;
     const key = `${q.spark.length}:${q.spark[q.spark.length - 1]}:${q.change >= 0}`;
-    if (key !== this.sparkKey) {
+    const newBucket = q.sparkBucket !== this.sparkBucket;
+    if (key !== this.sparkKey && (newBucket || now - this.sparkDrawnAt >= SPARK_REDRAW_MS)) {
       this.sparkKey = key;
+      this.sparkBucket = q.sparkBucket;
+      this.sparkDrawnAt = now;
       this.drawSpark(q);
     }
   }
 
   /** Flash and staleness depend on time, not only on ticks. Returns true while flashing. */
   age(now, stale) {
-    if (this.flashUntil && now >= this.flashUntil) {
-      this.setAttr("flash", undefined);
-      this.flashUntil = 0;
+    let flash;
+    if (this.flashDir) {
+      const step = FLASH_STEPS_MS.findIndex((ms) => now - this.flashAt < ms);
+      if (step < 0) this.flashDir = "";
+      else flash = step === 0 ? this.flashDir : `${this.flashDir}-${step}`;
     }
+    this.setAttr("flash", flash);
     this.setAttr("stale", stale ? "true" : undefined);
-    return this.flashUntil > 0;
+    return Boolean(this.flashDir);
   }
 
   drawSpark(q) {
-    const ctx = this.canvas.getContext("2d");
-    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    ctx.clearRect(0, 0, SPARK_W, SPARK_H);
     const points = q.spark;
-    if (points.length < 2) return;
+    if (points.length < 2) {
+      this.line.setAttribute("d", "");
+      this.area.setAttribute("d", "");
+      return;
+    }
     let lo = Infinity;
     let hi = -Infinity;
     for (const p of points) {
@@ -148,24 +180,15 @@ class Row {
       if (p > hi) hi = p;
     }
     const span = hi - lo || 1;
-    // Newest point at the right edge; until the line holds SPARK_POINTS buckets (a fresh
+    // Newest point at the right edge; until the line holds all its buckets (a fresh
     // market) the history there is stretched over the whole width.
     const step = SPARK_W / (Math.max(points.length, 8) - 1);
     const x0 = SPARK_W - (points.length - 1) * step;
-    const y = (p) => SPARK_H - 2 - ((p - lo) / span) * (SPARK_H - 4);
-    ctx.beginPath();
-    points.forEach((p, i) => (i ? ctx.lineTo(x0 + i * step, y(p)) : ctx.moveTo(x0, y(p))));
-    const color = q.change >= 0 ? UP : DOWN;
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1.25;
-    ctx.stroke();
-    ctx.lineTo(SPARK_W, SPARK_H);
-    ctx.lineTo(x0, SPARK_H);
-    ctx.closePath();
-    ctx.globalAlpha = 0.12;
-    ctx.fillStyle = color;
-    ctx.fill();
-    ctx.globalAlpha = 1;
+    const y = (p) => (SPARK_H - 2 - ((p - lo) / span) * (SPARK_H - 4)).toFixed(1);
+    const line = points.map((p, i) => `${i ? "L" : "M"}${(x0 + i * step).toFixed(1)} ${y(p)}`).join("");
+    this.line.setAttribute("d", line);
+    this.area.setAttribute("d", `${line}L${SPARK_W} ${SPARK_H}L${x0.toFixed(1)} ${SPARK_H}Z`);
+    this.svg.dataset.trend = q.change >= 0 ? "up" : "down";
   }
 }
 
@@ -181,6 +204,21 @@ export class Grid {
     this.market = market;
     this.hooks = hooks;
     this.rows = new Map();
+    this.pending = new Set(); // symbols whose row shows older figures than the market
+    // Rows scrolled out of sight are not written; they catch up when they come into view.
+    this.visible = new Set();
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const symbol = entry.target.dataset.symbol;
+        if (entry.isIntersecting) {
+          this.visible.add(symbol);
+          this.pending.add(symbol);
+        } else {
+          this.visible.delete(symbol);
+        }
+      }
+      this.hooks.requestRender();
+    });
     this.listOrder = [];
     this.shown = [];
     this.sort = null; // {key, dir: 1 | -1}
@@ -212,12 +250,19 @@ export class Grid {
     const wanted = new Set(symbols);
     for (const [symbol, row] of this.rows) {
       if (!wanted.has(symbol)) {
+        this.observer.unobserve(row.tr);
         row.tr.remove();
         this.rows.delete(symbol);
+        this.visible.delete(symbol);
+        this.pending.delete(symbol);
       }
     }
     for (const symbol of symbols) {
-      if (!this.rows.has(symbol)) this.rows.set(symbol, new Row(symbol));
+      if (!this.rows.has(symbol)) {
+        const row = new Row(symbol);
+        this.rows.set(symbol, row);
+        this.observer.observe(row.tr);
+      }
     }
     this.listOrder = [...symbols];
     this.orderDirty = true;
@@ -312,10 +357,16 @@ export class Grid {
 
   /** The frame's DOM pass: changed rows, order, selection, flashes and staleness. */
   render(dirty, now) {
-    for (const symbol of dirty) {
-      const row = this.rows.get(symbol);
-      if (row) row.render(this.market, now);
+    for (const symbol of dirty) if (this.rows.has(symbol)) this.pending.add(symbol);
+    let budget = ROWS_PER_FRAME;
+    for (const symbol of this.pending) {
+      if (budget === 0) break;
+      if (!this.visible.has(symbol)) continue;
+      this.rows.get(symbol).render(this.market, now);
+      this.pending.delete(symbol);
+      budget -= 1;
     }
+    if (budget === 0) this.hooks.requestRender(); // more visible rows wait: next frame
     const liveSort = this.sort && !TEXT_SORTS.has(this.sort.key);
     if (this.orderDirty || (liveSort && dirty.size && now - this.sortedAt >= RESORT_MS)) {
       this.applyOrder(now);
@@ -339,11 +390,11 @@ export class Grid {
       this.scrollToSelected = false;
     }
     if (flashing && !this.fadeTimer) {
-      // Come back when the flash is due to fade, even if the symbol stops ticking.
+      // Come back for the next fade step, even if no tick arrives meanwhile.
       this.fadeTimer = setTimeout(() => {
         this.fadeTimer = 0;
         this.hooks.requestRender();
-      }, FLASH_MS);
+      }, FLASH_STEPS_MS[0]);
     }
   }
 
@@ -361,8 +412,8 @@ export class Grid {
     // append() moves existing rows: nodes keep their state, nothing is rebuilt.
     this.tbody.replaceChildren(...order.map((symbol) => this.rows.get(symbol).tr));
     for (const symbol of order) {
-      const row = this.rows.get(symbol);
-      if (row.moves === null) row.render(this.market, now);
+      if (this.rows.get(symbol).moves === null) this.pending.add(symbol); // new rows: first fill
     }
+    this.hooks.requestRender();
   }
 }

@@ -8,6 +8,9 @@ import { formatPct, formatPrice } from "./format.js";
 
 const MOVERS = 12;
 const PX_PER_SECOND = 55;
+// A glance widget: its figures refresh twice a second, not on every frame (each write
+// repaints the whole scrolling strip).
+const REFRESH_MS = 500;
 
 export class Tape {
   constructor(root, market, { onPick, requestRender }) {
@@ -18,6 +21,8 @@ export class Tape {
     this.items = new Map(); // symbol -> [li, li] (the strip is drawn twice for a seamless loop)
     this.symbols = [];
     this.rerank = true;
+    this.stale = new Set(); // symbols whose figures changed since the last refresh
+    this.refreshedAt = 0;
     this.track.addEventListener("animationiteration", () => {
       this.rerank = true;
       this.requestRender();
@@ -41,11 +46,24 @@ export class Tape {
     return quoted.slice(0, MOVERS);
   }
 
-  render(dirty) {
-    if (this.rerank || (this.items.size === 0 && dirty.size)) this.rebuild();
-    for (const [symbol, copies] of this.items) {
-      if (dirty.has(symbol)) for (const li of copies) this.fill(li, symbol);
+  render(dirty, now) {
+    for (const symbol of dirty) if (this.items.has(symbol)) this.stale.add(symbol);
+    if (this.rerank || (this.items.size === 0 && dirty.size)) {
+      this.rebuild();
+    } else if (this.stale.size && now - this.refreshedAt >= REFRESH_MS) {
+      for (const symbol of this.stale) for (const li of this.items.get(symbol) ?? []) this.fill(li, symbol);
+    } else {
+      if (this.stale.size && !this.timer) {
+        // Come back for the refresh even if the market goes quiet.
+        this.timer = setTimeout(() => {
+          this.timer = 0;
+          this.requestRender();
+        }, REFRESH_MS);
+      }
+      return;
     }
+    this.stale.clear();
+    this.refreshedAt = now;
   }
 
   rebuild() {
