@@ -121,6 +121,9 @@ class ProcessSampler:
     cpu0: dict[str, float] = field(default_factory=dict)
     t0: float = 0.0
     peak_rss: dict[str, int] = field(default_factory=dict)
+    host0: float = 0.0
+    other_cpu_pct: float = 0.0
+    host_cpu_pct: float = 0.0
 
     def __post_init__(self) -> None:
         for name, pid in self.pids.items():
@@ -142,9 +145,16 @@ class ProcessSampler:
                 total += times.user + times.system
         return total
 
+    @staticmethod
+    def host_busy() -> float:
+        """CPU seconds the whole machine has been busy (all cores, everything but idle and iowait)."""
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.cpu0 = {name: self._cpu(p) for name, p in self.procs.items()}
+        self.host0 = self.host_busy()
         self.sample_rss()
 
     def sample_rss(self) -> dict[str, int]:
@@ -162,6 +172,7 @@ class ProcessSampler:
         """Per process: CPU seconds and % of one core since ``start``, RSS now and at peak (MiB)."""
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         rss = self.sample_rss()
+        host = max(self.host_busy() - self.host0, 0.0)
         out: dict[str, dict[str, float]] = {}
         for name, proc in self.procs.items():
             cpu = max(self._cpu(proc) - self.cpu0.get(name, 0.0), 0.0)
@@ -171,6 +182,11 @@ class ProcessSampler:
                 "rss_mib": round(rss.get(name, 0) / 2**20, 1),
                 "peak_rss_mib": round(self.peak_rss.get(name, 0) / 2**20, 1),
             }
+        ours = sum(v["cpu_s"] for v in out.values())
+        # What else ran on the machine meanwhile (other test runs, the harness itself): it
+        # competes for the same cores, so it is reported with every scenario.
+        self.other_cpu_pct = round(100.0 * max(host - ours, 0.0) / elapsed, 1)
+        self.host_cpu_pct = round(100.0 * host / elapsed, 1)
         return out
 
 

@@ -94,7 +94,7 @@ def recorder(pid: int, seconds: float, output: Path, log: Path, env: dict[str, s
     argv = [
         exe,
         "record",
-        *("--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "100"),
+        *("--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "250"),
         *("--format", "raw", "--nolineno", "--nonblocking", "--output", str(output)),
     ]
     return ManagedProcess("py-spy", argv, log, output.parent, env)

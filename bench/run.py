@@ -350,6 +350,12 @@ class Runner:
 
     def run(self) -> None:
         cfg = self.config
+        self.busy_before = self.machine_busy()
+        if self.busy_before > 30:
+            logger.warning(
+                "this machine is already busy (%.0f %% of a core used by other processes): figures will be lower",
+                self.busy_before,
+            )
         if cfg.ref:
             self.product = self.export(cfg.ref)
         for name in cfg.targets:
@@ -357,6 +363,13 @@ class Runner:
         if "ticker" in cfg.targets and cfg.multi_web > 0 and cfg.multi_web_procs > 1:
             scenario = Scenario("stream", cfg.multi_web, cfg.rates[0], cfg.per_client, web_procs=cfg.multi_web_procs)
             self.run_target("ticker", cfg.multi_web_procs, [scenario])
+
+    @staticmethod
+    def machine_busy(seconds: float = 1.0) -> float:
+        """Percent of one core the machine spends busy over ``seconds`` before anything starts."""
+        before = ProcessSampler.host_busy()
+        time.sleep(seconds)  # the sampling interval
+        return round(100.0 * (ProcessSampler.host_busy() - before) / seconds, 1)
 
     def export(self, ref: str) -> Path:
         """A clean copy of Ticker at ``ref`` (the harness itself stays this checkout's)."""
@@ -564,6 +577,12 @@ class Runner:
             time.sleep(min(1.0, max(0.0, t1 - time.time())))  # RSS sampled once a second
             sampler.sample_rss()
         usage = sampler.stop()
+        result["host_cpu_pct"] = sampler.host_cpu_pct
+        result["other_cpu_pct"] = sampler.other_cpu_pct
+        if sampler.other_cpu_pct > 15:
+            result["notes"].append(
+                f"other processes on this machine used {sampler.other_cpu_pct:.0f} % of a core during the window"
+            )
         if probe is not None:
             lag = probe.stop()
             result["publish_lag_p50_ms"] = report.percentile(lag, 0.5)
@@ -657,7 +676,7 @@ class Runner:
                 f" {result['connect_failures']}"
             )
         if scenario.profiled:
-            result["notes"].append("py-spy sampled the web process during this window (--nonblocking, 100 Hz)")
+            result["notes"].append("py-spy sampled the web process during this window (--nonblocking, 250 Hz)")
         if scenario.kind != "idle" and abs(producer_tps - scenario.rate) > 0.15 * scenario.rate:
             result["notes"].append(f"producer reached {producer_tps:.0f} of {scenario.rate:.0f} ticks/s")
         if result["client_cpu_max_pct"] >= 90:
@@ -724,6 +743,7 @@ class Runner:
             "platform": platform.platform(),
             "versions": versions,
             "nofile": raise_nofile_limit(),
+            "busy_before_pct": getattr(self, "busy_before", None),
         }
 
     def document(self) -> dict[str, Any]:
