@@ -61,6 +61,8 @@ export class CandleChart {
       },
       rightPriceScale: { borderColor: "#232a34" },
       timeScale: { borderColor: "#232a34", timeVisible: true, secondsVisible: false, rightOffset: 6, barSpacing: 8 },
+      // Axis and crosshair labels like every other figure on the page: grouped, symbol precision.
+      localization: { priceFormatter: (price) => formatPrice(price, this.precision) },
     });
     this.candleSeries = this.chart.addSeries(CandlestickSeries, {
       upColor: UP,

@@ -61,6 +61,7 @@ const header = new (class ChartHeader {
     this.set("open", formatPrice(q.open, p));
     this.set("high", formatPrice(q.high, p));
     this.set("low", formatPrice(q.low, p));
+    this.set("range", formatPrice(q.high - q.low, p));
     this.set("volume", formatVolume(q.volume));
     const trend = q.change > 0 ? "up" : q.change < 0 ? "down" : "flat";
     if (this.root.dataset.trend !== trend) this.root.dataset.trend = trend;
@@ -173,7 +174,7 @@ function openChart(symbol, { user, sync = true }) {
   header.symbol = null; // re-render the header for the new symbol
   requestRender();
   chartReady.then((c) => c.show(symbol, interval, market.precision(symbol)));
-  if (user && window.matchMedia("(max-width: 900px)").matches) {
+  if (user && window.matchMedia("(max-width: 1100px)").matches) {
     $(".chart-panel").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 }

@@ -384,7 +384,10 @@ export class Grid {
       }
       row.setAttr("charted", row.symbol === this.charted ? "true" : undefined);
     }
-    if (this.selected) this.table.setAttribute("aria-activedescendant", `row-${this.selected}`);
+    const active = this.selected ? `row-${this.selected}` : "";
+    if (this.table.getAttribute("aria-activedescendant") !== active) {
+      this.table.setAttribute("aria-activedescendant", active);
+    }
     if (this.scrollToSelected && this.selected) {
       this.rows.get(this.selected)?.tr.scrollIntoView({ block: "nearest" });
       this.scrollToSelected = false;

@@ -122,6 +122,8 @@ export class StreamClient {
         }
         break;
       case "snapshot":
+        // One that crossed an unsubscribe in flight: the page no longer shows the symbol.
+        if (!this.wanted.has(msg.symbol)) break;
         this.stats.snapshots += 1;
         this.positions.set(msg.symbol, { epoch: msg.epoch, seq: msg.seq });
         this.lastTickAt = performance.now();

@@ -426,7 +426,9 @@ def test_server_restart_shows_reconnecting_then_live_with_no_gap(
     stack.pause_web()
     try:
         expect(page.locator("#connection")).to_have_attribute("data-state", "stale", timeout=12_000)
-        expect(page.locator("#connection .age")).to_have_text(re.compile(r"^[7-9]\.\d s|1\d\.\d s$"))
+        age = page.locator("#connection .age").inner_text()
+        assert re.fullmatch(r"\d+(\.\d)? s", age), age
+        assert float(age.split()[0]) >= 7.0, f"stale after {age} without a tick"
         assert price.evaluate("td => getComputedStyle(td).color") == DIMMED
     finally:
         stack.resume_web()
@@ -522,7 +524,9 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 OBSERVE_LONG_TASKS = """
 window.__longTasks = [];
 new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) window.__longTasks.push(Math.round(entry.duration));
+  for (const entry of list.getEntries()) {
+    window.__longTasks.push({ at: Math.round(entry.startTime), ms: Math.round(entry.duration) });
+  }
 }).observe({ type: "longtask", buffered: true });
 """
 
@@ -568,7 +572,7 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
         finish = page.evaluate(MEMORY)
         stats = page.evaluate("({...window.tickerStream.stats})")
         long_tasks = page.evaluate("window.__longTasks")
-        longest = max(long_tasks, default=0)
+        longest = max((t["ms"] for t in long_tasks), default=0)
         logger.info(
             "50 symbols: first price %.0f ms, first live tick %.0f ms after navigation; "
             "%d ticks in %d frames over %.0f s, %d gaps healed, %d reconnects",
@@ -581,10 +585,10 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
             stats["reconnects"],
         )
         logger.info(
-            "longest main-thread task %d ms (%d long tasks over 50 ms: %s)",
+            "longest main-thread task %d ms (%d long tasks over 50 ms; ms@ms-after-navigation: %s)",
             longest,
             len(long_tasks),
-            sorted(long_tasks, reverse=True)[:10],
+            ", ".join(f"{t['ms']}@{t['at']}" for t in sorted(long_tasks, key=lambda t: -t["ms"])[:10]),
         )
         logger.info("memory after gc: start %s, end %s", start, finish)
         assert metrics["firstTick"] <= 1000
@@ -596,5 +600,8 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
         assert finish["candles"] <= 1500
         assert finish["heap"] - start["heap"] < 8 * 1024 * 1024
         assert console.unexpected() == [], f"console errors: {console.unexpected()}"
+    except BaseException:
+        print(busy.logs())
+        raise
     finally:
         context.close()
