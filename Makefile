@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick
+.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick soak
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -79,3 +79,7 @@ bench-quick: $(DEV_STAMP)
 ## chaos: the fault tests at full length (Redis frozen 30 s) plus failover
 chaos: $(DEV_STAMP)
 	TICKER_CHAOS_FREEZE_SECONDS=30 $(PY) -m pytest tests/e2e/test_faults.py tests/e2e/test_failover.py -o log_cli=true --log-cli-level=INFO
+
+## soak: a few hundred dashboards for SOAK_MINUTES (10) minutes; memory, ticks lost, p99 per minute
+soak: $(DEV_STAMP)
+	$(PY) -m tests.e2e.soak

@@ -43,9 +43,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 
 FAST_SYMBOLS_SCRIPT = """
 from dashboard.models import Symbol
-for i in range(%d):
+for i in range({count}):
     Symbol.objects.get_or_create(
-        symbol=f"F{i:02d}", defaults=dict(name=f"Fast {i}", initial_price=100, tick_interval_ms=50)
+        symbol=f"F{{i:02d}}", defaults=dict(name=f"Fast {{i}}", initial_price=100, tick_interval_ms={interval})
     )
 """
 
@@ -102,6 +102,7 @@ class Stack:
     workdir: Path
     # Extra symbols F00, F01, ... ticking every 50 ms: load for slow-client and fan-out tests.
     fast_symbols: int = 0
+    fast_interval_ms: int = 50
     extra_env: dict[str, str] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
     redis: EmbeddedRedis | None = None
@@ -146,7 +147,9 @@ class Stack:
         manage = [sys.executable, str(ROOT / "manage.py")]
         commands = [["migrate", "--noinput"], ["load_demo"]]
         if self.fast_symbols:
-            commands.append(["shell", "-c", FAST_SYMBOLS_SCRIPT % self.fast_symbols])
+            commands.append(
+                ["shell", "-c", FAST_SYMBOLS_SCRIPT.format(count=self.fast_symbols, interval=self.fast_interval_ms)]
+            )
         for command in commands:
             subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
         # Exactly what `make run` starts: the Procfile's commands.
