@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
@@ -124,6 +124,8 @@ class ProcessSampler:
     host0: float = 0.0
     other_cpu_pct: float = 0.0
     host_cpu_pct: float = 0.0
+    host_breakdown: dict[str, float] = field(default_factory=dict)
+    times0: Any = None
 
     def __post_init__(self) -> None:
         for name, pid in self.pids.items():
@@ -155,6 +157,7 @@ class ProcessSampler:
         self.t0 = time.monotonic()
         self.cpu0 = {name: self._cpu(p) for name, p in self.procs.items()}
         self.host0 = self.host_busy()
+        self.times0 = psutil.cpu_times()
         self.sample_rss()
 
     def sample_rss(self) -> dict[str, int]:
@@ -187,6 +190,12 @@ class ProcessSampler:
         # competes for the same cores, so it is reported with every scenario.
         self.other_cpu_pct = round(100.0 * max(host - ours, 0.0) / elapsed, 1)
         self.host_cpu_pct = round(100.0 * host / elapsed, 1)
+        times1 = psutil.cpu_times()
+        self.host_breakdown = {
+            f: round(100.0 * (getattr(times1, f) - getattr(self.times0, f)) / elapsed, 1)
+            for f in times1._fields
+            if f not in ("idle", "guest", "guest_nice")
+        }
         return out
 
 

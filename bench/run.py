@@ -579,6 +579,7 @@ class Runner:
         usage = sampler.stop()
         result["host_cpu_pct"] = sampler.host_cpu_pct
         result["other_cpu_pct"] = sampler.other_cpu_pct
+        result["host_cpu_breakdown_pct"] = sampler.host_breakdown
         if sampler.other_cpu_pct > 15:
             result["notes"].append(
                 f"other processes on this machine used {sampler.other_cpu_pct:.0f} % of a core during the window"
