@@ -1,10 +1,10 @@
 // The watchlist grid: one row per shown symbol, sortable by column, keyboard navigable.
 //
 // Rows are created when a symbol enters the view and removed when it leaves. Cells are
-// written only from render(), once per animation frame, for the symbols that changed,
-// and a cell is touched only when its text differs: 50 symbols at 10 frames a second
-// cost one small DOM pass per frame. Column widths are fixed (colgroup + fixed table
-// layout) and figures tabular, so updates never move the layout.
+// written only from render(), in the page's animation-frame pass, for rows that changed,
+// are on screen, and fit the frame's budget; a cell is touched only when its text
+// differs. Column widths are fixed (colgroup + fixed table layout), figures tabular and
+// each value box layout-contained, so updates never move the layout.
 
 import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
 
