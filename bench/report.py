@@ -23,6 +23,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("web RSS MiB", "web_rss_mib", ".0f"),
     ("stack CPU%", "stack_cpu_pct", ".0f"),
     ("client CPU%", "client_cpu_text", "s"),
+    ("other CPU%", "other_cpu_pct", ".0f"),
     ("ms CPU/frame", "cpu_per_frame_ms", ".3f"),
     ("KiB/conn", "kib_per_conn", ".1f"),
 ]
@@ -296,3 +297,22 @@ def render_markdown(run: Mapping[str, Any]) -> str:
         lines += [f"| {row['self_pct']:.1f} % | `{row['function']}` |" for row in profile["top_self"][:15]]
     lines.append("")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report RESULTS.json``: print the table and rewrite the markdown next to it."""
+    import json
+    import sys
+    from pathlib import Path
+
+    for name in sys.argv[1:] if argv is None else argv:
+        path = Path(name)
+        run = json.loads(path.read_text())
+        run["ratios"] = ratios(run["results"])
+        path.with_suffix(".md").write_text(render_markdown(run))
+        sys.stdout.write(render_table(run["results"]) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

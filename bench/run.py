@@ -350,6 +350,9 @@ class Runner:
 
     def run(self) -> None:
         cfg = self.config
+        # What is measured is fixed now: HEAD may move while the run goes on.
+        self.commit = self.git("rev-parse", "--short", cfg.ref or "HEAD")
+        self.dirty = not cfg.ref and bool(self.git("status", "--porcelain", "--", "dashboard", "workers", "ticker"))
         self.busy_before = self.machine_busy()
         if self.busy_before > 30:
             logger.warning(
@@ -375,7 +378,7 @@ class Runner:
         """A clean copy of Ticker at ``ref`` (the harness itself stays this checkout's)."""
         dest = self.workdir / "product"
         dest.mkdir(parents=True)
-        git = ["git", "-C", str(REPO), "archive", ref]
+        git = ["git", "-C", str(REPO), "archive", self.commit or ref]
         archive = subprocess.run(git, check=True, capture_output=True, timeout=60)  # noqa: S603
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=60)  # noqa: S603, S607
         logger.info("benchmarking Ticker at %s (exported to %s)", ref, dest)
@@ -710,21 +713,22 @@ class Runner:
 
     # --- output -----------------------------------------------------------------------
 
-    def environment(self) -> dict[str, Any]:
-        def git(*args: str) -> str:
-            try:
-                return subprocess.run(  # noqa: S603
-                    ["git", "-C", str(REPO), *args],  # noqa: S607
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=True,
-                ).stdout.strip()
-            except (subprocess.SubprocessError, OSError):
-                return ""
+    @staticmethod
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(  # noqa: S603
+                ["git", "-C", str(REPO), *args],  # noqa: S607
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        except (subprocess.SubprocessError, OSError):
+            return ""
 
-        commit = git("rev-parse", "--short", self.config.ref or "HEAD")
-        dirty = not self.config.ref and bool(git("status", "--porcelain", "--", "dashboard", "workers", "ticker"))
+    def environment(self) -> dict[str, Any]:
+        commit = getattr(self, "commit", "")
+        dirty = getattr(self, "dirty", False)
         model = ""
         with contextlib.suppress(OSError):
             for line in Path("/proc/cpuinfo").read_text().splitlines():
