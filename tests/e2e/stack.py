@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,15 @@ def procfile_commands() -> dict[str, str]:
             name, command = line.split(":", 1)
             commands[name.strip()] = command.strip()
     return commands
+
+
+def tail_logs(processes: Iterable[Process], lines: int = 60) -> str:
+    """The last lines of each process's log, for a failing test's output."""
+    parts = []
+    for process in processes:
+        text = process.log.read_text(errors="replace") if process.log.exists() else ""
+        parts.append(f"----- {process.name} (last {lines} lines) -----\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)
 
 
 @dataclass
@@ -184,11 +193,7 @@ class Stack:
             self.redis.stop()
 
     def logs(self) -> str:
-        parts = []
-        for process in self.processes.values():
-            text = process.log.read_text(errors="replace") if process.log.exists() else ""
-            parts.append(f"----- {process.name} (last 60 lines) -----\n" + "\n".join(text.splitlines()[-60:]))
-        return "\n".join(parts)
+        return tail_logs(self.processes.values())
 
     def login(self, username: str = TRADER[0], password: str = TRADER[1]) -> str:
         """Log in through the real login form; returns the Cookie header for WebSockets."""

@@ -18,7 +18,17 @@ from pathlib import Path
 
 import redis
 
-from tests.e2e.stack import ADMIN, BIN, ROOT, TRADER, HttpSession, Process, procfile_commands, wait_for
+from tests.e2e.stack import (
+    ADMIN,
+    BIN,
+    ROOT,
+    TRADER,
+    HttpSession,
+    Process,
+    procfile_commands,
+    tail_logs,
+    wait_for,
+)
 from tests.postgres_server import PostgresServer
 from ticker.embedded_redis import EmbeddedRedis, free_port
 
@@ -167,8 +177,4 @@ class Topology:
             self.postgres.stop()
 
     def logs(self) -> str:
-        parts = []
-        for process in self.processes.values():
-            text = process.log.read_text(errors="replace") if process.log.exists() else ""
-            parts.append(f"----- {process.name} (last 40 lines) -----\n" + "\n".join(text.splitlines()[-40:]))
-        return "\n".join(parts)
+        return tail_logs(self.processes.values(), lines=40)
