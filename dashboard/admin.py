@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 
 from dashboard import services, streaming
 from dashboard.models import Candle, Symbol
-from workers.market_store import read_snapshots
+from workers.market_store import read_quotes
 
 
 class ShockForm(forms.Form):
@@ -44,7 +44,7 @@ class LiveQuotes:
         if self._quotes is None:
             codes = list(Symbol.objects.values_list("symbol", flat=True))
             try:
-                snapshots = read_snapshots(streaming.sync_redis(), codes, candles=0)
+                snapshots = read_quotes(streaming.sync_redis(), codes)
                 self._quotes = {code: snap.quote for code, snap in snapshots.items()}
             except Exception:
                 self._quotes = {}

@@ -22,7 +22,7 @@ from dashboard.history import MAX_HISTORY, candle_history
 from dashboard.models import Symbol, Watchlist
 from dashboard.protocol import DEFAULT_INTERVAL, INTERVALS
 from dashboard.watchlists import WatchlistError
-from workers.market_store import read_snapshots
+from workers.market_store import read_quotes
 
 
 def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -44,7 +44,7 @@ def _bad_request(message: str) -> JsonResponse:
 def symbols(request: HttpRequest) -> JsonResponse:
     """The enabled symbols with their latest quote."""
     catalog = catalog_entries()
-    snapshots = read_snapshots(streaming.sync_redis(), [e["symbol"] for e in catalog], candles=0)
+    snapshots = read_quotes(streaming.sync_redis(), [e["symbol"] for e in catalog])
     for entry in catalog:
         snap = snapshots[entry["symbol"]]
         entry.update({"quote": snap.quote, "epoch": snap.epoch, "seq": snap.seq})

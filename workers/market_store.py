@@ -221,14 +221,8 @@ SNAPSHOT_FIELDS = ("epoch", "seq", "quote")
 SNAPSHOT_CANDLES = 200
 
 
-def _queue_snapshot(pipe: Any, symbol: str, interval: str, candles: int) -> None:
-    pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
-    pipe.lrange(recent_candles_key(symbol, interval), 0, candles - 1)
-    pipe.hget(forming_key(symbol), interval)
-
-
 def parse_snapshot(symbol: str, state: Sequence[bytes | None], recent: list[bytes], forming: bytes | None) -> Snapshot:
-    """Turn the replies queued by ``_queue_snapshot`` into a ``Snapshot``."""
+    """Turn ``HMGET state``, the recent closed candles and the forming one into a ``Snapshot``."""
     epoch, seq, quote = state
     candles = [_wire_candle(raw) for raw in reversed(recent)]
     if forming:
@@ -249,10 +243,6 @@ def _wire_candle(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _parse_all(symbols: Sequence[str], replies: list[Any]) -> dict[str, Snapshot]:
-    return {s: parse_snapshot(s, *replies[i * 3 : i * 3 + 3]) for i, s in enumerate(symbols)}
-
-
 @dataclass(frozen=True)
 class SubscribeState:
     """What a (re)subscribe needs: the snapshot, and the held ticks after the client's ``since``."""
@@ -262,61 +252,64 @@ class SubscribeState:
     missed: list[tuple[int, str]] | None
 
 
-def _queue_subscribe(pipe: Any, symbol: str, interval: str, since_seq: int | None) -> None:
-    _queue_snapshot(pipe, symbol, interval, SNAPSHOT_CANDLES)
+def _queue_subscribe(pipe: Any, symbol: str, interval: str, since_seq: int | None, candles: int) -> None:
+    pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
+    if candles > 0:
+        pipe.lrange(recent_candles_key(symbol, interval), 0, candles - 1)
+        pipe.hget(forming_key(symbol), interval)
     if since_seq is not None:
         pipe.zrangebyscore(ticks_key(symbol), f"({since_seq}", "+inf", withscores=True)
 
 
-def _parse_subscribe(symbols: Sequence[str], since: Mapping[str, int], replies: list[Any]) -> dict[str, SubscribeState]:
+def _parse_subscribe(
+    symbols: Sequence[str], since: Mapping[str, int], candles: int, replies: list[Any]
+) -> dict[str, SubscribeState]:
     states: dict[str, SubscribeState] = {}
     i = 0
     for symbol in symbols:
-        snapshot = parse_snapshot(symbol, *replies[i : i + 3])
-        i += 3
+        state = replies[i]
+        i += 1
+        recent, forming = [], None
+        if candles > 0:
+            recent, forming = replies[i], replies[i + 1]
+            i += 2
         missed = None
         if symbol in since:
             missed = [(int(score), member.decode()) for member, score in replies[i]]
             i += 1
-        states[symbol] = SubscribeState(snapshot, missed)
+        states[symbol] = SubscribeState(parse_snapshot(symbol, state, recent, forming), missed)
     return states
 
 
 def read_subscribe(
-    redis: Any, symbols: Sequence[str], interval: str, since: Mapping[str, int]
+    redis: Any,
+    symbols: Sequence[str],
+    interval: str,
+    since: Mapping[str, int],
+    candles: int = SNAPSHOT_CANDLES,
 ) -> dict[str, SubscribeState]:
-    """Snapshots plus, for symbols with a ``since`` seq, the ticks held after it; one round trip."""
+    """Snapshots (with up to ``candles`` recent candles) plus, for symbols with a ``since``
+    seq, the ticks held after it; one round trip."""
     with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            _queue_subscribe(pipe, symbol, interval, since.get(symbol))
-        return _parse_subscribe(symbols, since, pipe.execute())
+            _queue_subscribe(pipe, symbol, interval, since.get(symbol), candles)
+        return _parse_subscribe(symbols, since, candles, pipe.execute())
 
 
 async def aread_subscribe(
-    redis: Any, symbols: Sequence[str], interval: str, since: Mapping[str, int]
+    redis: Any,
+    symbols: Sequence[str],
+    interval: str,
+    since: Mapping[str, int],
+    candles: int = SNAPSHOT_CANDLES,
 ) -> dict[str, SubscribeState]:
     """``read_subscribe`` for an asyncio client."""
     async with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            _queue_subscribe(pipe, symbol, interval, since.get(symbol))
-        return _parse_subscribe(symbols, since, await pipe.execute())
+            _queue_subscribe(pipe, symbol, interval, since.get(symbol), candles)
+        return _parse_subscribe(symbols, since, candles, await pipe.execute())
 
 
-def read_snapshots(
-    redis: Any, symbols: Sequence[str], interval: str = "1m", candles: int = SNAPSHOT_CANDLES
-) -> dict[str, Snapshot]:
-    """Latest state and recent candles of ``symbols`` with a synchronous client, in one round trip."""
-    with redis.pipeline(transaction=False) as pipe:
-        for symbol in symbols:
-            _queue_snapshot(pipe, symbol, interval, candles)
-        return _parse_all(symbols, pipe.execute())
-
-
-async def aread_snapshots(
-    redis: Any, symbols: Sequence[str], interval: str = "1m", candles: int = SNAPSHOT_CANDLES
-) -> dict[str, Snapshot]:
-    """``read_snapshots`` for an asyncio client."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for symbol in symbols:
-            _queue_snapshot(pipe, symbol, interval, candles)
-        return _parse_all(symbols, await pipe.execute())
+def read_quotes(redis: Any, symbols: Sequence[str]) -> dict[str, Snapshot]:
+    """The latest state of ``symbols`` without candles (catalog API, admin list)."""
+    return {s: state.snapshot for s, state in read_subscribe(redis, symbols, "1m", {}, candles=0).items()}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import Stack
+
+logger = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +25,7 @@ def stack_logs(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
     yield stack
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        print(stack.logs())
+        logger.error("process logs after the failure:\n%s", stack.logs())
 
 
 @pytest.hookimpl(wrapper=True)

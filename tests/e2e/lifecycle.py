@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessGroup(Protocol):
@@ -22,7 +25,7 @@ def started(group: G) -> Iterator[G]:
         group.start()
     except BaseException:
         # The process logs are the only trace of why one of them did not come up.
-        print(group.logs())
+        logger.error("a process did not come up:\n%s", group.logs())
         group.stop()
         raise
     try:

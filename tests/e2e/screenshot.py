@@ -7,6 +7,7 @@ hovers a candle so the crosshair and its OHLC readout show.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +19,8 @@ from tests.e2e.test_browser import CHROMIUM_ARGS, chromium_path
 
 CHARTED = "BTC-USD"
 CANDLES = 26
+
+logger = logging.getLogger(__name__)
 
 
 def main(out: Path, width: int = 1280, height: int = 800) -> None:
@@ -35,7 +38,7 @@ def main(out: Path, width: int = 1280, height: int = 800) -> None:
             page.click(f'#grid tr[data-symbol="{CHARTED}"] td.name')
             page.click(".intervals button[data-interval='5s']")
             expect(page.locator("#chart")).to_have_attribute("data-state", "live", timeout=10_000)
-            print(f"waiting for {CANDLES} candles of 5 s on a fresh market (about {CANDLES * 5} s)…", flush=True)
+            logger.info("waiting for %d candles of 5 s on a fresh market (about %d s)", CANDLES, CANDLES * 5)
             page.wait_for_function(f"window.tickerChart.info().count >= {CANDLES}", timeout=CANDLES * 5_000 + 60_000)
             # Crosshair on a recent closed candle: the readout shows its OHLC.
             box = page.locator("#chart").bounding_box()
@@ -52,4 +55,5 @@ def main(out: Path, width: int = 1280, height: int = 800) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png"))

@@ -89,20 +89,22 @@ async def soak(stack: Stack, clients: int, minutes: int) -> int:
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     after = memory(stack)
-    print(f"soak: {clients} dashboards x {len(SYMBOLS)} symbols for {minutes} min")
+    logger.info("soak: %d dashboards x %d symbols for %d min", clients, len(SYMBOLS), minutes)
     for i, minute in enumerate(per_minute, start=1):
         p99 = statistics.quantiles(minute.latencies, n=100)[98] * 1000 if len(minute.latencies) > 100 else float("nan")
-        print(f"minute {i:2d}: {minute.ticks:9d} ticks, lost {minute.lost}, p99 {p99:.0f} ms")
+        logger.info("minute %2d: %9d ticks, lost %d, p99 %.0f ms", i, minute.ticks, minute.lost, p99)
     for name in before:
-        print(f"{name:7s} RSS {before[name]:7.1f} MiB -> {after.get(name, float('nan')):7.1f} MiB")
+        logger.info("%-7s RSS %7.1f MiB -> %7.1f MiB", name, before[name], after.get(name, float("nan")))
     lost = sum(m.lost for m in per_minute)
     dead = [name for name, p in stack.processes.items() if not p.alive()]
-    print(f"lost {lost} ticks; processes exited: {dead or 'none'}")
+    logger.info("lost %d ticks; processes exited: %s", lost, dead or "none")
     return 0 if lost == 0 and not dead else 1
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING)
+    # The report is this command's output: one log line per figure.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("tests.e2e").setLevel(logging.WARNING)
     minutes = int(os.environ.get("SOAK_MINUTES", "10"))
     clients = int(os.environ.get("SOAK_CLIENTS", "300"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -59,6 +59,37 @@ def procfile_commands() -> dict[str, str]:
     return commands
 
 
+def process_env(workdir: Path, **overrides: str) -> dict[str, str]:
+    """The environment of every server process a test starts, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+    env.pop("CELERY_BROKER_URL", None)
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            "DEBUG": "1",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "TICKER_VAR_DIR": str(workdir / "var"),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+            "DEMO_TRADER_USERNAME": TRADER[0],
+            "DEMO_TRADER_PASSWORD": TRADER[1],
+            "DEMO_ADMIN_USERNAME": ADMIN[0],
+            "DEMO_ADMIN_PASSWORD": ADMIN[1],
+            **overrides,
+        }
+    )
+    return env
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 right now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def tail_logs(processes: Iterable[Process], lines: int = 60) -> str:
     """The last lines of each process's log, for a failing test's output."""
     parts = []
@@ -126,27 +157,14 @@ class Stack:
         return f"ws://127.0.0.1:{self.web_port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
-        env.update(
-            {
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "PYTHONUNBUFFERED": "1",
-                "DEBUG": "1",
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "REDIS_URL": self.redis.url if self.redis else "",
-                "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
-                "TICKER_VAR_DIR": str(self.workdir / "var"),
-                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
-                "TICKER_WATCHDOG_SECONDS": "1",
-                "DEMO_TRADER_USERNAME": TRADER[0],
-                "DEMO_TRADER_PASSWORD": TRADER[1],
-                "DEMO_ADMIN_USERNAME": ADMIN[0],
-                "DEMO_ADMIN_PASSWORD": ADMIN[1],
-            }
+        assert self.redis is not None
+        return process_env(
+            self.workdir,
+            REDIS_URL=self.redis.url,
+            DATABASE_URL=f"sqlite:///{self.workdir / 'db.sqlite3'}",
+            TICKER_WATCHDOG_SECONDS="1",
+            **self.extra_env,
         )
-        env.pop("CELERY_BROKER_URL", None)
-        env.update(self.extra_env)
-        return env
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -176,11 +194,7 @@ class Stack:
         return process
 
     def web_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/accounts/login/", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return answers(f"{self.base_url}/accounts/login/")
 
     def market(self) -> redis.Redis:
         assert self.redis is not None
@@ -200,11 +214,7 @@ class Stack:
         return self.session(username, password).cookie_header()
 
     def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
-        session = HttpSession(self.base_url)
-        session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
-        assert session.last_url == f"{self.base_url}/", f"login landed on {session.last_url}"
-        assert "sessionid" in session.cookies(), "login set a session cookie"
-        return session
+        return HttpSession.logged_in(self.base_url, username, password)
 
     def start_worker(self, name: str) -> Process:
         """Another worker like the Procfile's, under its own node name."""
@@ -254,6 +264,15 @@ class HttpSession:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
         self.last_url = ""
+
+    @classmethod
+    def logged_in(cls, base_url: str, username: str, password: str) -> HttpSession:
+        """A session logged in through the real login form."""
+        session = cls(base_url)
+        session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
+        assert session.last_url == f"{base_url}/", f"login landed on {session.last_url}"
+        assert "sessionid" in session.cookies(), "login set a session cookie"
+        return session
 
     def cookies(self) -> dict[str, str]:
         return {c.name: c.value for c in self.jar}

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
+from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -510,15 +511,8 @@ def test_dashboard_fits_a_phone(page: Page, stack_logs: Stack) -> None:
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """50 symbols on the dashboard: the demo ones plus 36 ticking every 50 ms (~780 ticks/s)."""
-    stack = Stack(tmp_path_factory.mktemp("browser-busy"), fast_symbols=SOAK_FAST_SYMBOLS)
-    try:
-        stack.start()
-    except BaseException:
-        print(stack.logs())
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+    with started(Stack(tmp_path_factory.mktemp("browser-busy"), fast_symbols=SOAK_FAST_SYMBOLS)) as stack:
+        yield stack
 
 
 OBSERVE_LONG_TASKS = """
@@ -601,7 +595,7 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
         assert finish["heap"] - start["heap"] < 8 * 1024 * 1024
         assert console.unexpected() == [], f"console errors: {console.unexpected()}"
     except BaseException:
-        print(busy.logs())
+        logger.error("process logs after the failure:\n%s", busy.logs())
         raise
     finally:
         context.close()

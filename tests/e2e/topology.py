@@ -7,24 +7,21 @@ database; PostgreSQL (Debian's) through DATABASE_URL.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from tests.e2e.stack import (
-    ADMIN,
-    BIN,
     ROOT,
     TRADER,
     HttpSession,
     Process,
+    answers,
+    process_env,
     procfile_commands,
     tail_logs,
     wait_for,
@@ -85,26 +82,12 @@ class Topology:
 
     def env(self) -> dict[str, str]:
         market, shard = self.redis_servers
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
-        env.update(
-            {
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "PYTHONUNBUFFERED": "1",
-                "DEBUG": "1",
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "REDIS_URL": market.url,
-                "CHANNEL_LAYER_REDIS_URLS": f"{market.url},{shard.url}",
-                "DATABASE_URL": self.database_url,
-                "TICKER_VAR_DIR": str(self.workdir / "var"),
-                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
-                "DEMO_TRADER_USERNAME": TRADER[0],
-                "DEMO_TRADER_PASSWORD": TRADER[1],
-                "DEMO_ADMIN_USERNAME": ADMIN[0],
-                "DEMO_ADMIN_PASSWORD": ADMIN[1],
-            }
+        return process_env(
+            self.workdir,
+            REDIS_URL=market.url,
+            CHANNEL_LAYER_REDIS_URLS=f"{market.url},{shard.url}",
+            DATABASE_URL=self.database_url,
         )
-        env.pop("CELERY_BROKER_URL", None)
-        return env
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -133,8 +116,8 @@ class Topology:
         self.processes["haproxy"] = process
         process.start(env)
         for port in self.web_ports:
-            wait_for(lambda p=port: self._answers(f"http://127.0.0.1:{p}/healthz"), 30, f"Daphne on {port}")
-        wait_for(lambda: self._answers(f"{self.base_url}/healthz"), 30, "HAProxy")
+            wait_for(lambda p=port: answers(f"http://127.0.0.1:{p}/healthz"), 30, f"Daphne on {port}")
+        wait_for(lambda: answers(f"{self.base_url}/healthz"), 30, "HAProxy")
         market = redis.Redis.from_url(self.redis_servers[0].url)
         wait_for(lambda: market.exists("ticker:state:AAPL"), 30, "a producer")
 
@@ -147,26 +130,15 @@ class Topology:
         """Start a killed Daphne again and wait until the balancer sends it traffic."""
         port = self.web_ports[index - 1]
         self._start(f"web{index}", self.web_command(), {**self.env(), "PORT": str(port)})
-        wait_for(lambda: self._answers(f"http://127.0.0.1:{port}/healthz"), 30, f"Daphne on {port}")
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, f"Daphne on {port}")
 
     def _start(self, name: str, command: str, env: dict[str, str]) -> None:
         process = Process(name, ["/bin/sh", "-c", f"exec {command}"], self.workdir / f"{name}.log")
         self.processes[name] = process
         process.start(env)
 
-    @staticmethod
-    def _answers(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
     def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
-        session = HttpSession(self.base_url)
-        session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
-        assert "sessionid" in session.cookies(), "login set a session cookie"
-        return session
+        return HttpSession.logged_in(self.base_url, username, password)
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
