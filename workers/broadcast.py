@@ -53,38 +53,30 @@ def session_group(session_key: str) -> str:
     return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
 
 
-def publish_revoked(group: str, reason: str) -> bool:
-    """Close every stream in ``group`` (a user's or a session's): logout, deactivation."""
-    layer = get_channel_layer()
-    if layer is None:
-        return False
-    try:
-        async_to_sync(layer.group_send)(group, {"type": "access.revoked", "reason": reason})
-    except Exception as exc:
-        metrics.CHANNEL_LAYER_ERRORS.labels("publish_revoked").inc()
-        logger.warning("access revocation not broadcast (%s): %r", reason, exc)
-        return False
-    return True
+def _send_from_sync(group: str, message: dict[str, Any], operation: str) -> bool:
+    """``group_send`` from sync code (admin, signals, commands), counted and logged on failure.
 
-
-def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
-    """Tell every open stream the catalog changed; called from sync code (admin, commands).
-
-    A failure is logged, not raised: saving a symbol must not fail because Redis
-    is briefly away (streams also refresh the catalog on reconnect).
+    A failure is not raised: saving a symbol or logging out must not fail because Redis
+    is briefly away (streams refresh the catalog on reconnect).
     """
     layer = get_channel_layer()
     if layer is None:
         return False
-    message = {
-        "type": "catalog.changed",
-        "catalog": list(catalog),
-        "frame": symbols_frame(catalog),
-    }
     try:
-        async_to_sync(layer.group_send)(CATALOG_GROUP, message)
+        async_to_sync(layer.group_send)(group, message)
     except Exception as exc:
-        metrics.CHANNEL_LAYER_ERRORS.labels("publish_catalog").inc()
-        logger.warning("catalog change not broadcast: channel layer unavailable (%r)", exc)
+        metrics.CHANNEL_LAYER_ERRORS.labels(operation).inc()
+        logger.warning("%s to group %s not broadcast: channel layer unavailable (%r)", operation, group, exc)
         return False
     return True
+
+
+def publish_revoked(group: str, reason: str) -> bool:
+    """Close every stream in ``group`` (a user's or a session's): logout, deactivation."""
+    return _send_from_sync(group, {"type": "access.revoked", "reason": reason}, "publish_revoked")
+
+
+def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
+    """Tell every open stream the catalog changed, as a ready ``symbols`` frame."""
+    message = {"type": "catalog.changed", "catalog": list(catalog), "frame": symbols_frame(catalog)}
+    return _send_from_sync(CATALOG_GROUP, message, "publish_catalog")
