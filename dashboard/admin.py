@@ -14,9 +14,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from dashboard import services, streaming
+from dashboard import services
+from dashboard.market.client import sync_redis
+from dashboard.market.store import read_quotes
 from dashboard.models import Candle, Symbol
-from workers.market_store import read_quotes
 
 
 class ShockForm(forms.Form):
@@ -44,7 +45,7 @@ class LiveQuotes:
         if self._quotes is None:
             codes = list(Symbol.objects.values_list("symbol", flat=True))
             try:
-                snapshots = read_quotes(streaming.sync_redis(), codes)
+                snapshots = read_quotes(sync_redis(), codes)
                 self._quotes = {code: snap.quote for code, snap in snapshots.items()}
             except Exception:
                 self._quotes = {}

@@ -15,14 +15,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_http_methods
 
-from dashboard import streaming
 from dashboard import watchlists as services
-from dashboard.catalog import catalog_entries
-from dashboard.history import MAX_HISTORY, candle_history
+from dashboard.market.client import sync_redis
+from dashboard.market.protocol import DEFAULT_INTERVAL, INTERVALS
+from dashboard.market.store import read_quotes
 from dashboard.models import Symbol, Watchlist
-from dashboard.protocol import DEFAULT_INTERVAL, INTERVALS
+from dashboard.selectors import MAX_HISTORY, candle_history, catalog_entries
 from dashboard.watchlists import WatchlistError
-from workers.market_store import read_quotes
 
 
 def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -44,7 +43,7 @@ def _bad_request(message: str) -> JsonResponse:
 def symbols(request: HttpRequest) -> JsonResponse:
     """The enabled symbols with their latest quote."""
     catalog = catalog_entries()
-    snapshots = read_quotes(streaming.sync_redis(), [e["symbol"] for e in catalog])
+    snapshots = read_quotes(sync_redis(), [e["symbol"] for e in catalog])
     for entry in catalog:
         snap = snapshots[entry["symbol"]]
         entry.update({"quote": snap.quote, "epoch": snap.epoch, "seq": snap.seq})
@@ -65,7 +64,7 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
         return _bad_request("limit must be an integer")
     if not 1 <= limit <= MAX_HISTORY:
         return _bad_request(f"limit must be between 1 and {MAX_HISTORY}")
-    data = candle_history(streaming.sync_redis(), instrument, interval, limit)
+    data = candle_history(sync_redis(), instrument, interval, limit)
     return JsonResponse({"symbol": instrument.symbol, "interval": interval, "candles": data})
 
 

@@ -1,4 +1,4 @@
-"""App config: connects the catalog-change signals."""
+"""App config: connects the catalog-change signals and registers the Redis settings check."""
 
 from django.apps import AppConfig
 
@@ -8,4 +8,9 @@ class DashboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.checks import register
+
         from dashboard import signals  # noqa: F401 - registers receivers
+        from dashboard.checks import redis_settings
+
+        register(redis_settings, "ticker")

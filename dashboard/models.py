@@ -11,8 +11,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
-from dashboard.protocol import SYMBOL_PATTERN
-from workers.simulator import SymbolSpec
+from dashboard.market.candles import INTERVALS_MS, interval_label
+from dashboard.market.protocol import SYMBOL_PATTERN
 
 MIN_TICK_INTERVAL_MS = 50
 MAX_TICK_INTERVAL_MS = 10_000
@@ -122,31 +122,15 @@ class Symbol(models.Model):
             "status": self.status,
         }
 
-    def to_spec(self) -> SymbolSpec:
-        return SymbolSpec(
-            symbol=self.symbol,
-            initial_price=float(self.initial_price),
-            precision=self.precision,
-            drift=self.drift,
-            volatility=self.volatility,
-            jump_intensity=self.jump_intensity,
-            spread_bps=self.spread_bps,
-            tick_interval_ms=self.tick_interval_ms,
-            halted=self.halted,
-        )
 
-
-class CandleInterval(models.TextChoices):
-    S5 = "5s", "5 seconds"
-    M1 = "1m", "1 minute"
-    M5 = "5m", "5 minutes"
+CANDLE_INTERVAL_CHOICES = [(name, interval_label(name)) for name in INTERVALS_MS]
 
 
 class Candle(models.Model):
     """A closed OHLCV candle, flushed in batches from Redis by beat's housekeeping."""
 
     symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="candles")
-    interval = models.CharField(max_length=3, choices=CandleInterval.choices)
+    interval = models.CharField(max_length=3, choices=CANDLE_INTERVAL_CHOICES)
     start_ms = models.BigIntegerField(help_text="Start of the interval, ms since the Unix epoch (UTC).")
     open = models.FloatField()
     high = models.FloatField()

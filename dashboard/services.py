@@ -1,6 +1,7 @@
-"""Admin write operations on symbols: halt, resume, shock, reset.
+"""Services (writes): admin operations on symbols (halt, resume, shock, reset) and the
+candle flush from Redis to the database.
 
-Each reaches the running producers and every open stream without a restart: database
+Each admin operation reaches the running producers and every open stream without a restart: database
 changes are announced after commit (a ``symbols`` frame to streams, a catalog version
 bump to producers); price commands are queued in Redis for the owning producer.
 """
@@ -9,19 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
+import orjson
 from django.db import transaction
 
-from dashboard import streaming
-from dashboard.catalog import catalog_entries
-from dashboard.models import Symbol
-from workers import market_store
-from workers.broadcast import publish_catalog
+from dashboard.market import store
+from dashboard.market.broadcast import publish_catalog
+from dashboard.market.client import sync_redis
+from dashboard.models import Candle, Symbol
+from dashboard.selectors import catalog_entries
 
 logger = logging.getLogger(__name__)
 
 MIN_SHOCK_PERCENT = -90.0
 MAX_SHOCK_PERCENT = 900.0
+FLUSH_BATCH = 1000
 
 
 def announce_catalog_change() -> None:
@@ -29,7 +33,7 @@ def announce_catalog_change() -> None:
 
     def announce() -> None:
         try:
-            market_store.bump_catalog_version(streaming.sync_redis())
+            store.bump_catalog_version(sync_redis())
         except Exception:
             logger.warning("catalog version not bumped: Redis unavailable (producers reload within 1 s)")
         publish_catalog(catalog_entries())
@@ -59,10 +63,48 @@ def reset_to_initial_price(symbols: Iterable[Symbol]) -> list[str]:
 
 
 def _control(symbols: Iterable[Symbol], command: dict[str, object]) -> list[str]:
-    redis = streaming.sync_redis()
+    redis = sync_redis()
     codes = []
     for symbol in symbols:
-        market_store.push_control(redis, symbol.symbol, command)
+        store.push_control(redis, symbol.symbol, command)
         codes.append(symbol.symbol)
     logger.info("%s queued for %s", command["op"], ", ".join(codes))
     return codes
+
+
+def flush_pending_candles(redis: Any, *, batch: int = FLUSH_BATCH, max_batches: int = 20) -> int:
+    """Move pending closed candles into the database; returns how many were written.
+
+    Each batch is read, inserted (duplicates ignored), then trimmed from the queue, so a
+    crash between insert and trim re-inserts the batch harmlessly instead of losing it.
+    """
+    written = 0
+    symbol_ids = dict(Symbol.objects.values_list("symbol", "id"))
+    for _ in range(max_batches):
+        raw = redis.lrange(store.PENDING_CANDLES_KEY, 0, batch - 1)
+        if not raw:
+            break
+        rows = []
+        for encoded in raw:
+            data = orjson.loads(encoded)
+            symbol_id = symbol_ids.get(data["symbol"])
+            if symbol_id is None:
+                continue  # the symbol was deleted meanwhile
+            rows.append(
+                Candle(
+                    symbol_id=symbol_id,
+                    interval=data["interval"],
+                    start_ms=data["ts"],
+                    open=data["open"],
+                    high=data["high"],
+                    low=data["low"],
+                    close=data["close"],
+                    volume=data["volume"],
+                )
+            )
+        Candle.objects.bulk_create(rows, ignore_conflicts=True)
+        redis.ltrim(store.PENDING_CANDLES_KEY, len(raw), -1)
+        written += len(rows)
+        if len(raw) < batch:
+            break
+    return written

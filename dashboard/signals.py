@@ -13,9 +13,9 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from dashboard.market.broadcast import publish_revoked, session_group, user_group
 from dashboard.models import Symbol
 from dashboard.services import announce_catalog_change
-from workers.broadcast import publish_revoked, session_group, user_group
 
 
 @receiver(post_save, sender=Symbol)

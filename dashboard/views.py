@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from dashboard import watchlists
-from dashboard.catalog import catalog_entries
+from dashboard.market.candles import INTERVALS_MS
 from dashboard.models import Symbol
-from dashboard.protocol import INTERVALS
+from dashboard.selectors import catalog_entries
 
 
 @login_required
@@ -19,7 +19,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "catalog": catalog_entries(),
         "watchlists": watchlists.list_for(request.user),
-        "intervals": INTERVALS,
+        "intervals": list(INTERVALS_MS.items()),
     }
     return render(request, "dashboard/dashboard.html", context)
 
@@ -27,5 +27,5 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def symbol_page(request: HttpRequest, symbol: str) -> HttpResponse:
     entry = get_object_or_404(Symbol, symbol=symbol, enabled=True)
-    context = {"symbol": entry.to_catalog_entry(), "intervals": INTERVALS}
+    context = {"symbol": entry.to_catalog_entry(), "intervals": list(INTERVALS_MS.items())}
     return render(request, "dashboard/symbol.html", context)

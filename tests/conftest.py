@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dashboard.market.client import sync_redis
 from tests.services_plugin import TEST_REDIS_PORT
 from ticker.embedded_redis import EmbeddedRedis
 
@@ -24,9 +25,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 
 @pytest.fixture
-def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+def redis_client(redis_server: EmbeddedRedis) -> redis.Redis:
     """A client on a flushed database: every test starts without market state."""
-    client = redis.Redis.from_url(redis_server.url)
+    client = sync_redis()
     client.flushall()
-    yield client
-    client.close()
+    return client

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from workers import market_store
+from dashboard.market import store as market_store
+from dashboard.market.client import use_redis
 
 
 @pytest.fixture
@@ -45,12 +46,9 @@ def test_not_ready_when_the_producer_stalled(client, redis_client) -> None:
 
 
 @pytest.mark.django_db
-def test_not_ready_when_redis_is_down(client, settings, monkeypatch) -> None:
-    import redis
-
-    from dashboard import streaming
-
-    monkeypatch.setattr(streaming, "_sync_client", redis.Redis(port=1, socket_connect_timeout=0.2))
-    body = client.get("/readyz").json()
+def test_not_ready_when_redis_is_down(client) -> None:
+    # A real client aimed at a port nothing listens on.
+    with use_redis("redis://127.0.0.1:1/0", socket_connect_timeout=0.2):
+        body = client.get("/readyz").json()
     assert body["checks"]["redis"]["ok"] is False
     assert body["status"] == "unavailable"

@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
-Every WebSocket passes the Origin check, then the session lookup, then the router;
-consumers refuse sockets whose session has no authenticated user (close 4401).
+Every WebSocket passes the Origin check, then the session lookup, then the router,
+whose routes are each behind ``StreamAdmission`` (no authenticated user: close 4401;
+over the per-user bounds: 4429).
 """
 
 import os
@@ -17,7 +18,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.streams.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -16,8 +16,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from dashboard import streaming
-from workers import market_store
+from dashboard.market import store
+from dashboard.market.client import sync_redis
 
 # A producer window older than this means no worker is producing.
 MAX_PRODUCER_AGE_MS = 5000
@@ -45,11 +45,11 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    streaming.sync_redis().ping()
+    sync_redis().ping()
 
 
 def _producer() -> dict[str, Any]:
-    raw = streaming.sync_redis().get(market_store.PRODUCER_HEARTBEAT_KEY)
+    raw = sync_redis().get(store.PRODUCER_HEARTBEAT_KEY)
     if raw is None:
         return {"ok": False, "last_window_age_ms": None}
     age = time.time_ns() // 1_000_000 - int(raw)

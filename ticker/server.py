@@ -152,9 +152,10 @@ def configure_from_settings() -> None:
     from django.conf import settings
 
     django.setup()
-    from workers.redis_requirements import enforce
+    from dashboard.market.client import sync_redis
+    from dashboard.market.redis_requirements import enforce
 
-    enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
+    enforce(sync_redis())
 
     BoundedWebSocketProtocol.slow_after = settings.TICKER["SLOW_CLIENT_SECONDS"]
     BoundedWebSocketProtocol.max_outbound_bytes = settings.TICKER["MAX_OUTBOUND_BYTES"]

@@ -2,7 +2,7 @@
 
 Every window (100 ms by default) it ticks each symbol it owns, stores the ticks in
 Redis through a lease-checked script, then publishes the window once through
-``workers.broadcast``. Ownership is a per-symbol lease in Redis: however many workers
+``dashboard.market.broadcast``. Ownership is a per-symbol lease in Redis: however many workers
 run, one producer ticks a symbol; when its worker dies the lease expires and another
 worker's producer continues the same series (same epoch, next seq).
 
@@ -24,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from dashboard.protocol import BatchEntry, encode_ticks
+from dashboard.market import store as market_store
+from dashboard.market.broadcast import publish_window
+from dashboard.market.candles import Candle, CandleBook
+from dashboard.market.protocol import BatchEntry, encode_ticks
 from ticker import metrics
-from workers import market_store
-from workers.broadcast import publish_window
-from workers.candles import Candle, CandleBook
 from workers.simulator import DEFAULT_TIME_SCALE, PriceProcess, SessionStats, SymbolSpec, Tick
 
 logger = logging.getLogger(__name__)

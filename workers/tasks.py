@@ -7,10 +7,10 @@ import time
 
 from celery import shared_task
 
-from dashboard import streaming
-from dashboard.catalog import enabled_symbol_codes
-from dashboard.history import flush_pending_candles
-from workers import market_store
+from dashboard.market import store
+from dashboard.market.client import sync_redis
+from dashboard.selectors import enabled_symbol_codes
+from dashboard.services import flush_pending_candles
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def flush_candles() -> int:
     """Persist closed candles to the database in batches."""
     # The process-wide client: a task every 2 s need not open a connection each time.
-    written = flush_pending_candles(streaming.sync_redis())
+    written = flush_pending_candles(sync_redis())
     if written:
         logger.debug("flushed %d candles", written)
     return written
@@ -33,13 +33,13 @@ def producer_watchdog() -> dict[str, list[str]]:
     no live producer (no worker running) visible in the logs.
     """
     symbols = enabled_symbol_codes()
-    client = streaming.sync_redis()
+    client = sync_redis()
     with client.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            pipe.exists(market_store.lease_key(symbol))
+            pipe.exists(store.lease_key(symbol))
         orphaned = [s for s, held in zip(symbols, pipe.execute(), strict=True) if not held]
     # Operators see when housekeeping last ran.
-    client.set(market_store.WATCHDOG_KEY, time.time_ns() // 1_000_000)
+    client.set(store.WATCHDOG_KEY, time.time_ns() // 1_000_000)
     if orphaned:
         logger.warning("no producer holds %d symbols: %s", len(orphaned), ", ".join(orphaned))
     return {"orphaned": orphaned}

@@ -32,13 +32,13 @@ class ProducerThread(threading.Thread):
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        import redis.asyncio as aioredis
         from asgiref.sync import sync_to_async
         from channels.layers import get_channel_layer
         from django.conf import settings
 
-        from dashboard.catalog import producer_specs
+        from dashboard.market.client import new_async_redis
         from workers.producer import Producer, ProducerConfig
+        from workers.specs import producer_specs
 
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
@@ -52,7 +52,7 @@ class ProducerThread(threading.Thread):
             keep_ticks=cfg["RECENT_TICKS"],
             time_scale=cfg["TIME_SCALE"],
         )
-        redis = aioredis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+        redis = new_async_redis()
         producer = Producer(
             config,
             redis=redis,
@@ -83,10 +83,11 @@ class ProducerStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         from django.conf import settings
 
-        from workers.redis_requirements import enforce
+        from dashboard.market.client import sync_redis
+        from dashboard.market.redis_requirements import enforce
 
         # An evicting Redis would silently break leases: refuse to produce on it.
-        enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
+        enforce(sync_redis())
         if not settings.TICKER["PRODUCER_ENABLED"]:
             logger.info("producer disabled on this worker (TICKER_PRODUCER_ENABLED=0)")
             return

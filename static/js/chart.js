@@ -18,7 +18,16 @@ import {
 import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
 import { requestWrite } from "./frame.js";
 
-export const INTERVALS = { "5s": 5_000, "1m": 60_000, "5m": 300_000 };
+/**
+ * The candle intervals the server rendered into the page's interval buttons
+ * (``data-interval`` and ``data-ms``): defined once, in Python, never repeated here.
+ */
+export function readIntervals(root) {
+  return Object.fromEntries(
+    [...root.querySelectorAll("button[data-interval]")].map((b) => [b.dataset.interval, Number(b.dataset.ms)]),
+  );
+}
+
 const HISTORY_LIMIT = 500;
 const MAX_CANDLES = 1500;
 const RETRY_MS = 2000;
@@ -42,7 +51,8 @@ export class CandleChart {
    * @param {HTMLElement} container where the chart draws; gets data-state/-symbol/-interval
    * @param {HTMLElement} readout the OHLC line under the crosshair (or of the last candle)
    */
-  constructor(container, readout) {
+  constructor(container, readout, intervals) {
+    this.intervals = intervals;
     this.container = container;
     this.readout = readout;
     this.chart = createChart(container, {
@@ -174,7 +184,7 @@ export class CandleChart {
   }
 
   aggregate(tick, replayed) {
-    const ms = INTERVALS[this.interval];
+    const ms = this.intervals[this.interval];
     const time = (tick.ts - (tick.ts % ms)) / 1000;
     const candles = this.candles;
     const last = candles[candles.length - 1];

@@ -13,7 +13,6 @@ import { StreamClient } from "./protocol.js";
 import { Tape } from "./tape.js";
 import { Watchlists } from "./watchlists.js";
 
-const INTERVALS = ["5s", "1m", "5m"];
 const pageData = (id) => JSON.parse(document.getElementById(id).textContent);
 const $ = (selector) => document.querySelector(selector);
 
@@ -22,7 +21,9 @@ const market = new Market(pageData("catalog-data"));
 const metrics = { firstPrice: null, firstTick: null };
 let tickSeen = false;
 let chartSymbol = null;
-let interval = INTERVALS.includes(localStorage.getItem("ticker.interval")) ? localStorage.getItem("ticker.interval") : "1m";
+// The interval buttons carry the server's interval table (names and lengths).
+const intervalNames = [...document.querySelectorAll(".intervals button[data-interval]")].map((b) => b.dataset.interval);
+let interval = intervalNames.includes(localStorage.getItem("ticker.interval")) ? localStorage.getItem("ticker.interval") : "1m";
 let chart = null;
 const snapshotted = new Set(); // symbols whose first snapshot (per subscription) has arrived
 
@@ -180,8 +181,8 @@ function openChart(symbol, { user, sync = true }) {
 }
 
 // The chart library loads after the grid is live: it never delays the first price.
-const chartReady = import("./chart.js").then(({ CandleChart, bindIntervals }) => {
-  chart = new CandleChart($("#chart"), $(".readout"));
+const chartReady = import("./chart.js").then(({ CandleChart, bindIntervals, readIntervals }) => {
+  chart = new CandleChart($("#chart"), $(".readout"), readIntervals($(".intervals")));
   bindIntervals($(".intervals"), interval, (next) => {
     interval = next;
     localStorage.setItem("ticker.interval", next);

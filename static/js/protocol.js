@@ -1,4 +1,4 @@
-// Ticker wire protocol v1 client (mirrors dashboard/protocol.py; spec in docs/protocol.md).
+// Ticker wire protocol v1 client (mirrors dashboard/market/protocol.py; spec in docs/protocol.md).
 //
 // One StreamClient per page keeps one WebSocket open: it subscribes to what the page
 // shows, tracks (epoch, seq) per symbol, detects gaps, and on any drop reconnects with

@@ -1,7 +1,7 @@
 // The symbol page: chart, quote, session stats and recent ticks of one symbol, fed by the
 // single-symbol stream /ws/symbols/<SYMBOL>/ (the sync consumer), shareable by URL.
 
-import { bindIntervals, CandleChart, INTERVALS } from "./chart.js";
+import { bindIntervals, CandleChart, readIntervals } from "./chart.js";
 import { bindIndicator } from "./connection.js";
 import { formatPct, formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
 import { requestWrite } from "./frame.js";
@@ -22,8 +22,9 @@ let lastPrice = null;
 let snapshotSeen = false;
 
 const stored = localStorage.getItem("ticker.interval");
-let interval = stored in INTERVALS ? stored : "1m";
-const chart = new CandleChart($("#chart"), $(".readout"));
+const intervals = readIntervals($(".intervals"));
+let interval = stored in intervals ? stored : "1m";
+const chart = new CandleChart($("#chart"), $(".readout"), intervals);
 bindIntervals($(".intervals"), interval, (next) => {
   interval = next;
   localStorage.setItem("ticker.interval", next);

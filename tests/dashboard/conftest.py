@@ -11,17 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 
-from dashboard import connection_limits
-from dashboard.catalog import producer_specs
+from dashboard.market.client import new_async_redis
 from dashboard.models import Symbol
+from dashboard.streams.admission import limiter
 from ticker.asgi import application
 from workers.producer import Producer, ProducerConfig
+from workers.specs import producer_specs
 
 ORIGIN = b"http://127.0.0.1"
 
@@ -29,7 +28,7 @@ ORIGIN = b"http://127.0.0.1"
 @pytest.fixture(autouse=True)
 def fresh_connection_limits() -> None:
     """Each test starts with no streams counted (user ids repeat across tests)."""
-    connection_limits._limiter = None
+    limiter().clear()
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def session_cookie(transactional_db, django_user_model, client) -> str:
 @contextlib.asynccontextmanager
 async def running_producer(*, wait_for_ticks: bool = True) -> AsyncIterator[Producer]:
     """The real producer, on the test's event loop, reading the catalog from the database."""
-    client = aioredis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
+    client = new_async_redis()
     running = Producer(
         ProducerConfig(owner="test-producer", window_ms=50, catalog_refresh_ms=200),
         redis=client,

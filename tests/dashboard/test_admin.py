@@ -8,8 +8,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from dashboard.market import store as market_store
 from dashboard.models import Symbol
-from workers import market_store
 
 CHANGELIST = "/admin/dashboard/symbol/"
 

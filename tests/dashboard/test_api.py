@@ -7,10 +7,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from dashboard.history import flush_pending_candles
+from dashboard.market import store as market_store
+from dashboard.market.candles import Candle as LiveCandle
 from dashboard.models import Candle, Symbol
-from workers import market_store
-from workers.candles import Candle as LiveCandle
+from dashboard.services import flush_pending_candles
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
-from django.conf import settings
 
-from workers import market_store
+from dashboard.market import store as market_store
+from dashboard.market.client import new_async_redis, sync_redis
 from workers.producer import Producer, ProducerConfig
 from workers.simulator import SymbolSpec
 
@@ -24,7 +24,7 @@ SPECS = [
 
 @pytest.fixture
 async def aredis(redis_client) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.MARKET_REDIS_URL)
+    client = new_async_redis()
     yield client
     await client.aclose()
 
@@ -196,19 +196,13 @@ async def test_shock_and_reset_reach_the_owning_producer_within_a_window(aredis)
     producer = make_producer(aredis, "p1")
     await run_windows(producer, 12_000_000, 2)
     mid = producer.owned["AAA"].process.mid
-    await asyncio.to_thread(market_store.push_control, _sync_client(), "AAA", {"op": "shock", "fraction": 0.5})
+    await asyncio.to_thread(market_store.push_control, sync_redis(), "AAA", {"op": "shock", "fraction": 0.5})
     await producer.run_window(12_000_200)
     # One tick of noise after the shock: within 1 % of +50 %.
     assert producer.owned["AAA"].process.mid == pytest.approx(mid * 1.5, rel=0.01)
-    await asyncio.to_thread(market_store.push_control, _sync_client(), "AAA", {"op": "reset"})
+    await asyncio.to_thread(market_store.push_control, sync_redis(), "AAA", {"op": "reset"})
     await producer.run_window(12_000_300)
     assert producer.owned["AAA"].process.mid == pytest.approx(100.0, rel=0.01)
-
-
-def _sync_client():
-    import redis
-
-    return redis.Redis.from_url(settings.MARKET_REDIS_URL)
 
 
 async def test_added_and_edited_symbols_take_effect_without_restart(aredis) -> None:

@@ -216,15 +216,12 @@ async def test_symbol_stream_acks_a_resubscribe_and_hears_catalog_changes(connec
 
 
 @pytest.fixture
-def market_store_down(monkeypatch):
+def market_store_down():
     """Snapshots read from a Redis that refuses connections (a real client, a dead port)."""
-    import redis
-    import redis.asyncio as aioredis
+    from dashboard.market.client import use_redis
 
-    from dashboard import streaming
-
-    monkeypatch.setattr(streaming, "async_redis", lambda: aioredis.Redis(port=1, socket_connect_timeout=0.2))
-    monkeypatch.setattr(streaming, "sync_redis", lambda: redis.Redis(port=1, socket_connect_timeout=0.2))
+    with use_redis("redis://127.0.0.1:1/0", socket_connect_timeout=0.2):
+        yield
 
 
 async def test_subscribe_while_the_store_is_down_is_an_error_not_a_crash(connect, symbols, market_store_down) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import sync_to_async
 
+from dashboard.market.candles import INTERVALS_MS
 from dashboard.models import Symbol
 from tests.dashboard.conftest import collect_ticks, next_frame
 
@@ -55,6 +56,9 @@ async def test_hello_lists_the_enabled_catalog_and_limits(connect, symbols, path
     }
     assert hello["limits"] == {"max_frame_bytes": 65536, "max_symbols": 200, "max_client_frames_per_second": 20}
     assert hello["heartbeat_ms"] > 0
+    # The interval table travels from its one definition; the browser keeps no copy.
+    assert hello["interval_ms"] == INTERVALS_MS
+    assert hello["intervals"] == list(INTERVALS_MS)
 
 
 @pytest.mark.parametrize("path", [STREAM, SYMBOL_AAA])

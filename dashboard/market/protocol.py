@@ -1,7 +1,9 @@
-"""Wire protocol v1: parse client frames, build server frames, track subscriptions.
+"""Wire protocol v1: parse client frames, build server frames, the producer's batch type.
 
-Pure Python (orjson only): both consumers and the producer's broadcaster use it, and
+Pure Python (orjson only): both consumers and the producer use it, and
 ``static/js/protocol.js`` mirrors it in the browser. docs/protocol.md is the spec.
+Abuse policy (``dashboard.streams.guard``) and per-connection state
+(``dashboard.streams.subscriptions``) live with the streams, not here.
 
 Ticks are encoded once by the producer (``encode_ticks``) and travel as JSON text
 pieces; a consumer only joins the pieces its client subscribed to (``ticks_frame``),
@@ -18,10 +20,12 @@ from typing import Any
 
 import orjson
 
+from dashboard.market.candles import INTERVALS_MS
+
 PROTOCOL_VERSION = 1
 SYMBOL_PATTERN = r"[A-Z0-9][A-Z0-9.\-]{0,19}"
 SYMBOL_RE = re.compile(rf"^{SYMBOL_PATTERN}$")
-INTERVALS = ("5s", "1m", "5m")
+INTERVALS = tuple(INTERVALS_MS)
 DEFAULT_INTERVAL = "1m"
 MAX_ID_LENGTH = 64
 
@@ -204,6 +208,8 @@ def hello_frame(*, server_time: int, heartbeat_ms: int, limits: Limits, symbols:
             "heartbeat_ms": heartbeat_ms,
             "limits": limits.to_wire(),
             "intervals": list(INTERVALS),
+            # Lengths too, so the browser never keeps its own copy of the interval table.
+            "interval_ms": dict(INTERVALS_MS),
             "symbols": list(symbols),
         }
     )
@@ -271,59 +277,7 @@ def ticks_frame(pieces: Iterable[str], *, recovered: bool = False) -> str:
     return '{"type":"ticks","data":[' + body + "]}"
 
 
-# --- abuse limits --------------------------------------------------------------------
-
-
-class Verdict(IntEnum):
-    """What to do with a client frame."""
-
-    ACCEPT = 0
-    REFUSE = 1  # answer with an error, keep the connection
-    CLOSE = 2  # close the connection with the matching close code
-
-
-class ClientGuard:
-    """Per-connection rate limit and bad-frame budget.
-
-    A token bucket (``max_client_frames_per_second``, same burst) admits frames; a frame
-    over the limit is refused with ``rate_limited``. A client that keeps flooding (more
-    refused frames in one second than the limit) is closed with 4429. More than
-    ``max_bad_frames`` bad frames within ``bad_window`` seconds closes with 4400.
-    """
-
-    def __init__(self, limits: Limits, *, max_bad_frames: int = 10, bad_window: float = 10.0) -> None:
-        self.rate = float(limits.max_client_frames_per_second)
-        self.tokens = self.rate
-        self.updated: float | None = None
-        self.refused_window_start = 0.0
-        self.refused = 0
-        self.max_bad_frames = max_bad_frames
-        self.bad_window = bad_window
-        self.bad_times: list[float] = []
-
-    def admit(self, now: float) -> Verdict:
-        if self.updated is not None:
-            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return Verdict.ACCEPT
-        if now - self.refused_window_start >= 1.0:
-            self.refused_window_start, self.refused = now, 0
-        self.refused += 1
-        return Verdict.CLOSE if self.refused > self.rate else Verdict.REFUSE
-
-    def should_report_refusal(self) -> bool:
-        """Only the first refusal of each second gets an error frame: no amplification."""
-        return self.refused == 1
-
-    def bad_frame(self, now: float) -> Verdict:
-        self.bad_times = [t for t in self.bad_times if now - t < self.bad_window]
-        self.bad_times.append(now)
-        return Verdict.CLOSE if len(self.bad_times) > self.max_bad_frames else Verdict.REFUSE
-
-
-# --- subscriptions -------------------------------------------------------------------
+# --- producer batches -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -341,98 +295,3 @@ class BatchEntry:
     @classmethod
     def from_wire(cls, raw: Sequence[Any]) -> BatchEntry:
         return cls(epoch=raw[0], first_seq=raw[1], last_seq=raw[2], piece=raw[3])
-
-
-class Subscriptions:
-    """A connection's subscribed symbols and the last ``(epoch, seq)`` sent for each.
-
-    It decides which pieces of a batch go to the client: nothing already covered by
-    the snapshot, nothing twice. A batch from another epoch (the series restarted, or
-    started after the subscribe) is not forwarded: the symbol is marked for a fresh
-    snapshot instead (``take_resync``), which the consumer then sends.
-    """
-
-    def __init__(self) -> None:
-        self._positions: dict[str, list[Any]] = {}
-        self._resync: set[str] = set()
-        # Ticks let through since the connection opened (for metrics).
-        self.ticks_accepted = 0
-
-    def __contains__(self, symbol: object) -> bool:
-        return symbol in self._positions
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    def symbols(self) -> list[str]:
-        return list(self._positions)
-
-    def add(self, symbol: str, epoch: str | None, seq: int) -> None:
-        self._positions[symbol] = [epoch, seq]
-        self._resync.discard(symbol)
-
-    def remove(self, symbol: str) -> bool:
-        self._resync.discard(symbol)
-        return self._positions.pop(symbol, None) is not None
-
-    def position(self, symbol: str) -> tuple[str | None, int] | None:
-        pos = self._positions.get(symbol)
-        return (pos[0], pos[1]) if pos else None
-
-    def take_resync(self) -> list[str]:
-        """Symbols that need a fresh snapshot (new epoch seen); cleared by this call."""
-        if not self._resync:
-            return []
-        symbols = sorted(self._resync)
-        self._resync.clear()
-        return symbols
-
-    def select(self, entries: Mapping[str, Sequence[Any]]) -> list[str]:
-        """Pieces of a batch (``symbol -> BatchEntry wire form``) this client should get.
-
-        The hot path of fan-out (every dashboard, every window): the common case, the next
-        ticks of a series the client follows, is handled inline; anything else goes
-        through ``accept``.
-        """
-        pieces: list[str] = []
-        positions = self._positions
-        resync = self._resync
-        accepted = 0
-        # Iterate the smaller side: a dashboard on 50 of 500 symbols, or 500 of 50.
-        if len(positions) < len(entries):
-            candidates = [(s, entries[s]) for s in positions if s in entries]
-        else:
-            candidates = [(s, e) for s, e in entries.items() if s in positions]
-        for symbol, raw in candidates:
-            pos = positions[symbol]
-            epoch, first_seq, last_seq, piece = raw
-            if pos[0] == epoch and first_seq == pos[1] + 1 and symbol not in resync:
-                pos[1] = last_seq
-                accepted += last_seq - first_seq + 1
-                pieces.append(piece)
-            else:
-                piece = self.accept(symbol, epoch, first_seq, last_seq, piece)
-                if piece:
-                    pieces.append(piece)
-        self.ticks_accepted += accepted
-        return pieces
-
-    def accept(self, symbol: str, epoch: str, first_seq: int, last_seq: int, piece: str) -> str | None:
-        """The part of ``piece`` this client has not seen, updating its position."""
-        pos = self._positions.get(symbol)
-        if pos is None or symbol in self._resync:
-            return None
-        if pos[0] != epoch:
-            self._resync.add(symbol)
-            return None
-        if last_seq <= pos[1]:
-            return None
-        if first_seq > pos[1]:
-            self.ticks_accepted += last_seq - first_seq + 1
-            pos[1] = last_seq
-            return piece
-        # Overlaps the snapshot: keep only the unseen ticks (rare, once per subscribe).
-        fresh = [t for t in orjson.loads("[" + piece + "]") if t["seq"] > pos[1]]
-        self.ticks_accepted += len(fresh)
-        pos[1] = last_seq
-        return encode_ticks(fresh)

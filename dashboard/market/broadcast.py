@@ -17,7 +17,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from dashboard.protocol import BatchEntry, symbols_frame
+from dashboard.market.protocol import BatchEntry, symbols_frame
 from ticker import metrics
 
 logger = logging.getLogger(__name__)

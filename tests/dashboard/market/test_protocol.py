@@ -1,4 +1,4 @@
-"""The pure protocol module: parsing with precise error codes, frame builders, subscriptions."""
+"""The pure protocol module: parsing with precise error codes, frame builders."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import json
 
 import pytest
 
-from dashboard import protocol
-from dashboard.protocol import (
+from dashboard.market import protocol
+from dashboard.market.protocol import (
     ErrorCode,
     Limits,
     Ping,
     Position,
     ProtocolError,
     Subscribe,
-    Subscriptions,
     Unsubscribe,
     encode_ticks,
     parse_client_frame,
@@ -111,68 +110,3 @@ def test_hello_frame() -> None:
     assert frame["protocol"] == 1
     assert frame["limits"]["max_frame_bytes"] == 64 * 1024
     assert frame["symbols"] == [{"symbol": "A"}]
-
-
-def entry(epoch: str, first: int, last: int, symbol: str = "A") -> list:
-    return [epoch, first, last, encode_ticks([tick(symbol, s) for s in range(first, last + 1)])]
-
-
-def seqs(pieces: list[str]) -> list[int]:
-    return [t["seq"] for t in json.loads(ticks_frame(pieces))["data"]]
-
-
-def test_subscriptions_skip_what_the_snapshot_covered() -> None:
-    subs = Subscriptions()
-    subs.add("A", "e1", 10)
-    assert subs.select({"A": entry("e1", 8, 10)}) == []
-    assert seqs(subs.select({"A": entry("e1", 9, 12)})) == [11, 12]
-    assert seqs(subs.select({"A": entry("e1", 13, 14)})) == [13, 14]
-    assert subs.position("A") == ("e1", 14)
-
-
-def test_subscriptions_ignore_unsubscribed_symbols() -> None:
-    subs = Subscriptions()
-    subs.add("A", "e1", 0)
-    assert seqs(subs.select({"A": entry("e1", 1, 1), "B": entry("e1", 1, 1, "B")})) == [1]
-    subs.remove("A")
-    assert subs.select({"A": entry("e1", 2, 2)}) == []
-
-
-def test_a_new_epoch_asks_for_a_fresh_snapshot_instead_of_ticks() -> None:
-    subs = Subscriptions()
-    subs.add("A", "e1", 100)
-    assert subs.select({"A": entry("e2", 1, 2)}) == []
-    assert subs.select({"A": entry("e2", 3, 3)}) == [], "nothing until the snapshot is sent"
-    assert subs.take_resync() == ["A"]
-    assert subs.take_resync() == []
-    subs.add("A", "e2", 3)
-    assert seqs(subs.select({"A": entry("e2", 3, 4)})) == [4]
-
-
-def test_subscription_made_before_the_series_started_gets_a_snapshot_of_it() -> None:
-    subs = Subscriptions()
-    subs.add("A", None, 0)
-    assert subs.select({"A": entry("e1", 1, 3)}) == []
-    assert subs.take_resync() == ["A"]
-
-
-def test_guard_admits_the_rate_refuses_over_it_and_closes_a_flood() -> None:
-    guard = protocol.ClientGuard(Limits(max_client_frames_per_second=5))
-    verdicts = [guard.admit(0.0) for _ in range(5)]
-    assert verdicts == [protocol.Verdict.ACCEPT] * 5
-    assert guard.admit(0.01) == protocol.Verdict.REFUSE
-    assert guard.should_report_refusal()
-    assert guard.admit(0.02) == protocol.Verdict.REFUSE
-    assert not guard.should_report_refusal()
-    assert guard.admit(0.25) == protocol.Verdict.ACCEPT, "tokens refill at the rate"
-    verdicts = [guard.admit(0.3) for _ in range(6)]
-    assert verdicts[-1] == protocol.Verdict.CLOSE
-
-
-def test_guard_closes_after_too_many_bad_frames_in_the_window() -> None:
-    guard = protocol.ClientGuard(Limits(), max_bad_frames=3, bad_window=10.0)
-    assert [guard.bad_frame(t) for t in (0, 1, 2)] == [protocol.Verdict.REFUSE] * 3
-    assert guard.bad_frame(20.0) == protocol.Verdict.REFUSE, "old bad frames age out"
-    assert guard.bad_frame(21.0) == protocol.Verdict.REFUSE
-    assert guard.bad_frame(22.0) == protocol.Verdict.REFUSE
-    assert guard.bad_frame(23.0) == protocol.Verdict.CLOSE

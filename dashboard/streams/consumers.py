@@ -1,12 +1,13 @@
-"""WebSocket consumers: thin translators between sockets and ``dashboard.protocol``.
+"""WebSocket consumers: thin translators between sockets and ``dashboard.market.protocol``.
 
 ``StreamConsumer`` (async, ``/ws/stream/``) serves the multi-symbol dashboard: it gets
 every producer window from its process's market feed (one market-group subscription per
-process, ``dashboard.market_feed``) and forwards the pre-encoded pieces of the symbols
+process, ``dashboard.streams.feed``) and forwards the pre-encoded pieces of the symbols
 its client subscribed to. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``)
 serves one symbol from that symbol's group. Both screen client frames the same way
-(``streaming.screen``), answer (re)subscribes the same way (``streaming.subscription_frame``)
-and refuse sockets without an authenticated session with close code 4401.
+(``guard.screen``) and answer (re)subscribes the same way
+(``subscriptions.subscription_frame``). Who may connect at all is decided before either
+runs, by ``dashboard.streams.admission.StreamAdmission``.
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
 
-from dashboard import heartbeat, market_feed, protocol, streaming
-from dashboard.catalog import catalog_entries
-from dashboard.connection_limits import limiter
-from dashboard.protocol import ClientGuard, CloseCode, ErrorCode, Ping, ProtocolError, Subscribe, Subscriptions
+from dashboard.market import protocol
+from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_group, user_group
+from dashboard.market.client import async_redis, sync_redis
+from dashboard.market.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe
+from dashboard.market.store import aread_subscribe, read_subscribe
+from dashboard.selectors import catalog_entries
+from dashboard.streams import frames, heartbeat
+from dashboard.streams.feed import process_feed
+from dashboard.streams.guard import ClientGuard, screen
+from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 from ticker import metrics
-from workers.broadcast import CATALOG_GROUP, session_group, symbol_group, user_group
-from workers.market_store import aread_subscribe, read_subscribe
 
 logger = logging.getLogger(__name__)
-
-
-def _is_authenticated(scope: dict[str, Any]) -> bool:
-    user = scope.get("user")
-    return bool(user is not None and user.is_authenticated)
 
 
 def _user_label(scope: dict[str, Any]) -> str:
@@ -61,22 +61,15 @@ def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 class StreamConsumer(AsyncWebsocketConsumer):
     """Multi-symbol dashboard stream: subscribe/unsubscribe at run time, ticks per window."""
 
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        # Channels joins ``self.groups`` before ``connect`` and leaves them after ``disconnect``.
+        self.groups = [*_access_groups(self.scope), CATALOG_GROUP]
+        await super().websocket_connect(message)
+
     async def connect(self) -> None:
-        self.joined: list[str] = []
-        await self.accept()
-        if not _is_authenticated(self.scope):
-            await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
-            return
-        refused = limiter().acquire(self.scope["user"].pk)
-        if refused:
-            await self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, refused))
-            await self.close(code=int(CloseCode.RATE_LIMITED))
-            return
-        self.counted = True
-        metrics.CONNECTIONS_OPEN.labels("stream").inc()
         self.frames_sent = metrics.FRAMES_SENT.labels("stream")
         self.ticks_sent = metrics.TICKS_SENT.labels("stream")
-        self.limits = streaming.limits()
+        self.limits = frames.limits()
         self.guard = ClientGuard(self.limits)
         self.subs = Subscriptions()
         self.intervals: dict[str, str] = {}
@@ -85,33 +78,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._holds = 0
         self._draining = False
         self._held: list[dict[str, Any]] = []
-        for group in (*_access_groups(self.scope), CATALOG_GROUP):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.joined.append(group)
-        self.feed = market_feed.feed(self.channel_layer)
+        await self.accept()
+        self.feed = process_feed(self.channel_layer)
         await self.feed.register(self)
         catalog = await database_sync_to_async(catalog_entries)()
         self.catalog = _catalog_index(catalog)
-        await self.send(text_data=streaming.hello(catalog))
+        await self.send(text_data=frames.hello(catalog))
         heartbeat.hub().register(self)
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
         if getattr(self, "feed", None) is not None:
             self.feed.unregister(self)
-        if getattr(self, "counted", False):
-            limiter().release(self.scope["user"].pk)
-            metrics.CONNECTIONS_OPEN.labels("stream").dec()
-        for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def send_heartbeat(self, frame: str) -> None:
         await self.send(text_data=frame)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "guard"):
-            return  # refused at connect; the close is on its way
-        screened = streaming.screen(self.guard, self.limits, text_data, bytes_data)
+        screened = screen(self.guard, self.limits, text_data, bytes_data)
         for frame in screened.replies:
             await self.send(text_data=frame)
         if screened.close is not None:
@@ -122,7 +106,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         op = screened.op
         try:
             if isinstance(op, Ping):
-                await self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
+                await self.send(text_data=protocol.pong_frame(op.id, frames.server_time()))
             elif isinstance(op, Subscribe):
                 try:
                     await self._holding(self._subscribe(op))
@@ -147,12 +131,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
         since = {s: p.seq for s, p in op.since.items() if s in todo}
-        states = await aread_subscribe(streaming.async_redis(), todo, op.interval, since) if todo else {}
+        states = await aread_subscribe(async_redis(), todo, op.interval, since) if todo else {}
         frames = []
         # No await between reading the state and recording the positions: no batch can
         # slip in between, so nothing older is forwarded and nothing newer skipped.
         for symbol in todo:
-            frame, epoch, seq = streaming.subscription_frame(
+            frame, epoch, seq = subscription_frame(
                 states[symbol], op.since.get(symbol), self.catalog[symbol]["status"], op.interval
             )
             self.subs.add(symbol, epoch, seq)
@@ -201,8 +185,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         for symbol in symbols:
             if symbol in self.subs and symbol in self.catalog:
                 interval = self.intervals.get(symbol, protocol.DEFAULT_INTERVAL)
-                state = (await aread_subscribe(streaming.async_redis(), [symbol], interval, {}))[symbol]
-                frame, epoch, seq = streaming.subscription_frame(state, None, self.catalog[symbol]["status"], interval)
+                state = (await aread_subscribe(async_redis(), [symbol], interval, {}))[symbol]
+                frame, epoch, seq = subscription_frame(state, None, self.catalog[symbol]["status"], interval)
                 self.subs.add(symbol, epoch, seq)
                 await self.send(text_data=frame)
 
@@ -233,24 +217,21 @@ class SymbolConsumer(JsonWebsocketConsumer):
             hub.unregister(self)
 
     async def send_heartbeat(self, frame: str) -> None:
-        # Only once the stream is open (accepted, authenticated, subscribed).
+        # Only once the stream is open (accepted, subscribed).
         if getattr(self, "subs", None) is not None:
             await self._asgi_send({"type": "websocket.send", "text": frame})
 
+    def websocket_connect(self, message: dict[str, Any]) -> None:
+        # Channels joins ``self.groups`` before ``connect`` and leaves them after ``disconnect``;
+        # the symbol's own group is joined in ``connect``, once the symbol is known valid.
+        self.groups = [*_access_groups(self.scope), CATALOG_GROUP]
+        super().websocket_connect(message)
+
     def connect(self) -> None:
-        self.joined: list[str] = []
-        self.accept()
-        if not _is_authenticated(self.scope):
-            self.close(code=int(CloseCode.NOT_AUTHENTICATED))
-            return
-        refused = limiter().acquire(self.scope["user"].pk)
-        if refused:
-            self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, refused))
-            self.close(code=int(CloseCode.RATE_LIMITED))
-            return
-        self.counted = True
-        metrics.CONNECTIONS_OPEN.labels("symbol").inc()
+        self.subs: Subscriptions | None = None
+        self.symbol_group: str | None = None
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
+        self.accept()
         catalog = catalog_entries()
         self.catalog = _catalog_index(catalog)
         if self.symbol not in self.catalog:
@@ -258,31 +239,29 @@ class SymbolConsumer(JsonWebsocketConsumer):
             self.send(text_data=protocol.error_frame(ErrorCode.UNKNOWN_SYMBOL, message))
             self.close(code=int(CloseCode.POLICY))
             return
-        self.limits = streaming.limits()
+        self.limits = frames.limits()
         self.guard = ClientGuard(self.limits)
-        for group in (*_access_groups(self.scope), CATALOG_GROUP, symbol_group(self.symbol)):
-            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
-            self.joined.append(group)
-        self.send(text_data=streaming.hello(catalog))
+        self.symbol_group = symbol_group(self.symbol)
+        async_to_sync(self.channel_layer.group_add)(self.symbol_group, self.channel_name)
+        self.send(text_data=frames.hello(catalog))
+        # Open from here on: client frames, heartbeats and group messages are served.
         self.subs = Subscriptions()
-        since = streaming.since_from_query(self.scope.get("query_string", b""), self.symbol)
+        since = frames.since_from_query(self.scope.get("query_string", b""), self.symbol)
         try:
             self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
         except (redis.RedisError, OSError) as exc:
+            self.subs = None
             self.send(text_data=_unavailable(None, exc).frame())
             self.close(code=int(CloseCode.TRY_AGAIN_LATER))
 
     def disconnect(self, code: int) -> None:
-        if getattr(self, "counted", False):
-            limiter().release(self.scope["user"].pk)
-            metrics.CONNECTIONS_OPEN.labels("symbol").dec()
-        for group in self.joined:
-            async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+        if self.symbol_group is not None:
+            async_to_sync(self.channel_layer.group_discard)(self.symbol_group, self.channel_name)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "guard"):
+        if self.subs is None:
             return  # refused at connect; the close is on its way
-        screened = streaming.screen(self.guard, self.limits, text_data, bytes_data)
+        screened = screen(self.guard, self.limits, text_data, bytes_data)
         for frame in screened.replies:
             self.send(text_data=frame)
         if screened.close is not None:
@@ -293,7 +272,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
         op = screened.op
         try:
             if isinstance(op, Ping):
-                self.send(text_data=protocol.pong_frame(op.id, streaming.server_time()))
+                self.send(text_data=protocol.pong_frame(op.id, frames.server_time()))
                 return
             if op is None:
                 return
@@ -317,8 +296,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
             raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"{self.symbol} is no longer listed", op.id)
         self.interval = op.interval
         since = {s: p.seq for s, p in op.since.items() if s == self.symbol}
-        state = read_subscribe(streaming.sync_redis(), [self.symbol], op.interval, since)[self.symbol]
-        frame, epoch, seq = streaming.subscription_frame(
+        state = read_subscribe(sync_redis(), [self.symbol], op.interval, since)[self.symbol]
+        frame, epoch, seq = subscription_frame(
             state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
         )
         self.subs.add(self.symbol, epoch, seq)
@@ -327,6 +306,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.send(text_data=frame)
 
     def symbol_ticks(self, event: dict[str, Any]) -> None:
+        if self.subs is None:
+            return
         epoch, first, last, piece = event["entry"]
         before = self.subs.ticks_accepted
         fresh = self.subs.accept(event["symbol"], epoch, first, last, piece)
@@ -346,5 +327,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.close(code=int(CloseCode.NOT_AUTHENTICATED))
 
     def catalog_changed(self, event: dict[str, Any]) -> None:
+        if self.subs is None:
+            return  # refused at connect
         self.catalog = _catalog_index(event["catalog"])
         self.send(text_data=event["frame"])

@@ -15,7 +15,7 @@ import logging
 import weakref
 from typing import Any, Protocol
 
-from workers.broadcast import MARKET_GROUP
+from dashboard.market.broadcast import MARKET_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class MarketFeed:
 _feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MarketFeed] = weakref.WeakKeyDictionary()
 
 
-def feed(layer: Any) -> MarketFeed:
+def process_feed(layer: Any) -> MarketFeed:
     """The feed of the running event loop (Daphne runs one loop per process)."""
     loop = asyncio.get_running_loop()
     found = _feeds.get(loop)

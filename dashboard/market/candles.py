@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The one definition of candle intervals: the protocol, the store, the database's
+# choices and the browser (through ``hello``) all take theirs from here.
 INTERVALS_MS: dict[str, int] = {"5s": 5_000, "1m": 60_000, "5m": 300_000}
+
+
+def interval_label(interval: str) -> str:
+    """``"5s"`` -> ``"5 seconds"``, ``"1m"`` -> ``"1 minute"``: for forms and the admin."""
+    count, unit = int(interval[:-1]), {"s": "second", "m": "minute", "h": "hour"}[interval[-1]]
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 @dataclass

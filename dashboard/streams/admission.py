@@ -1,4 +1,9 @@
-"""Per-user bounds on open streams and on how fast they are opened, in one server process.
+"""Who may open a stream, decided once around both stream routes (``StreamAdmission``).
+
+Not logged in: accepted and closed with 4401. Over the per-user bounds: an error frame
+and 4429. Otherwise the stream is counted, the consumer runs, and the slot is released
+in a ``finally`` however the consumer ends, so a stream whose setup fails never leaks
+its slot. Consumers contain no admission code.
 
 A runaway script (or a tab stuck in a reconnect loop) must not eat a server process:
 past ``MAX_CONNECTIONS_PER_USER`` open streams, or ``MAX_CONNECTS_PER_MINUTE`` new ones,
@@ -11,6 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from typing import Any
+
+from dashboard.market.protocol import CloseCode, ErrorCode, error_frame
+from ticker import metrics
 
 
 class ConnectionLimiter:
@@ -50,6 +59,11 @@ class ConnectionLimiter:
         with self._lock:
             return self._open.get(user_id, 0)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._open.clear()
+            self._recent.clear()
+
 
 _limiter: ConnectionLimiter | None = None
 _limiter_lock = threading.Lock()
@@ -68,3 +82,45 @@ def limiter() -> ConnectionLimiter:
         ):
             _limiter = ConnectionLimiter(cfg["MAX_CONNECTIONS_PER_USER"], cfg["MAX_CONNECTS_PER_MINUTE"])
         return _limiter
+
+
+async def _refuse(receive: Any, send: Any, code: CloseCode, frame: str | None = None) -> None:
+    """Answer the handshake with a close code the client can read (a refused handshake
+    would only be an HTTP 403, indistinguishable from an Origin refusal)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    if frame is not None:
+        await send({"type": "websocket.send", "text": frame})
+    await send({"type": "websocket.close", "code": int(code)})
+
+
+class StreamAdmission:
+    """ASGI middleware around one stream route; ``kind`` labels its metrics.
+
+    Sits inside ``AuthMiddlewareStack`` (it needs ``scope["user"]``), as channels'
+    ``OriginValidator`` sits around the whole WebSocket app.
+    """
+
+    def __init__(self, app: Any, kind: str) -> None:
+        self.app = app
+        self.kind = kind
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        user = scope.get("user")
+        if user is None or not user.is_authenticated:
+            await _refuse(receive, send, CloseCode.NOT_AUTHENTICATED)
+            return
+        bounds = limiter()
+        refused = bounds.acquire(user.pk)
+        if refused:
+            await _refuse(receive, send, CloseCode.RATE_LIMITED, error_frame(ErrorCode.RATE_LIMITED, refused))
+            return
+        gauge = metrics.CONNECTIONS_OPEN.labels(self.kind)
+        gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            bounds.release(user.pk)
+            gauge.dec()

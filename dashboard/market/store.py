@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from workers.candles import INTERVALS_MS, Candle
+from dashboard.market.candles import INTERVALS_MS, Candle
 
 INTERVALS = tuple(INTERVALS_MS)
 

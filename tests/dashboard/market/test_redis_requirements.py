@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from workers.redis_requirements import RedisRequirementError, enforce, problems
+from dashboard.market.client import sync_redis, use_redis
+from dashboard.market.redis_requirements import RedisRequirementError, enforce, problems
 
 
 @pytest.fixture
@@ -19,13 +19,13 @@ def evicting(redis_client):
 
 def test_noeviction_passes(redis_client) -> None:
     assert problems(redis_client) == []
-    enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
+    enforce(sync_redis())
 
 
 def test_an_evicting_policy_is_refused_at_start(evicting) -> None:
     assert "allkeys-lru" in problems(evicting)[0]
     with pytest.raises(RedisRequirementError, match="noeviction"):
-        enforce(settings.MARKET_REDIS_URL, settings.REDIS_CONNECTION_OPTIONS)
+        enforce(sync_redis())
 
 
 def test_manage_py_check_reports_it(evicting) -> None:
@@ -34,4 +34,5 @@ def test_manage_py_check_reports_it(evicting) -> None:
 
 
 def test_unreachable_redis_is_tolerated_at_start() -> None:
-    enforce("redis://127.0.0.1:1/0", {"socket_connect_timeout": 0.2})
+    with use_redis("redis://127.0.0.1:1/0", socket_connect_timeout=0.2):
+        enforce(sync_redis())

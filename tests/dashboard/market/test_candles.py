@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from workers.candles import INTERVALS_MS, Candle, CandleBook, merge_history
+from dashboard.market.candles import INTERVALS_MS, Candle, CandleBook, merge_history
 from workers.simulator import PriceProcess, SymbolSpec
 
 

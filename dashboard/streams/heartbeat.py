@@ -12,7 +12,8 @@ import logging
 import weakref
 from typing import Protocol
 
-from dashboard import protocol, streaming
+from dashboard.market import protocol
+from dashboard.streams.frames import server_time
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class HeartbeatHub:
     async def _beat(self) -> None:
         while self.targets:
             await asyncio.sleep(self.interval)
-            frame = protocol.heartbeat_frame(streaming.server_time())
+            frame = protocol.heartbeat_frame(server_time())
             for target in list(self.targets):
                 try:
                     await target.send_heartbeat(frame)

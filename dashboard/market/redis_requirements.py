@@ -8,7 +8,6 @@ two producers; a broker key evicted means lost tasks). Only ``noeviction`` is sa
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 
@@ -38,29 +37,12 @@ def problems(client: redis.Redis) -> list[str]:
     return []
 
 
-def enforce(url: str, options: dict[str, Any]) -> None:
+def enforce(client: redis.Redis) -> None:
     """Refuse to start on an unsafe Redis; tolerate an unreachable one (it may come later)."""
-    client = redis.Redis.from_url(url, **options)
     try:
         found = problems(client)
     except redis.RedisError as exc:
         logger.warning("Redis settings not checked, server unreachable: %r", exc)
         return
-    finally:
-        client.close()
     if found:
         raise RedisRequirementError("; ".join(found))
-
-
-def django_check(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """System check (tag ``ticker``): the market Redis's eviction policy."""
-    from django.conf import settings
-    from django.core.checks import Error, Warning
-
-    client = redis.Redis.from_url(settings.MARKET_REDIS_URL, **settings.REDIS_CONNECTION_OPTIONS)
-    try:
-        return [Error(message, id="ticker.E001") for message in problems(client)]
-    except redis.RedisError as exc:
-        return [Warning(f"Redis unreachable, settings not checked: {exc!r}", id="ticker.W001")]
-    finally:
-        client.close()

@@ -1,0 +1,43 @@
+"""Selectors (reads): the symbol catalog as streams list it, and candle history.
+
+History merges the database (old candles), Redis (recent closed candles not yet
+flushed) and the forming candle, so it is complete up to the current tick.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dashboard.market import store
+from dashboard.market.candles import Candle as LiveCandle
+from dashboard.market.candles import merge_history
+from dashboard.models import Candle, Symbol
+
+MAX_HISTORY = 1000
+
+
+def catalog_entries() -> list[dict[str, Any]]:
+    """Enabled symbols in the shape of the protocol's ``symbols`` list."""
+    return [s.to_catalog_entry() for s in Symbol.objects.filter(enabled=True)]
+
+
+def enabled_symbol_codes() -> list[str]:
+    return list(Symbol.objects.filter(enabled=True).values_list("symbol", flat=True))
+
+
+def candle_history(redis: Any, symbol: Symbol, interval: str, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` candles of ``symbol``, oldest first, the forming one last."""
+    limit = max(1, min(limit, MAX_HISTORY))
+    stored = (
+        LiveCandle(interval, c.start_ms, c.open, c.high, c.low, c.close, c.volume, closed=True)
+        for c in Candle.objects.filter(symbol=symbol, interval=interval).order_by("-start_ms")[:limit]
+    )
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.lrange(store.recent_candles_key(symbol.symbol, interval), 0, limit - 1)
+        pipe.hget(store.forming_key(symbol.symbol), interval)
+        recent, forming = pipe.execute()
+    cached = (LiveCandle.from_wire(interval, orjson.loads(raw)) for raw in recent)
+    live = [LiveCandle.from_wire(interval, orjson.loads(forming))] if forming else []
+    return [c.to_wire() for c in merge_history(stored, cached, live, limit=limit)]

@@ -1,0 +1,102 @@
+"""Abuse policy for one connection: the frame-rate budget, the bad-frame budget, screening.
+
+Both consumers screen every client frame through ``screen``: rate-limit, then parse;
+well-formed requests the server refuses are answered, malformed input counts toward a
+close with 4400, and flooding closes with 4429.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from dashboard.market.protocol import (
+    ClientOp,
+    CloseCode,
+    ErrorCode,
+    Limits,
+    ProtocolError,
+    error_frame,
+    parse_client_frame,
+)
+
+# Malformed input, as opposed to a well-formed request the server refuses.
+ABUSE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.UNKNOWN_OP, ErrorCode.FRAME_TOO_LARGE})
+
+
+class Verdict(IntEnum):
+    """What to do with a client frame."""
+
+    ACCEPT = 0
+    REFUSE = 1  # answer with an error, keep the connection
+    CLOSE = 2  # close the connection with the matching close code
+
+
+class ClientGuard:
+    """Per-connection rate limit and bad-frame budget.
+
+    A token bucket (``max_client_frames_per_second``, same burst) admits frames; a frame
+    over the limit is refused with ``rate_limited``. A client that keeps flooding (more
+    refused frames in one second than the limit) is closed with 4429. More than
+    ``max_bad_frames`` bad frames within ``bad_window`` seconds closes with 4400.
+    """
+
+    def __init__(self, limits: Limits, *, max_bad_frames: int = 10, bad_window: float = 10.0) -> None:
+        self.rate = float(limits.max_client_frames_per_second)
+        self.tokens = self.rate
+        self.updated: float | None = None
+        self.refused_window_start = 0.0
+        self.refused = 0
+        self.max_bad_frames = max_bad_frames
+        self.bad_window = bad_window
+        self.bad_times: list[float] = []
+
+    def admit(self, now: float) -> Verdict:
+        if self.updated is not None:
+            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return Verdict.ACCEPT
+        if now - self.refused_window_start >= 1.0:
+            self.refused_window_start, self.refused = now, 0
+        self.refused += 1
+        return Verdict.CLOSE if self.refused > self.rate else Verdict.REFUSE
+
+    def should_report_refusal(self) -> bool:
+        """Only the first refusal of each second gets an error frame: no amplification."""
+        return self.refused == 1
+
+    def bad_frame(self, now: float) -> Verdict:
+        self.bad_times = [t for t in self.bad_times if now - t < self.bad_window]
+        self.bad_times.append(now)
+        return Verdict.CLOSE if len(self.bad_times) > self.max_bad_frames else Verdict.REFUSE
+
+
+@dataclass
+class Screened:
+    """The outcome of screening one client frame: an op to run, frames to send, or a close."""
+
+    op: ClientOp | None = None
+    replies: list[str] = field(default_factory=list)
+    close: CloseCode | None = None
+
+
+def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | None) -> Screened:
+    """Rate-limit and parse a client frame, the same way for both consumers."""
+    now = time.monotonic()
+    verdict = guard.admit(now)
+    if verdict is Verdict.CLOSE:
+        return Screened(close=CloseCode.RATE_LIMITED)
+    if verdict is Verdict.REFUSE:
+        if guard.should_report_refusal():
+            message = f"more than {limits.max_client_frames_per_second} frames per second; frame ignored"
+            return Screened(replies=[error_frame(ErrorCode.RATE_LIMITED, message)])
+        return Screened()
+    try:
+        return Screened(op=parse_client_frame(text, data, limits=limits))
+    except ProtocolError as err:
+        if err.code in ABUSE_CODES and guard.bad_frame(now) is Verdict.CLOSE:
+            return Screened(replies=[err.frame()], close=CloseCode.PROTOCOL_ABUSE)
+        return Screened(replies=[err.frame()])

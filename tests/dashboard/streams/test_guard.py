@@ -1,0 +1,28 @@
+"""The per-connection abuse budget: frame rate and bad frames."""
+
+from __future__ import annotations
+
+from dashboard.market.protocol import Limits
+from dashboard.streams.guard import ClientGuard, Verdict
+
+
+def test_guard_admits_the_rate_refuses_over_it_and_closes_a_flood() -> None:
+    guard = ClientGuard(Limits(max_client_frames_per_second=5))
+    verdicts = [guard.admit(0.0) for _ in range(5)]
+    assert verdicts == [Verdict.ACCEPT] * 5
+    assert guard.admit(0.01) == Verdict.REFUSE
+    assert guard.should_report_refusal()
+    assert guard.admit(0.02) == Verdict.REFUSE
+    assert not guard.should_report_refusal()
+    assert guard.admit(0.25) == Verdict.ACCEPT, "tokens refill at the rate"
+    verdicts = [guard.admit(0.3) for _ in range(6)]
+    assert verdicts[-1] == Verdict.CLOSE
+
+
+def test_guard_closes_after_too_many_bad_frames_in_the_window() -> None:
+    guard = ClientGuard(Limits(), max_bad_frames=3, bad_window=10.0)
+    assert [guard.bad_frame(t) for t in (0, 1, 2)] == [Verdict.REFUSE] * 3
+    assert guard.bad_frame(20.0) == Verdict.REFUSE, "old bad frames age out"
+    assert guard.bad_frame(21.0) == Verdict.REFUSE
+    assert guard.bad_frame(22.0) == Verdict.REFUSE
+    assert guard.bad_frame(23.0) == Verdict.CLOSE
