@@ -200,3 +200,41 @@ class WatchlistItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.watchlist_id}:{self.symbol_id}"
+
+
+class AlertCondition(models.TextChoices):
+    ABOVE = "above", "Price at or above"
+    BELOW = "below", "Price at or below"
+    RISE = "rise", "Rises by X % within N minutes"
+    FALL = "fall", "Falls by X % within N minutes"
+
+
+class Alert(models.Model):
+    """A trader's price alert, evaluated by the producer; fires once (``triggered_at`` set once)."""
+
+    MAX_WINDOW_MINUTES = 60
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="alerts")
+    condition = models.CharField(max_length=5, choices=AlertCondition.choices)
+    price = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True, help_text="above/below")
+    percent = models.DecimalField(max_digits=6, decimal_places=3, null=True, blank=True, help_text="rise/fall")
+    window_minutes = models.PositiveSmallIntegerField(null=True, blank=True, help_text="rise/fall")
+    created_at = models.DateTimeField(auto_now_add=True)
+    triggered_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    triggered_price = models.FloatField(null=True, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(condition__in=["above", "below"]) & Q(price__gt=0))
+                | (Q(condition__in=["rise", "fall"]) & Q(percent__gt=0) & Q(window_minutes__gte=1)),
+                name="alert_condition_arguments",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "triggered_at"], name="alert_user_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.condition} ({self.user_id})"
