@@ -104,17 +104,17 @@ class SymbolAdmin(admin.ModelAdmin):
 
         return ("symbol", "name", "asset_class", last_price, change_pct, status, *self.list_display[3:])
 
-    @admin.action(description="Halt trading in the selected symbols")
+    @admin.action(description="Halt trading in the selected symbols", permissions=["change"])
     def halt(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
         changed = services.set_halted(queryset, True)
         self.message_user(request, f"Halted {changed} symbol(s).", messages.SUCCESS)
 
-    @admin.action(description="Resume trading in the selected symbols")
+    @admin.action(description="Resume trading in the selected symbols", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
         changed = services.set_halted(queryset, False)
         self.message_user(request, f"Resumed {changed} symbol(s).", messages.SUCCESS)
 
-    @admin.action(description="Shock the price of the selected symbols…")
+    @admin.action(description="Shock the price of the selected symbols…", permissions=["change"])
     def shock(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> HttpResponse | None:
         form = ShockForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -133,7 +133,7 @@ class SymbolAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/dashboard/symbol/shock.html", context)
 
-    @admin.action(description="Reset the selected symbols to their initial price")
+    @admin.action(description="Reset the selected symbols to their initial price", permissions=["change"])
     def reset_price(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
         codes = services.reset_to_initial_price(queryset)
         self.message_user(request, f"Reset sent to {', '.join(codes)}.", messages.SUCCESS)

@@ -17,6 +17,8 @@ from dashboard.models import Symbol, Watchlist, WatchlistItem
 
 DEFAULT_NAME = "Market"
 MAX_WATCHLISTS = 50
+# Positions order a user's lists; far beyond any real count, well inside the column (2**31 - 1).
+MAX_POSITION = 10_000
 
 
 class WatchlistError(ValueError):
@@ -86,8 +88,9 @@ def update(watchlist: Watchlist, data: dict[str, Any]) -> Watchlist:
     if "name" in data:
         watchlist.name = _clean_name(data["name"])
     if "position" in data:
-        if not isinstance(data["position"], int) or isinstance(data["position"], bool) or data["position"] < 0:
-            raise WatchlistError("position must be a non-negative integer")
+        position = data["position"]
+        if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_POSITION:
+            raise WatchlistError(f"position must be an integer from 0 to {MAX_POSITION}")
         watchlist.position = data["position"]
     try:
         with transaction.atomic():

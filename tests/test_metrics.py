@@ -29,7 +29,10 @@ def test_staff_sees_the_aggregated_metrics(staff) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("header", "status"), [("Bearer s3cret-token", 200), ("Bearer wrong", 403), ("", 403)])
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("Bearer s3cret-token", 200), ("Bearer wrong", 403), ("", 403), ("Bearer s3cr\u00e9t-t\u00f8ken", 403)],
+)
 def test_bearer_token(client, settings, header, status) -> None:
     settings.METRICS_TOKEN = "s3cret-token"
     assert client.get("/metrics", HTTP_AUTHORIZATION=header).status_code == status

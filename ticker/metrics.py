@@ -60,7 +60,8 @@ def _authorized(request: HttpRequest) -> bool:
         return True
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
-    return bool(token) and hmac.compare_digest(header, f"Bearer {token}")
+    # Bytes: compare_digest refuses non-ASCII str, and a header is whatever a client sends.
+    return bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
 @require_GET

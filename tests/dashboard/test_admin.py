@@ -91,3 +91,20 @@ def test_admin_is_for_staff_only(client, django_user_model, listed) -> None:
     response = client.get(CHANGELIST)
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("action", ["halt", "resume", "shock", "reset_price"])
+def test_staff_who_can_only_view_symbols_cannot_run_actions(
+    client, django_user_model, listed, redis_client, action
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw-for-test-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_symbol"))
+    client.force_login(viewer)
+    page = client.get(CHANGELIST)
+    assert page.status_code == 200
+    assert f'value="{action}"' not in page.content.decode(), "the action is not even offered"
+    act(client, action, listed, percent="50", apply="1")
+    assert Symbol.objects.filter(halted=True).count() == 0
+    assert controls(redis_client, "AAA") == []

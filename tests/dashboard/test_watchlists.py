@@ -103,3 +103,12 @@ def test_writes_need_the_csrf_token(market, django_user_model) -> None:
 
 def test_anonymous_gets_401(market) -> None:
     assert Client().get("/api/watchlists/").status_code == 401
+
+
+@pytest.mark.parametrize("position", [10**20, -1, 10_001])
+def test_a_position_out_of_range_is_a_400_not_a_500(alice, position) -> None:
+    _, created = send(alice, "post", "/api/watchlists/", {"name": "Far"})
+    status, error = send(alice, "patch", f"/api/watchlists/{created['id']}/", {"position": position})
+    assert status == 400
+    assert "position" in error["message"]
+    assert Watchlist.objects.get(pk=created["id"]).position != position
