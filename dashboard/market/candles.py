@@ -13,7 +13,7 @@ from typing import Any
 
 # The one definition of candle intervals: the protocol, the store, the database's
 # choices and the browser (through ``hello``) all take theirs from here.
-INTERVALS_MS: dict[str, int] = {"5s": 5_000, "1m": 60_000, "5m": 300_000}
+INTERVALS_MS: dict[str, int] = {"5s": 5_000, "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 
 
 def interval_label(interval: str) -> str:
@@ -104,6 +104,36 @@ class CandleBook:
             candle.closed = True
             del self.forming[candle.interval]
         return closed
+
+
+def roll_up(candles: Iterable[Candle], interval: str) -> list[Candle]:
+    """Finer candles (oldest first, contiguous) combined into ``interval`` candles.
+
+    A coarser candle is closed only if the last finer candle in it is closed and ends
+    where it ends; otherwise it is still forming.
+    """
+    size = INTERVALS_MS[interval]
+    out: list[Candle] = []
+    current: Candle | None = None
+    last_end = 0
+    last_closed = False
+    for fine in candles:
+        start = fine.start - fine.start % size
+        if current is None or start != current.start:
+            if current is not None:
+                current.closed = last_closed and last_end == current.end
+                out.append(current)
+            current = Candle(interval, start, fine.open, fine.high, fine.low, fine.close, fine.volume)
+        else:
+            current.high = max(current.high, fine.high)
+            current.low = min(current.low, fine.low)
+            current.close = fine.close
+            current.volume += fine.volume
+        last_end, last_closed = fine.end, fine.closed
+    if current is not None:
+        current.closed = last_closed and last_end == current.end
+        out.append(current)
+    return out
 
 
 def merge_history(*sources: Iterable[Candle], limit: int) -> list[Candle]:

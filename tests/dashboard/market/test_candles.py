@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dashboard.market.candles import INTERVALS_MS, Candle, CandleBook, merge_history
+from dashboard.market.candles import INTERVALS_MS, Candle, CandleBook, merge_history, roll_up
 from workers.simulator import PriceProcess, SymbolSpec
 
 
@@ -43,8 +43,9 @@ def test_ohlc_consistent_with_simulated_ticks() -> None:
     process = PriceProcess(spec=spec, rng=random.Random(9), mid=50.0)
     book = CandleBook()
     ticks, closed = [], []
+    # 400 ms apart: 10,000 ticks span more than an hour, so every interval closes a candle.
     for i in range(10_000):
-        tick = process.next_tick(ts_ms=i * 100, dt_seconds=0.1)
+        tick = process.next_tick(ts_ms=i * 400, dt_seconds=0.4)
         ticks.append(tick)
         closed += book.add(tick.ts, tick.price, tick.volume)
     assert {c.interval for c in closed} == set(INTERVALS_MS)
@@ -69,3 +70,14 @@ def test_merge_history_prefers_later_sources_and_limits() -> None:
 def test_wire_round_trip() -> None:
     candle = Candle("5m", 300_000, 1.5, 2.5, 1.0, 2.0, 10.0, closed=True)
     assert Candle.from_wire("5m", candle.to_wire()) == candle
+
+
+def test_roll_up_combines_finer_candles_and_marks_the_partial_one_forming() -> None:
+    fine = [Candle("1m", i * 60_000, 10 + i, 20 + i, 5, 11 + i, 1.0, closed=True) for i in range(7)]
+    fine[-1].closed = False
+    coarse = roll_up(fine, "5m")
+    assert [c.start for c in coarse] == [0, 300_000]
+    assert (coarse[0].open, coarse[0].high, coarse[0].low, coarse[0].close) == (10, 24, 5, 15)
+    assert coarse[0].volume == 5.0
+    assert coarse[0].closed
+    assert not coarse[1].closed
