@@ -17,7 +17,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from dashboard.market.protocol import BatchEntry, symbols_frame
+from dashboard.market.protocol import BatchEntry, alert_frame, symbols_frame
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ async def publish_window(layer: Any, entries: Mapping[str, BatchEntry]) -> None:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+async def publish_alert(layer: Any, user_id: int, alert: Mapping[str, Any]) -> None:
+    """Push a fired alert to every open stream of its owner, as a ready ``alert`` frame."""
+    await layer.group_send(user_group(user_id), {"type": "alert.fired", "frame": alert_frame(alert)})
 
 
 def session_group(session_key: str) -> str:

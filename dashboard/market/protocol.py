@@ -264,6 +264,15 @@ def snapshot_frame(
     return _dumps(frame)
 
 
+def alert_frame(alert: Mapping[str, Any]) -> str:
+    """A fired price alert, sent to every open stream of its owner.
+
+    ``alert``: ``id``, ``symbol``, ``condition``, ``price`` (``above``/``below``; else null),
+    ``triggered_price``, ``triggered_at`` (ms), and ``percent``/``minutes`` for ``rise``/``fall``.
+    """
+    return _dumps({"type": "alert", "alert": dict(alert)})
+
+
 def encode_ticks(ticks: Iterable[Mapping[str, Any]]) -> str:
     """Encode ticks once as comma-joined JSON objects: a piece of a ``ticks`` frame."""
     return ",".join(_dumps(t) for t in ticks)

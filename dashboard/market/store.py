@@ -25,6 +25,8 @@ WATCHDOG_KEY = f"{KEY_PREFIX}watchdog:last_run_ms"
 PENDING_CANDLES_KEY = f"{KEY_PREFIX}candles:pending"
 # Bumped on every catalog change or control command: producers poll it once per window.
 CATALOG_VERSION_KEY = f"{KEY_PREFIX}catalog:version"
+# Bumped on every alert created or deleted: producers reload their active alerts when it changes.
+ALERTS_VERSION_KEY = f"{KEY_PREFIX}alerts:version"
 MAX_CONTROLS = 100
 # Milliseconds timestamp of the last producer window that completed (any worker).
 PRODUCER_HEARTBEAT_KEY = f"{KEY_PREFIX}producer:last_window_ms"

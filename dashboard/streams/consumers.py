@@ -194,6 +194,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         logger.info("closing stream of %s: %s", _user_label(self.scope), event["reason"])
         await self.close(code=int(CloseCode.NOT_AUTHENTICATED))
 
+    async def alert_fired(self, event: dict[str, Any]) -> None:
+        """One of this user's price alerts fired: the producer built the frame."""
+        await self.send(text_data=event["frame"])
+
     async def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])
         for symbol in self.subs.symbols():
@@ -325,6 +329,11 @@ class SymbolConsumer(JsonWebsocketConsumer):
     def access_revoked(self, event: dict[str, Any]) -> None:
         logger.info("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), event["reason"])
         self.close(code=int(CloseCode.NOT_AUTHENTICATED))
+
+    def alert_fired(self, event: dict[str, Any]) -> None:
+        """One of this user's price alerts fired: the producer built the frame."""
+        if self.subs is not None:
+            self.send(text_data=event["frame"])
 
     def catalog_changed(self, event: dict[str, Any]) -> None:
         if self.subs is None:
