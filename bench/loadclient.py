@@ -26,6 +26,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -213,7 +214,7 @@ class LoadClient:
             ws = await connect(
                 url,
                 additional_headers=headers,
-                origin=spec.origin,  # type: ignore[arg-type]
+                origin=("http://" + urlsplit(url).netloc) if spec.origin == "same" else spec.origin,  # type: ignore[arg-type]
                 open_timeout=spec.open_timeout,
                 ping_interval=None,
                 close_timeout=2,

@@ -370,7 +370,9 @@ class TickerTarget(Target):
         return [f"sessionid={key}" for key in self.session_keys]
 
     def origin(self) -> str | None:
-        return f"http://127.0.0.1:{self.web_ports[0]}"
+        # The page's own origin for whichever Daphne a client reaches (scheme, host and port
+        # must match): the load client fills it in per URL.
+        return "same"
 
 
 class NaiveTarget(Target):

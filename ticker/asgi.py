@@ -1,8 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
-Every WebSocket passes the Origin check, then the session lookup, then the router,
-whose routes are each behind ``StreamAdmission`` (no authenticated user: close 4401;
-over the per-user bounds: 4429).
+Every WebSocket passes the Origin check (scheme, host and port: ``SameOriginValidator``),
+then the session lookup, then the router, whose routes are each behind
+``StreamAdmission`` (no authenticated user: close 4401; over the per-user bounds: 4429).
 """
 
 import os
@@ -16,13 +16,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from dashboard.streams.origin import SameOriginValidator  # noqa: E402
 from dashboard.streams.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # The API's docs page and its swagger-ui files (served locally, never from a CDN).
+    "ninja",
     "dashboard",
     "workers",
 ]
@@ -272,7 +274,15 @@ TICKER = {
     "LOGIN_FAILURES_PER_USER": env_int("TICKER_LOGIN_FAILURES_PER_USER", 5, minimum=1),
     "LOGIN_FAILURES_PER_ADDRESS": env_int("TICKER_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1),
     "LOGIN_WINDOW_SECONDS": env_int("TICKER_LOGIN_WINDOW_SECONDS", 600, minimum=1),
+    # Stream handshakes must come from the site's own origin: this scheme, the Host the
+    # browser reached (an allowed host) with its port. https wherever TLS is on.
+    "ORIGIN_SCHEME": env_str("TICKER_ORIGIN_SCHEME", "http" if DEBUG else "https"),
+    # Other exact origins (scheme://host[:port]) allowed to open streams, e.g. a separate front end.
+    "EXTRA_ORIGINS": env_list("TICKER_EXTRA_ORIGINS", []),
 }
+
+# Requests per API token (Authorization: Bearer) per period, e.g. "600/min"; over it: 429.
+API_TOKEN_RATE = env_str("TICKER_API_TOKEN_RATE", "600/min")
 
 # Bearer token for /metrics (staff sessions need none); unset means staff only.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")

@@ -88,8 +88,10 @@ async def connect(session_cookie) -> AsyncIterator[Callable[..., Any]]:
     """Open a WebSocket through the full ASGI stack (origin check, session, router)."""
     opened: list[WebsocketCommunicator] = []
 
-    async def _connect(path: str, *, cookie: str | None = session_cookie, origin: bytes = ORIGIN):
-        headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    async def _connect(path: str, *, cookie: str | None = session_cookie, origin: bytes | None = ORIGIN):
+        headers = [(b"host", b"127.0.0.1")]
+        if origin is not None:
+            headers.append((b"origin", origin))
         if cookie:
             headers.append((b"cookie", cookie.encode()))
         communicator = WebsocketCommunicator(application, path, headers=headers)

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.client import connect
@@ -95,12 +96,16 @@ async def test_socket_without_session_is_closed_4401(stack_logs: Stack) -> None:
     assert closed.value.rcvd.code == 4401
 
 
-async def test_foreign_origin_is_refused(stack_logs: Stack) -> None:
+@pytest.mark.parametrize("foreign", ["http://evil.example", "another port", "https"])
+async def test_foreign_origin_is_refused(stack_logs: Stack, foreign: str) -> None:
     cookie = stack_logs.login()
+    parts = urlsplit(stack_logs.base_url)
+    origin = {
+        "another port": f"http://{parts.hostname}:{parts.port + 1}",
+        "https": f"https://{parts.netloc}",
+    }.get(foreign, foreign)
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(
-            f"{stack_logs.ws_url}/ws/stream/", additional_headers={"Cookie": cookie, "Origin": "http://evil.example"}
-        ):
+        async with connect(f"{stack_logs.ws_url}/ws/stream/", additional_headers={"Cookie": cookie, "Origin": origin}):
             pass
     assert refused.value.response.status_code == 403
 
