@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,12 +31,17 @@ from dashboard.market.protocol import BatchEntry, encode_ticks
 from ticker import metrics
 from workers.simulator import DEFAULT_TIME_SCALE, PriceProcess, SessionStats, SymbolSpec, Tick
 
+if TYPE_CHECKING:
+    from workers.alerts import AlertWatcher
+
 logger = logging.getLogger(__name__)
 
 # A producer that fell behind (Redis outage, paused process) does not replay the
 # missed time as a burst of ticks: it resumes from now.
 MAX_CATCH_UP_MS = 1000
 ACQUIRE_EVERY_MS = 500
+# While a symbol's history is generated its lease is held this long, renewed every acquire round.
+BACKFILL_LEASE_MS = 30_000
 
 
 @dataclass
@@ -72,8 +77,12 @@ class Producer:
         layer: Any,
         load_catalog: Callable[[], Awaitable[list[SymbolSpec]]],
         rng: random.Random | None = None,
+        alerts: AlertWatcher | None = None,
+        backfill: Callable[[SymbolSpec, int], Awaitable[object]] | None = None,
     ) -> None:
         self.config = config
+        # Price alerts checked against every window's committed ticks (workers/alerts.py).
+        self.alerts = alerts
         self.redis = redis
         self.layer = layer
         self.load_catalog = load_catalog
@@ -87,6 +96,10 @@ class Producer:
         self._catalog_version: bytes | None = None
         self._acquire_due_ms = 0
         self.last_window_ms = 0
+        # Symbols acquired with no series state: their history is written in the background
+        # (workers/history.py), then their series continues from its last close.
+        self.backfill = backfill
+        self.backfilling: dict[str, asyncio.Task[object]] = {}
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -122,10 +135,16 @@ class Producer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
         await self.release_all()
+        if self.alerts is not None:
+            await self.alerts.close()
         logger.info("producer %s stopped", self.config.owner)
 
     async def release_all(self) -> None:
         """Give up every lease so another worker takes over without waiting for expiry."""
+        for symbol, task in self.backfilling.items():
+            task.cancel()
+            self.owned.setdefault(symbol, None)  # type: ignore[arg-type]  # released below
+        self.backfilling.clear()
         if not self.owned:
             return
         try:
@@ -141,7 +160,9 @@ class Producer:
 
     async def run_window(self, now: int) -> dict[str, BatchEntry]:
         """Tick, store and publish everything due at ``now``; returns what was published."""
-        version = await self.redis.get(market_store.CATALOG_VERSION_KEY)
+        version, alerts_version = await self.redis.mget(
+            market_store.CATALOG_VERSION_KEY, market_store.ALERTS_VERSION_KEY
+        )
         if now >= self._catalog_due_ms or version != self._catalog_version:
             # An admin change bumps the version: applied within one window, not one refresh period.
             self._catalog_version = version
@@ -164,6 +185,8 @@ class Producer:
             if symbol in committed
         }
         await publish_window(self.layer, entries)
+        if self.alerts is not None:
+            await self.alerts.on_window(alerts_version, now, produced, committed)
         metrics.PRODUCER_TICKS.inc(sum(len(ticks) for symbol, ticks in produced.items() if symbol in committed))
         if self.owned:
             # Readiness probes read how long ago a producer last completed a window.
@@ -216,7 +239,8 @@ class Producer:
         logger.info("%s: %s applied, mid %.8g -> %.8g", symbol, command["op"], before, process.mid)
 
     async def acquire_free_symbols(self, now: int) -> None:
-        candidates = [s for s in self.specs if s not in self.owned]
+        await self._adopt_backfilled(now)
+        candidates = [s for s in self.specs if s not in self.owned and s not in self.backfilling]
         if not candidates:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -233,6 +257,43 @@ class Producer:
         for i, symbol in enumerate(won):
             state = market_store.SeriesState.from_redis(replies[2 * i])
             forming = market_store.parse_forming(replies[2 * i + 1]) if state else {}
+            if state is None and self.backfill is not None:
+                await self._start_backfill(symbol, now)
+                continue
+            self.owned[symbol] = await self._open_series(self.specs[symbol], state, forming, now)
+
+    async def _start_backfill(self, symbol: str, now: int) -> None:
+        lease = market_store.lease_key(symbol)
+        await self._renew(keys=[lease], args=[self.config.owner, BACKFILL_LEASE_MS])
+        self.backfilling[symbol] = asyncio.create_task(self.backfill(self.specs[symbol], now))
+        logger.info("%s: no series state, generating its history first", symbol)
+
+    async def _adopt_backfilled(self, now: int) -> None:
+        """Open the series whose history is written; keep the leases of those still in progress."""
+        if not self.backfilling:
+            return
+        done = [s for s, task in self.backfilling.items() if task.done()]
+        running = [s for s in self.backfilling if s not in done]
+        if running:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for symbol in running:
+                    await self._renew(
+                        keys=[market_store.lease_key(symbol)], args=[self.config.owner, BACKFILL_LEASE_MS], client=pipe
+                    )
+                await pipe.execute()
+        for symbol in done:
+            task = self.backfilling.pop(symbol)
+            if not task.cancelled() and task.exception() is not None:
+                # The series still starts: at the initial price, as before history existed.
+                logger.warning("%s: history not generated: %r", symbol, task.exception())
+            if symbol not in self.specs:
+                await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner])
+                continue
+            state_raw, forming_raw = await asyncio.gather(
+                self.redis.hgetall(market_store.state_key(symbol)), self.redis.hgetall(market_store.forming_key(symbol))
+            )
+            state = market_store.SeriesState.from_redis(state_raw)
+            forming = market_store.parse_forming(forming_raw) if state else {}
             self.owned[symbol] = await self._open_series(self.specs[symbol], state, forming, now)
 
     async def _open_series(

@@ -37,6 +37,7 @@ class ProducerThread(threading.Thread):
         from django.conf import settings
 
         from dashboard.market.client import new_async_redis
+        from workers.alerts import AlertWatcher
         from workers.producer import Producer, ProducerConfig
         from workers.specs import producer_specs
 
@@ -53,11 +54,13 @@ class ProducerThread(threading.Thread):
             time_scale=cfg["TIME_SCALE"],
         )
         redis = new_async_redis()
+        layer = get_channel_layer()
         producer = Producer(
             config,
             redis=redis,
-            layer=get_channel_layer(),
+            layer=layer,
             load_catalog=sync_to_async(producer_specs, thread_sensitive=False),
+            alerts=AlertWatcher(layer),
         )
         try:
             await producer.run(self._stop_event)

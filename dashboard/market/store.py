@@ -116,6 +116,11 @@ def control_key(symbol: str) -> str:
     return f"{KEY_PREFIX}control:{symbol}"
 
 
+def bump_alerts_version(redis: Any) -> None:
+    """Tell every producer to reload its active alerts (one was created or deleted)."""
+    redis.incr(ALERTS_VERSION_KEY)
+
+
 def push_control(redis: Any, symbol: str, command: dict[str, Any]) -> None:
     """Queue a command (shock, reset) for whichever producer owns ``symbol``."""
     with redis.pipeline(transaction=True) as pipe:

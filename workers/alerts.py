@@ -1,0 +1,216 @@
+"""Price alerts in the producer: load the active ones, check every window, fire each once.
+
+The producer owns each symbol's ticks, so it is where alerts are checked: with no page
+open, within the window of the crossing tick. ``AlertWatcher.on_window`` is the producer's
+one hook (``workers/producer.py``, after the window's ticks are committed and published).
+
+* The active alerts live in memory in an ``AlertEvaluator`` (``workers/alert_rules.py``,
+  pure), reloaded in the background whenever ``ALERTS_VERSION_KEY`` changes (the API bumps
+  it on create and delete) and every ``refresh_ms`` as a safety net.
+* A firing is stored with ``UPDATE ... WHERE triggered_at IS NULL``: of two producers that
+  both see the crossing (during a lease handover) exactly one updates the row, and only
+  that one publishes the ``alert`` frame to the owner's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from dashboard.market.broadcast import publish_alert
+from dashboard.models import Alert
+from workers.alert_rules import PRICE_CONDITIONS, AlertEvaluator, AlertRule, Firing, PricePoint
+
+logger = logging.getLogger(__name__)
+
+REFRESH_MS = 30_000
+RETRY_MS = 1_000
+
+
+def load_active_rules() -> list[AlertRule]:
+    """Every alert that has not fired, as rules; runs on a database thread."""
+    close_old_connections()
+    try:
+        rows = Alert.objects.filter(triggered_at__isnull=True).values_list(
+            "id", "user_id", "symbol__symbol", "condition", "price", "percent", "window_minutes"
+        )
+        return [
+            AlertRule(
+                id=pk,
+                user_id=user_id,
+                symbol=symbol,
+                condition=condition,
+                price=float(price) if price is not None else None,
+                percent=float(percent) if percent is not None else None,
+                minutes=minutes,
+            )
+            for pk, user_id, symbol, condition, price, percent, minutes in rows
+        ]
+    finally:
+        close_old_connections()
+
+
+def alert_wire(
+    *,
+    id: int,
+    symbol: str,
+    condition: str,
+    price: float | None,
+    percent: float | None,
+    minutes: int | None,
+    triggered_price: float | None,
+    triggered_at_ms: int | None,
+) -> dict[str, Any]:
+    """An alert as the ``alert`` frame and the HTTP API carry it."""
+    wire: dict[str, Any] = {
+        "id": id,
+        "symbol": symbol,
+        "condition": condition,
+        "price": price,
+        "triggered_price": triggered_price,
+        "triggered_at": triggered_at_ms,
+    }
+    if condition not in PRICE_CONDITIONS:
+        wire["percent"] = percent
+        wire["minutes"] = minutes
+    return wire
+
+
+def store_firings(firings: Sequence[Firing]) -> list[tuple[int, dict[str, Any]]]:
+    """Mark each alert fired unless it already was; returns ``(user_id, alert)`` of those this call fired."""
+    close_old_connections()
+    try:
+        stored: list[tuple[int, dict[str, Any]]] = []
+        for firing in firings:
+            rule = firing.rule
+            when = datetime.fromtimestamp(firing.ts / 1000, tz=UTC)
+            updated = Alert.objects.filter(pk=rule.id, triggered_at__isnull=True).update(
+                triggered_at=when, triggered_price=firing.price
+            )
+            if updated:
+                alert = alert_wire(
+                    id=rule.id,
+                    symbol=rule.symbol,
+                    condition=rule.condition,
+                    price=rule.price,
+                    percent=rule.percent,
+                    minutes=rule.minutes,
+                    triggered_price=firing.price,
+                    triggered_at_ms=firing.ts,
+                )
+                stored.append((rule.user_id, alert))
+        return stored
+    finally:
+        close_old_connections()
+
+
+class AlertWatcher:
+    """The producer's alert hook: one evaluator, reloaded when the alerts change."""
+
+    def __init__(
+        self,
+        layer: Any,
+        *,
+        load: Callable[[], Awaitable[list[AlertRule]]] | None = None,
+        store: Callable[[Sequence[Firing]], Awaitable[list[tuple[int, dict[str, Any]]]]] | None = None,
+        refresh_ms: int = REFRESH_MS,
+    ) -> None:
+        self.layer = layer
+        self.load = load or sync_to_async(load_active_rules, thread_sensitive=False)
+        self.store = store or sync_to_async(store_firings, thread_sensitive=False)
+        self.refresh_ms = refresh_ms
+        self.evaluator = AlertEvaluator()
+        self._version: object = _UNSET
+        self._due_ms = 0
+        self._now = 0
+        self._loading: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self.fired = 0
+
+    async def on_window(
+        self, version: bytes | None, now: int, produced: Mapping[str, Sequence[PricePoint]], committed: set[str]
+    ) -> list[dict[str, Any]]:
+        """Check one window's committed ticks; store and publish what fired. Returns the fired alerts."""
+        self._now = now
+        if version != self._version or now >= self._due_ms:
+            self._version = version
+            self._due_ms = now + self.refresh_ms
+            self._start_reload()
+        evaluate = self.evaluator.evaluate
+        firings: list[Firing] = []
+        for symbol, ticks in produced.items():
+            if symbol in committed:
+                fired = evaluate(symbol, ticks)
+                if fired:
+                    firings += fired
+        if not firings:
+            return []
+        return await self._fire(firings)
+
+    async def _fire(self, firings: list[Firing]) -> list[dict[str, Any]]:
+        try:
+            stored = await self.store(firings)
+        except Exception as exc:
+            # Not stored: the next reload brings these alerts back, so they fire later.
+            self.evaluator.forget_fired(f.rule.id for f in firings)
+            self._due_ms = self._now + RETRY_MS
+            logger.warning("%d alert firings not stored, retrying after the next reload: %r", len(firings), exc)
+            return []
+        for user_id, alert in stored:
+            logger.info(
+                "alert %s fired: %s %s at %s",
+                alert["id"],
+                alert["symbol"],
+                alert["condition"],
+                alert["triggered_price"],
+            )
+            try:
+                await publish_alert(self.layer, user_id, alert)
+            except Exception as exc:
+                # Stored: the owner sees it on the next visit (GET /api/alerts/?status=unseen).
+                logger.warning("alert %s stored but not pushed: %r", alert["id"], exc)
+        self.fired += len(stored)
+        return [alert for _, alert in stored]
+
+    def _start_reload(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            # A load is running and may predate this change: run one more after it.
+            self._reload_again = True
+            return
+        self._loading = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        while True:
+            self._reload_again = False
+            try:
+                rules = await self.load()
+            except Exception as exc:
+                logger.warning("active alerts not reloaded, keeping the previous set: %r", exc)
+                self._due_ms = self._now + RETRY_MS
+                return
+            self.evaluator.replace(rules)
+            logger.debug("%d active alerts loaded", len(rules))
+            if not self._reload_again:
+                return
+
+    async def loaded(self) -> None:
+        """Wait for a reload in flight (tests, benchmark)."""
+        while self._loading is not None and not self._loading.done():
+            await asyncio.shield(self._loading)
+
+    async def close(self) -> None:
+        """Cancel a reload in flight (producer stop)."""
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+
+
+_UNSET = object()
