@@ -270,6 +270,8 @@ TICKER = {
     # Streams one user may hold open, and open per minute, in one server process.
     "MAX_CONNECTIONS_PER_USER": env_int("TICKER_MAX_CONNECTIONS_PER_USER", 20, minimum=1),
     "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
+    # Price alerts a trader may have waiting to fire at once (the API refuses more).
+    "MAX_ALERTS_PER_USER": env_int("TICKER_MAX_ALERTS_PER_USER", 100, minimum=1),
     # Failed logins allowed per username and per client address within LOGIN_WINDOW_SECONDS.
     "LOGIN_FAILURES_PER_USER": env_int("TICKER_LOGIN_FAILURES_PER_USER", 5, minimum=1),
     "LOGIN_FAILURES_PER_ADDRESS": env_int("TICKER_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1),
