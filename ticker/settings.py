@@ -244,6 +244,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.producer_watchdog",
         "schedule": float(env_int("TICKER_WATCHDOG_SECONDS", 10, minimum=1)),
     },
+    "prune-candles": {
+        "task": "workers.tasks.prune_candles",
+        "schedule": float(env_int("TICKER_PRUNE_SECONDS", 60, minimum=1)),
+    },
 }
 
 # --- Ticker -------------------------------------------------------------------------
@@ -260,6 +264,18 @@ TICKER = {
     "RECENT_TICKS": env_int("TICKER_RECENT_TICKS", 1200, minimum=10),
     # Simulated seconds per wall-clock second, so annual volatilities move prices visibly.
     "TIME_SCALE": float(env_int("TICKER_TIME_SCALE", 120, minimum=1)),
+    # History generated for a symbol with none (first start, symbol added): this many hours
+    # of candles from its own parameters, the same for the same seed (workers/backfill.py).
+    "BACKFILL_HOURS": env_int("TICKER_BACKFILL_HOURS", 24, minimum=0, maximum=24 * 30),
+    "BACKFILL_SEED": env_str("TICKER_BACKFILL_SEED", "ticker"),
+    # How long stored candles of each interval are kept (None: for good); beat prunes the rest.
+    "CANDLE_RETENTION_MS": {
+        "5s": env_int("TICKER_KEEP_5S_HOURS", 6, minimum=1) * 3_600_000,
+        "1m": env_int("TICKER_KEEP_1M_DAYS", 30, minimum=1) * 86_400_000,
+        "5m": None,
+        "15m": None,
+        "1h": None,
+    },
     "HEARTBEAT_MS": env_int("TICKER_HEARTBEAT_MS", 5000, minimum=500),
     "MAX_FRAME_BYTES": env_int("TICKER_MAX_FRAME_BYTES", 64 * 1024, minimum=1024),
     "MAX_SYMBOLS_PER_CONNECTION": env_int("TICKER_MAX_SYMBOLS", 200, minimum=1),
@@ -279,6 +295,9 @@ TICKER = {
     # Stream handshakes must come from the site's own origin: this scheme, the Host the
     # browser reached (an allowed host) with its port. https wherever TLS is on.
     "ORIGIN_SCHEME": env_str("TICKER_ORIGIN_SCHEME", "http" if DEBUG else "https"),
+    # How often each web process re-checks its streams' users and sessions (expiry, bulk
+    # deactivation, deletion: what no signal announces). Two queries per check per process.
+    "ACCESS_CHECK_SECONDS": env_int("TICKER_ACCESS_CHECK_SECONDS", 5, minimum=1),
     # Other exact origins (scheme://host[:port]) allowed to open streams, e.g. a separate front end.
     "EXTRA_ORIGINS": env_list("TICKER_EXTRA_ORIGINS", []),
 }

@@ -1,9 +1,11 @@
 """Who may open a stream, decided once around both stream routes (``StreamAdmission``).
 
 Not logged in: accepted and closed with 4401. Over the per-user bounds: an error frame
-and 4429. Otherwise the stream is counted, the consumer runs, and the slot is released
-in a ``finally`` however the consumer ends, so a stream whose setup fails never leaks
-its slot. Consumers contain no admission code.
+and 4429. Otherwise the stream is counted and handed to the process's access audit
+(``dashboard.streams.access``: closed with 4401 once its user or session is no longer
+valid), the consumer runs, and both are released in a ``finally`` however the consumer
+ends, so a stream whose setup fails never leaks its slot. Consumers contain no
+admission code.
 
 A runaway script (or a tab stuck in a reconnect loop) must not eat a server process:
 past ``MAX_CONNECTIONS_PER_USER`` open streams, or ``MAX_CONNECTS_PER_MINUTE`` new ones,
@@ -13,13 +15,17 @@ user can hold at most N times the limit (the load balancer bounds anonymous floo
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict, deque
 from typing import Any
 
 from dashboard.market.protocol import CloseCode, ErrorCode, error_frame
+from dashboard.streams.access import Credentials, audit
 from ticker import metrics
+
+logger = logging.getLogger(__name__)
 
 
 class ConnectionLimiter:
@@ -119,8 +125,28 @@ class StreamAdmission:
             return
         gauge = metrics.CONNECTIONS_OPEN.labels(self.kind)
         gauge.inc()
+        session = scope.get("session")
+        stream = AdmittedStream(Credentials(user.pk, getattr(session, "session_key", None)), send, self.kind)
+        audits = audit()
+        audits.register(stream)
         try:
             await self.app(scope, receive, send)
         finally:
+            audits.unregister(stream)
             bounds.release(user.pk)
             gauge.dec()
+
+
+class AdmittedStream:
+    """An open stream as the access audit sees it: its credentials and a way to close it."""
+
+    def __init__(self, credentials: Credentials, send: Any, kind: str) -> None:
+        self.credentials = credentials
+        self._send = send
+        self.kind = kind
+
+    async def revoke(self, reason: str) -> None:
+        # Straight to the server, past the consumer: a sync consumer's own close must
+        # run on its thread, and the socket's disconnect then ends either consumer.
+        logger.info("closing %s stream of user %s: %s", self.kind, self.credentials.user_id, reason)
+        await self._send({"type": "websocket.close", "code": int(CloseCode.NOT_AUTHENTICATED)})

@@ -217,6 +217,66 @@ async def test_deactivating_a_user_closes_all_their_streams(connect, symbols, dj
     assert await _close_code(second) == 4401
 
 
+async def _open_both(connect, **kwargs) -> list:
+    opened = [(await connect(path, **kwargs))[0] for path in (STREAM, SYMBOL_AAA)]
+    for communicator in opened:
+        await next_frame(communicator, "hello")
+    return opened
+
+
+async def test_a_password_change_closes_all_their_streams(connect, symbols, django_user_model) -> None:
+    opened = await _open_both(connect)
+
+    def change_password() -> None:
+        user = django_user_model.objects.get(username="alice")
+        user.set_password("a-brand-new-password-2")
+        user.save()
+
+    await sync_to_async(change_password)()
+    assert [await _close_code(c) for c in opened] == [4401, 4401]
+
+
+async def test_saving_a_user_without_a_new_password_closes_nothing(connect, symbols, django_user_model) -> None:
+    (stream,) = [(await connect(STREAM))[0]]
+    await next_frame(stream, "hello")
+
+    def rename() -> None:
+        user = django_user_model.objects.get(username="alice")
+        user.first_name = "Alice"
+        user.save()
+
+    await sync_to_async(rename)()
+    await stream.send_to(text_data=json.dumps({"op": "ping", "id": 3}))
+    assert (await next_frame(stream, "pong"))["id"] == 3
+
+
+async def test_deleting_a_user_closes_all_their_streams(connect, symbols, django_user_model) -> None:
+    opened = await _open_both(connect)
+    await sync_to_async(django_user_model.objects.filter(username="alice").delete)()
+    assert [await _close_code(c) for c in opened] == [4401, 4401]
+
+
+@pytest.fixture
+def quick_audit(settings):
+    settings.TICKER = {**settings.TICKER, "ACCESS_CHECK_SECONDS": 1}
+
+
+async def test_a_bulk_deactivation_closes_their_streams(connect, symbols, django_user_model, quick_audit) -> None:
+    opened = await _open_both(connect)
+    # QuerySet.update sends no signal: the access audit notices within its interval.
+    await sync_to_async(django_user_model.objects.filter(username="alice").update)(is_active=False)
+    assert [await _close_code(c) for c in opened] == [4401, 4401]
+
+
+async def test_an_expired_session_closes_its_streams(connect, symbols, quick_audit) -> None:
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    opened = await _open_both(connect)
+    await sync_to_async(Session.objects.update)(expire_date=timezone.now())
+    assert [await _close_code(c) for c in opened] == [4401, 4401]
+
+
 async def _close_code(communicator, timeout: float = 5.0) -> int:
     while True:
         output = await communicator.receive_output(timeout=timeout)
