@@ -15,7 +15,10 @@ from dashboard.market.candles import Candle as LiveCandle
 from dashboard.market.candles import merge_history
 from dashboard.models import Candle, Symbol
 
-MAX_HISTORY = 1000
+# A chart asks for DEFAULT_HISTORY candles (a day of 1-minute candles fills it); no
+# request gets more than MAX_HISTORY.
+DEFAULT_HISTORY = 1000
+MAX_HISTORY = 2000
 
 
 def catalog_entries() -> list[dict[str, Any]]:
@@ -41,3 +44,11 @@ def candle_history(redis: Any, symbol: Symbol, interval: str, limit: int) -> lis
     cached = (LiveCandle.from_wire(interval, orjson.loads(raw)) for raw in recent)
     live = [LiveCandle.from_wire(interval, orjson.loads(forming))] if forming else []
     return [c.to_wire() for c in merge_history(stored, cached, live, limit=limit)]
+
+
+def latest_candle(symbol: str, interval: str) -> LiveCandle | None:
+    """The newest stored candle of ``symbol`` in ``interval`` (where generated history resumes)."""
+    row = Candle.objects.filter(symbol__symbol=symbol, interval=interval).order_by("-start_ms").first()
+    if row is None:
+        return None
+    return LiveCandle(interval, row.start_ms, row.open, row.high, row.low, row.close, row.volume, closed=True)

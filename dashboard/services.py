@@ -9,7 +9,7 @@ bump to producers); price commands are queued in Redis for the owning producer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from django.db import transaction
 
 from dashboard.market import store
 from dashboard.market.broadcast import publish_catalog
+from dashboard.market.candles import Candle as LiveCandle
 from dashboard.market.client import sync_redis
 from dashboard.models import Candle, Symbol
 from dashboard.selectors import catalog_entries
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 MIN_SHOCK_PERCENT = -90.0
 MAX_SHOCK_PERCENT = 900.0
 FLUSH_BATCH = 1000
+HISTORY_BATCH = 2000
+PRUNE_BATCH = 5000
 
 
 def announce_catalog_change() -> None:
@@ -108,3 +111,64 @@ def flush_pending_candles(redis: Any, *, batch: int = FLUSH_BATCH, max_batches: 
         if len(raw) < batch:
             break
     return written
+
+
+def store_history(symbol: str, candles: Iterable[LiveCandle], *, batch: int = HISTORY_BATCH) -> int:
+    """Insert generated candles of ``symbol`` in batches; candles already stored are kept.
+
+    Returns how many rows were offered (0 when the symbol no longer exists).
+    """
+    symbol_id = Symbol.objects.filter(symbol=symbol).values_list("id", flat=True).first()
+    if symbol_id is None:
+        return 0
+    rows = [
+        Candle(
+            symbol_id=symbol_id,
+            interval=c.interval,
+            start_ms=c.start,
+            open=c.open,
+            high=c.high,
+            low=c.low,
+            close=c.close,
+            volume=c.volume,
+        )
+        for c in candles
+    ]
+    Candle.objects.bulk_create(rows, batch_size=batch, ignore_conflicts=True)
+    return len(rows)
+
+
+def prune_candles(
+    now_ms: int, retention_ms: Mapping[str, int | None], *, batch: int = PRUNE_BATCH, max_batches: int = 20
+) -> dict[str, int]:
+    """Delete candles older than their interval's retention (``None``: kept for good).
+
+    At most ``max_batches`` deletes of ``batch`` rows per call, so a beat run stays short
+    however far behind it is; the next run goes on where this one stopped. Returns the
+    rows deleted per interval.
+    """
+    deleted: dict[str, int] = {}
+    budget = max_batches
+    symbol_ids = list(Symbol.objects.values_list("id", flat=True))
+    for interval, keep in retention_ms.items():
+        if keep is None:
+            continue
+        cutoff = now_ms - keep
+        for symbol_id in symbol_ids:
+            while budget > 0:
+                # Per symbol, so the (symbol, interval, -start_ms) index finds the oldest rows.
+                ids = list(
+                    Candle.objects.filter(symbol_id=symbol_id, interval=interval, start_ms__lt=cutoff)
+                    .order_by("start_ms")
+                    .values_list("id", flat=True)[:batch]
+                )
+                if not ids:
+                    break
+                budget -= 1
+                count, _ = Candle.objects.filter(id__in=ids).delete()
+                deleted[interval] = deleted.get(interval, 0) + count
+                if len(ids) < batch:
+                    break
+    if deleted:
+        logger.info("pruned candles: %s", ", ".join(f"{n} of {i}" for i, n in deleted.items()))
+    return deleted

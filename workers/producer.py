@@ -141,15 +141,15 @@ class Producer:
 
     async def release_all(self) -> None:
         """Give up every lease so another worker takes over without waiting for expiry."""
-        for symbol, task in self.backfilling.items():
+        for task in self.backfilling.values():
             task.cancel()
-            self.owned.setdefault(symbol, None)  # type: ignore[arg-type]  # released below
+        held = [*self.owned, *self.backfilling]
         self.backfilling.clear()
-        if not self.owned:
+        if not held:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for symbol in self.owned:
+                for symbol in held:
                     await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner], client=pipe)
                 await pipe.execute()
         except Exception as exc:

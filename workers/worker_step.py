@@ -38,6 +38,7 @@ class ProducerThread(threading.Thread):
 
         from dashboard.market.client import new_async_redis
         from workers.alerts import AlertWatcher
+        from workers.history import HistoryBackfill
         from workers.producer import Producer, ProducerConfig
         from workers.specs import producer_specs
 
@@ -55,12 +56,22 @@ class ProducerThread(threading.Thread):
         )
         redis = new_async_redis()
         layer = get_channel_layer()
+        backfill = None
+        if cfg["BACKFILL_HOURS"]:
+            backfill = HistoryBackfill(
+                redis,
+                span_ms=cfg["BACKFILL_HOURS"] * 3_600_000,
+                keep_ms=cfg["CANDLE_RETENTION_MS"],
+                seed=cfg["BACKFILL_SEED"],
+                time_scale=cfg["TIME_SCALE"],
+            )
         producer = Producer(
             config,
             redis=redis,
             layer=layer,
             load_catalog=sync_to_async(producer_specs, thread_sensitive=False),
             alerts=AlertWatcher(layer),
+            backfill=backfill,
         )
         try:
             await producer.run(self._stop_event)

@@ -224,6 +224,43 @@ def parse_forming(raw: dict[bytes, bytes]) -> dict[str, Candle]:
     return forming
 
 
+def queue_history(
+    pipe: Any,
+    symbol: str,
+    state: SeriesState,
+    closed: Mapping[str, Sequence[Candle]],
+    forming: Mapping[str, Candle],
+    keep_candles: int = KEEP_CANDLES,
+) -> None:
+    """Queue on ``pipe`` a generated history as the state a producer continues from.
+
+    The recent-candle lists get the newest ``keep_candles`` closed candles (newest first,
+    as the commit script keeps them), the forming candles become the ones the live series
+    goes on filling, and ``state`` (``seq`` 0 of a new epoch) is where its ticks continue.
+    Run it in a MULTI pipeline while holding the symbol's lease.
+    """
+    for interval, candles in closed.items():
+        key = recent_candles_key(symbol, interval)
+        pipe.delete(key)
+        newest = candles[-keep_candles:]
+        if newest:
+            # LPUSH oldest first leaves the newest at the head, like the commit script.
+            pipe.lpush(key, *(encode_candle(symbol, c) for c in newest))
+    pipe.delete(forming_key(symbol), ticks_key(symbol))
+    if forming:
+        pipe.hset(forming_key(symbol), mapping={i: encode_candle(symbol, c) for i, c in forming.items()})
+    pipe.hset(
+        state_key(symbol),
+        mapping={
+            "epoch": state.epoch,
+            "seq": state.seq,
+            "mid": repr(state.mid),
+            "quote": orjson.dumps(state.quote),
+            "session": orjson.dumps(state.session),
+        },
+    )
+
+
 SNAPSHOT_FIELDS = ("epoch", "seq", "quote")
 SNAPSHOT_CANDLES = 200
 
