@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "channels",
     # The API's docs page and its swagger-ui files (served locally, never from a CDN).
     "ninja",
+    "axes",
     "dashboard",
     "workers",
 ]
@@ -111,6 +112,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a lockout raised during authentication into the 429 lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses locked-out credentials before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "ticker.urls"
@@ -182,6 +191,30 @@ if not DEBUG:
         # Preloading is a commitment only the domain's owner can make (SECURE_HSTS_PRELOAD=1).
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Login throttling (django-axes, every login path: ticker/auth.py) ---------------
+# Failed attempts per username and, separately, per client address within the cool-off;
+# counted atomically in the shared cache, so every web process sees the same counts.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("TICKER_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = env_int("TICKER_LOGIN_COOLOFF_SECONDS", 600, minimum=1) / 3600  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "ticker.auth.normalized_username"
+# REMOTE_ADDR only: ticker.server rewrites it from X-Forwarded-For for trusted proxies alone.
+AXES_CLIENT_IP_CALLABLE = "ticker.auth.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# Addresses of the load balancers allowed to set X-Forwarded-For / -Proto (ticker.server).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+# Password-reset mail: printed in development, SMTP when EMAIL_HOST is set.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ticker@localhost")
 
 # --- Redis: one server, separate databases per job ---------------------------------
 REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
@@ -272,7 +305,7 @@ TICKER = {
     "CANDLE_RETENTION_MS": {
         "5s": env_int("TICKER_KEEP_5S_HOURS", 6, minimum=1) * 3_600_000,
         "1m": env_int("TICKER_KEEP_1M_DAYS", 30, minimum=1) * 86_400_000,
-        "5m": None,
+        "5m": env_int("TICKER_KEEP_5M_DAYS", 365, minimum=1) * 86_400_000,
         "15m": None,
         "1h": None,
     },
@@ -288,10 +321,6 @@ TICKER = {
     "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
     # Price alerts a trader may have waiting to fire at once (the API refuses more).
     "MAX_ALERTS_PER_USER": env_int("TICKER_MAX_ALERTS_PER_USER", 100, minimum=1),
-    # Failed logins allowed per username and per client address within LOGIN_WINDOW_SECONDS.
-    "LOGIN_FAILURES_PER_USER": env_int("TICKER_LOGIN_FAILURES_PER_USER", 5, minimum=1),
-    "LOGIN_FAILURES_PER_ADDRESS": env_int("TICKER_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1),
-    "LOGIN_WINDOW_SECONDS": env_int("TICKER_LOGIN_WINDOW_SECONDS", 600, minimum=1),
     # Stream handshakes must come from the site's own origin: this scheme, the Host the
     # browser reached (an allowed host) with its port. https wherever TLS is on.
     "ORIGIN_SCHEME": env_str("TICKER_ORIGIN_SCHEME", "http" if DEBUG else "https"),

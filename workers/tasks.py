@@ -6,11 +6,13 @@ import logging
 import time
 
 from celery import shared_task
+from django.conf import settings
 
 from dashboard.market import store
 from dashboard.market.client import sync_redis
 from dashboard.selectors import enabled_symbol_codes
 from dashboard.services import flush_pending_candles
+from dashboard.services import prune_candles as prune_stored_candles
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +45,13 @@ def producer_watchdog() -> dict[str, list[str]]:
     if orphaned:
         logger.warning("no producer holds %d symbols: %s", len(orphaned), ", ".join(orphaned))
     return {"orphaned": orphaned}
+
+
+@shared_task(ignore_result=True)
+def prune_candles() -> dict[str, int]:
+    """Delete stored candles past their interval's retention (``TICKER["CANDLE_RETENTION_MS"]``).
+
+    Bounded per run (``prune_candles`` deletes a limited number of batches), so a beat that
+    was stopped for a week catches up over several runs instead of one long transaction.
+    """
+    return prune_stored_candles(time.time_ns() // 1_000_000, settings.TICKER["CANDLE_RETENTION_MS"])
