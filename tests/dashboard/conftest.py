@@ -19,6 +19,7 @@ from dashboard.market.client import new_async_redis
 from dashboard.models import Symbol
 from dashboard.streams.admission import limiter
 from ticker.asgi import application
+from workers.alerts import AlertWatcher
 from workers.producer import Producer, ProducerConfig
 from workers.specs import producer_specs
 
@@ -52,15 +53,18 @@ def session_cookie(transactional_db, django_user_model, client) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_producer(*, wait_for_ticks: bool = True) -> AsyncIterator[Producer]:
-    """The real producer, on the test's event loop, reading the catalog from the database."""
+async def running_producer(*, wait_for_ticks: bool = True, alerts: bool = False) -> AsyncIterator[Producer]:
+    """The real producer, on the test's event loop, reading the catalog (and with ``alerts``, price alerts)
+    from the database."""
     client = new_async_redis()
+    layer = get_channel_layer()
     running = Producer(
         ProducerConfig(owner="test-producer", window_ms=50, catalog_refresh_ms=200),
         redis=client,
-        layer=get_channel_layer(),
+        layer=layer,
         load_catalog=sync_to_async(producer_specs, thread_sensitive=False),
         rng=random.Random(5),
+        alerts=AlertWatcher(layer) if alerts else None,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
