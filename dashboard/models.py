@@ -238,3 +238,28 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol_id} {self.condition} ({self.user_id})"
+
+
+class ApiToken(models.Model):
+    """A trader's personal API token for scripts: only its SHA-256 is stored.
+
+    The secret is shown once, at creation; ``prefix`` (its first characters) is kept
+    in clear so the settings page can tell tokens apart. Revoking deletes the row.
+    """
+
+    MAX_PER_USER = 20
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=40)
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    read_only = models.BooleanField(default=False, help_text="Read-only tokens are refused every write (403).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… {self.name} ({self.user_id})"

@@ -58,6 +58,11 @@ def session_group(session_key: str) -> str:
     return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
 
 
+def token_group(token_id: int) -> str:
+    """A group per API token: revoking the token closes the streams opened with it."""
+    return f"apitoken.{token_id}"
+
+
 def _send_from_sync(group: str, message: dict[str, Any], operation: str) -> bool:
     """``group_send`` from sync code (admin, signals, commands), counted and logged on failure.
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import orjson
 import pytest
+from django.test import Client
 
 from dashboard.market import store as market_store
 from dashboard.market.candles import Candle as LiveCandle
@@ -41,7 +43,18 @@ def test_api_needs_a_session(client, aaa, url) -> None:
 
 
 def test_symbols_lists_the_enabled_catalog_with_quotes(trader, aaa, redis_client) -> None:
-    quote = {"price": 101.0}
+    quote = {
+        "price": 101.0,
+        "bid": 100.9,
+        "ask": 101.1,
+        "volume": 12.0,
+        "ts": 1_700_000_000_000,
+        "open": 100.0,
+        "high": 101.5,
+        "low": 99.5,
+        "change": 1.0,
+        "change_pct": 1.0,
+    }
     redis_client.hset(market_store.state_key("AAA"), mapping={"epoch": "e", "seq": 7, "quote": orjson.dumps(quote)})
     symbols = trader.get("/api/symbols/").json()["symbols"]
     assert [s["symbol"] for s in symbols] == ["AAA"]
@@ -83,3 +96,63 @@ def test_history_refuses_bad_parameters(trader, aaa, query, status) -> None:
 @pytest.mark.parametrize("symbol", ["OFF", "NOPE"])
 def test_history_of_unknown_or_disabled_symbol_is_404(trader, aaa, symbol) -> None:
     assert trader.get(f"/api/symbols/{symbol}/candles/").status_code == 404
+
+
+# --- The schema, the docs and one error shape -----------------------------------------
+
+
+def test_openapi_schema_lists_every_endpoint(client, db) -> None:
+    schema = client.get("/api/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    for path in ("/api/symbols/", "/api/symbols/{symbol}/candles/", "/api/watchlists/", "/api/tokens/"):
+        assert path in paths
+    assert {"/api/watchlists/{pk}/", "/api/tokens/{token_id}/"} <= set(paths)
+    schemes = schema["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    # Every error is documented in the common shape.
+    candles = paths["/api/symbols/{symbol}/candles/"]["get"]["responses"]
+    assert {"200", "400", "401", "403", "404", "429"} <= set(candles)
+    assert candles["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+
+
+def test_docs_are_served_from_our_own_static_files(client, db) -> None:
+    html = client.get("/api/docs").content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in html
+    # No CDN, no outside validator: every URL the page loads is ours.
+    assert "cdn" not in html.lower()
+    assert re.findall(r'(?:src|href)="(https?:)?//', html) == []
+    assert '"validatorUrl": null' in html
+    assert client.get("/static/ninja/swagger-ui-bundle.js").status_code == 200
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == code
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    return body
+
+
+def test_errors_share_one_shape(trader, aaa) -> None:
+    assert_error(trader.get("/api/symbols/NOPE/candles/"), 404, "not_found")
+    assert_error(trader.get("/api/nothing-here/"), 404, "not_found")
+    response = trader.put("/api/symbols/")
+    assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]
+    body = assert_error(trader.get("/api/symbols/AAA/candles/", {"limit": "x"}), 400, "bad_request")
+    assert body["field"] == "limit"
+    body = assert_error(
+        trader.post("/api/watchlists/", b"{not json", content_type="application/json"), 400, "bad_request"
+    )
+    assert_error(Client().get("/api/symbols/"), 401, "not_authenticated")
+
+
+def test_an_unexpected_failure_is_a_logged_500_in_the_same_shape(trader, aaa, redis_client, caplog) -> None:
+    # A quote that breaks the response schema: the server's fault, never shown as data.
+    redis_client.hset(market_store.state_key("AAA"), mapping={"epoch": "e", "seq": 1, "quote": orjson.dumps({})})
+    with caplog.at_level("ERROR", logger="dashboard.api"):
+        assert_error(trader.get("/api/symbols/"), 500, "server_error")
+    assert "API GET /api/symbols/ failed" in caplog.text
