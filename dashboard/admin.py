@@ -15,9 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from dashboard import services
+from dashboard.alerts_api import announce_change
 from dashboard.market.client import sync_redis
 from dashboard.market.store import read_quotes
-from dashboard.models import Candle, Symbol
+from dashboard.models import Alert, Candle, Symbol
 
 
 class ShockForm(forms.Form):
@@ -150,3 +151,34 @@ class CandleAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Candle | None = None) -> bool:
         return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Traders' price alerts: read-only (traders set them); deleting one tells the producers."""
+
+    list_display = ("id", "user", "symbol", "condition", "target", "created_at", "triggered_at", "triggered_price")
+    list_filter = (("triggered_at", admin.EmptyFieldListFilter), "condition", "symbol")
+    search_fields = ("user__username", "symbol__symbol")
+    list_select_related = ("user", "symbol")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="target")
+    def target(self, alert: Alert) -> str:
+        if alert.price is not None:
+            return f"{alert.price.normalize():f}"
+        return f"{alert.percent.normalize():f} % in {alert.window_minutes} min"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Alert) -> None:
+        super().delete_model(request, obj)
+        announce_change()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        super().delete_queryset(request, queryset)
+        announce_change()

@@ -116,7 +116,7 @@ def _error(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return body
 
 
-def _announce_change() -> None:
+def announce_change() -> None:
     """Producers reload their alerts; if Redis is away they do within their refresh period."""
     try:
         bump_alerts_version(sync_redis())
@@ -168,7 +168,7 @@ def create_alert(request: HttpRequest, payload: AlertIn) -> Status:
         if Alert.objects.filter(user=request.user, triggered_at__isnull=True).count() >= cap:
             return Status(400, _error("too_many_alerts", f"at most {cap} active alerts; delete one first"))
         alert = Alert.objects.create(user=request.user, symbol=symbol, condition=payload.condition, **fields)
-        transaction.on_commit(_announce_change)
+        transaction.on_commit(announce_change)
     logger.info("alert %s created by user %s: %s %s", alert.pk, request.user.pk, symbol.symbol, payload.condition)
     return Status(201, to_wire(alert))
 
@@ -193,5 +193,5 @@ def delete_alert(request: HttpRequest, alert_id: int) -> Status:
     deleted, _ = Alert.objects.filter(pk=alert_id, user=request.user).delete()
     if not deleted:
         return Status(404, _error("not_found", f"no alert {alert_id}"))
-    transaction.on_commit(_announce_change)
+    transaction.on_commit(announce_change)
     return Status(204, None)

@@ -175,3 +175,17 @@ def test_deleting_a_symbol_deletes_its_alerts(trader, aaa) -> None:
 def test_alerts_are_in_the_openapi_schema() -> None:
     paths = api.get_openapi_schema(path_prefix="/api/")["paths"]
     assert {"/api/alerts/", "/api/alerts/{alert_id}/", "/api/alerts/seen/"} <= set(paths)
+
+
+def test_admins_see_alerts_read_only_and_filtered(trader, aaa, admin_client) -> None:
+    waiting = post(trader, {"symbol": "AAA", "condition": "rise", "percent": "2.5", "minutes": 15}).json()["id"]
+    fired = post(trader, {"symbol": "AAA", "condition": "below", "price": "99.5"}).json()["id"]
+    Alert.objects.filter(pk=fired).update(triggered_at=datetime.now(tz=UTC), triggered_price=99.4)
+    page = admin_client.get("/admin/dashboard/alert/")
+    assert page.status_code == 200
+    assert b"2.5 % in 15 min" in page.content
+    assert b"99.5" in page.content
+    active = admin_client.get("/admin/dashboard/alert/", {"triggered_at__isempty": "1"})
+    assert list(active.context["cl"].result_list.values_list("id", flat=True)) == [waiting]
+    assert admin_client.get(f"/admin/dashboard/alert/{fired}/change/").status_code == 200  # a view, no save
+    assert admin_client.get("/admin/dashboard/alert/add/").status_code == 403
