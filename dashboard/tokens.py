@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -94,7 +95,7 @@ def create(
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise TokenError("bad_request", f"expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}")
     # Counted under a row lock on the user so two parallel creates cannot pass the limit.
-    type(user).objects.select_for_update().filter(pk=user.pk).first()
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     if ApiToken.objects.filter(user=user).count() >= ApiToken.MAX_PER_USER:
         raise TokenError("bad_request", f"at most {ApiToken.MAX_PER_USER} tokens; revoke one first")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

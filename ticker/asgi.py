@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
 Every WebSocket passes the Origin check (scheme, host and port: ``SameOriginValidator``),
-then the session lookup, then the router, whose routes are each behind
+then the session lookup, then a bearer token if the handshake carries one
+(``BearerTokenMiddleware``: scripts), then the router, whose routes are each behind
 ``StreamAdmission`` (no authenticated user: close 4401; over the per-user bounds: 4429).
 """
 
@@ -19,10 +20,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from dashboard.streams.origin import SameOriginValidator  # noqa: E402
 from dashboard.streams.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.streams.token_auth import BearerTokenMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(BearerTokenMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

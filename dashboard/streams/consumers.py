@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
 
 from dashboard.market import protocol
-from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_group, user_group
+from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_group, token_group, user_group
 from dashboard.market.client import async_redis, sync_redis
 from dashboard.market.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe
 from dashboard.market.store import aread_subscribe, read_subscribe
@@ -46,6 +46,8 @@ def _access_groups(scope: dict[str, Any]) -> list[str]:
     session = scope.get("session")
     if session is not None and session.session_key:
         groups.append(session_group(session.session_key))
+    if scope.get("api_token_id") is not None:  # opened with an API token: revoking it closes the stream
+        groups.append(token_group(scope["api_token_id"]))
     return groups
 
 

@@ -1,0 +1,277 @@
+"""Personal API tokens: create/list/revoke, hashed storage, read-only, expiry, throttle,
+bearer auth on the HTTP API and on the WebSocket handshake, revocation closing streams."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.utils import timezone
+
+from dashboard import tokens
+from dashboard.models import ApiToken, Symbol
+from tests.dashboard.conftest import ORIGIN, next_frame
+from ticker.asgi import application
+
+
+@pytest.fixture
+def market(db) -> None:
+    Symbol.objects.create(symbol="AAA", name="Triple A", initial_price=Decimal("10"))
+
+
+@pytest.fixture
+def alice(market, django_user_model) -> Client:
+    client = Client()
+    client.user = django_user_model.objects.create_user(username="alice", password="pw-for-test-1")
+    client.force_login(client.user)
+    return client
+
+
+def create(client: Client, **body: object) -> dict:
+    response = client.post("/api/tokens/", json.dumps({"name": "script", **body}), content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def bearer(secret: str) -> Client:
+    """A script: no cookies, no CSRF token, only the Authorization header."""
+    return Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+
+def test_create_returns_the_secret_once_and_lists_never_show_it(alice) -> None:
+    created = create(alice, name="backtest", read_only=True, expires_in_days=30)
+    secret = created["token"]
+    assert secret.startswith("tkr_")
+    assert len(secret) >= 40
+    assert created["prefix"] == secret[:12]
+    assert created["read_only"] is True
+    assert created["expires_at"] is not None
+    listed = alice.get("/api/tokens/").json()["tokens"]
+    assert [(t["id"], t["name"], t["prefix"]) for t in listed] == [(created["id"], "backtest", secret[:12])]
+    assert "token" not in listed[0]
+    assert secret not in alice.get("/api/tokens/").content.decode()
+
+
+def test_only_the_hash_is_stored(alice) -> None:
+    secret = create(alice)["token"]
+    row = ApiToken.objects.get()
+    assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest()
+    stored = [str(v) for v in ApiToken.objects.values().get().values()]
+    assert all(secret not in value for value in stored)
+
+
+def test_a_token_works_on_the_api_without_csrf(alice) -> None:
+    script = bearer(create(alice)["token"])
+    assert [s["symbol"] for s in script.get("/api/symbols/").json()["symbols"]] == ["AAA"]
+    response = script.post("/api/watchlists/", json.dumps({"name": "Bot"}), content_type="application/json")
+    assert response.status_code == 201
+    assert ApiToken.objects.get().last_used_at is not None
+
+
+def test_the_session_still_needs_csrf_on_writes(market, django_user_model) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(django_user_model.objects.create_user(username="carol", password="pw-for-test-3"))
+    response = browser.post("/api/tokens/", json.dumps({"name": "x"}), content_type="application/json")
+    assert response.status_code == 403
+    assert response.json()["error"] == "csrf_failed"
+
+
+def test_read_only_tokens_get_403_on_writes(alice) -> None:
+    script = bearer(create(alice, read_only=True)["token"])
+    assert script.get("/api/watchlists/").status_code == 200
+    response = script.post("/api/watchlists/", json.dumps({"name": "Bot"}), content_type="application/json")
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden", "message": "this API token is read-only"}
+
+
+def test_expired_tokens_get_401(alice) -> None:
+    created = create(alice, expires_in_days=1)
+    ApiToken.objects.filter(pk=created["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = bearer(created["token"]).get("/api/symbols/")
+    assert response.status_code == 401
+    assert response.json() == {"error": "not_authenticated", "message": "this API token has expired"}
+
+
+@pytest.mark.parametrize("header", ["Bearer tkr_not-a-real-token", "Bearer nonsense", "Bearer "])
+def test_a_bad_token_is_401_even_with_a_session(alice, header) -> None:
+    # A script's wrong token must not be rescued by a cookie that happened to come along.
+    response = alice.get("/api/symbols/", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+
+
+def test_revoked_tokens_get_401(alice) -> None:
+    created = create(alice)
+    assert alice.delete(f"/api/tokens/{created['id']}/").status_code == 204
+    assert not ApiToken.objects.exists()
+    assert bearer(created["token"]).get("/api/symbols/").status_code == 401
+    assert alice.delete(f"/api/tokens/{created['id']}/").status_code == 404
+
+
+def test_a_user_cannot_revoke_another_users_token(alice, django_user_model) -> None:
+    created = create(alice)
+    bob = Client()
+    bob.force_login(django_user_model.objects.create_user(username="bob", password="pw-for-test-2"))
+    assert bob.delete(f"/api/tokens/{created['id']}/").status_code == 404
+    assert bob.get("/api/tokens/").json()["tokens"] == []
+    assert ApiToken.objects.filter(pk=created["id"]).exists()
+
+
+def test_tokens_cannot_mint_or_revoke_tokens(alice) -> None:
+    created = create(alice)
+    script = bearer(created["token"])
+    response = script.post("/api/tokens/", json.dumps({"name": "child"}), content_type="application/json")
+    assert response.status_code == 403
+    assert script.delete(f"/api/tokens/{created['id']}/").status_code == 403
+    assert ApiToken.objects.count() == 1
+
+
+def test_tokens_are_throttled_with_429_in_the_common_shape(alice, redis_client, settings) -> None:
+    settings.API_TOKEN_RATE = "3/min"
+    script = bearer(create(alice)["token"])
+    assert [script.get("/api/symbols/").status_code for _ in range(3)] == [200, 200, 200]
+    response = script.get("/api/symbols/")
+    assert response.status_code == 429
+    body = response.json()
+    assert body["error"] == "rate_limited"
+    assert "retry in" in body["message"]
+    assert 1 <= int(response["Retry-After"]) <= 60
+    # The budget is per token: another token (and the browser session) are unaffected.
+    assert bearer(create(alice, name="other")["token"]).get("/api/symbols/").status_code == 200
+    assert alice.get("/api/symbols/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"name": "x" * 41}, "name"), ({"name": "n", "expires_in_days": 0}, "expires_in_days")],
+)
+def test_invalid_token_requests_are_400_naming_the_field(alice, body, field) -> None:
+    response = alice.post("/api/tokens/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+def test_the_settings_page_creates_shows_once_and_revokes(alice) -> None:
+    page = alice.get("/settings/tokens/")
+    assert page.status_code == 200
+    assert "No tokens yet" in page.content.decode()
+    created = alice.post("/settings/tokens/", {"name": "notebook", "expires_in_days": "30", "read_only": "on"})
+    html = created.content.decode()
+    token = ApiToken.objects.get()
+    assert token.read_only
+    assert token.name == "notebook"
+    assert created["Cache-Control"] == "no-store"
+    secret = html.split('class="secret-value" readonly value="')[1].split('"')[0]
+    assert tokens.authenticate(secret).pk == token.pk
+    # Shown once: the next visit lists it by prefix only.
+    again = alice.get("/settings/tokens/").content.decode()
+    assert token.prefix in again
+    assert secret not in again
+    response = alice.post(f"/settings/tokens/{token.pk}/revoke/", follow=True)
+    assert "Token revoked" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_the_dashboard_header_links_to_the_tokens_page(alice) -> None:
+    assert 'href="/settings/tokens/"' in alice.get("/").content.decode()
+
+
+# --- The WebSocket handshake ----------------------------------------------------------
+
+
+async def open_stream(
+    secret: str | None, *, origin: bytes | None = None, cookie: str | None = None
+) -> tuple[WebsocketCommunicator, bool, int | None]:
+    headers = [(b"host", b"127.0.0.1")]
+    if secret is not None:
+        headers.append((b"authorization", f"Bearer {secret}".encode()))
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(application, "/ws/stream/", headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+@pytest.fixture
+def token_for(transactional_db, django_user_model):
+    user = django_user_model.objects.create_user(username="ws-script", password="not-used-here-1")
+
+    def _create(**options: object) -> tokens.NewToken:
+        return tokens.create(user, "ws", **options)
+
+    return _create
+
+
+async def closed_with(communicator: WebsocketCommunicator, timeout: float = 5.0) -> int:
+    """The close code, skipping any frame sent before it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        output = await communicator.receive_output(timeout=max(deadline - loop.time(), 0.01))
+        if output["type"] == "websocket.close":
+            return output["code"]
+
+
+async def test_a_script_with_a_token_and_no_origin_streams(symbols, token_for) -> None:
+    created = await sync_to_async(token_for)()
+    communicator, connected, _ = await open_stream(created.secret)
+    assert connected
+    assert (await next_frame(communicator, "hello"))["protocol"] == 1
+    await communicator.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
+    assert (await next_frame(communicator, "ack"))["symbols"] == ["AAA"]
+    await communicator.disconnect()
+
+
+async def test_a_read_only_token_may_stream(symbols, token_for) -> None:
+    created = await sync_to_async(token_for)(read_only=True)
+    communicator, connected, _ = await open_stream(created.secret, origin=ORIGIN)
+    assert connected
+    assert (await next_frame(communicator, "hello"))["type"] == "hello"
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("case", ["invalid", "revoked", "expired"])
+async def test_a_bad_token_is_closed_4401_even_with_a_session(symbols, token_for, session_cookie, case) -> None:
+    created = await sync_to_async(token_for)()
+    if case == "revoked":
+        await sync_to_async(tokens.revoke)(created.token.user, created.token.pk)
+    elif case == "expired":
+        await sync_to_async(ApiToken.objects.filter(pk=created.token.pk).update, thread_sensitive=True)(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    secret = "tkr_" + "x" * 43 if case == "invalid" else created.secret
+    communicator, connected, _ = await open_stream(secret, origin=ORIGIN, cookie=session_cookie)
+    assert connected  # accepted, then closed with a code the script can read
+    assert await closed_with(communicator) == 4401
+
+
+async def test_revoking_a_token_closes_its_open_streams(symbols, token_for) -> None:
+    created = await sync_to_async(token_for)()
+    other = await sync_to_async(token_for)()
+    communicator, connected, _ = await open_stream(created.secret)
+    survivor, survivor_connected, _ = await open_stream(other.secret)
+    assert connected
+    assert survivor_connected
+    await next_frame(communicator, "hello")
+    await next_frame(survivor, "hello")
+    assert await sync_to_async(tokens.revoke)(created.token.user, created.token.pk)
+    assert await closed_with(communicator) == 4401
+    # The same user's stream on another token stays open.
+    await survivor.send_to(text_data=json.dumps({"op": "ping", "id": 5}))
+    assert (await next_frame(survivor, "pong"))["id"] == 5
+    await survivor.disconnect()
+
+
+async def test_no_origin_and_no_token_is_refused(symbols, session_cookie) -> None:
+    # A cookie without an Origin is exactly what a cross-site script cannot be trusted with.
+    _, connected, _ = await open_stream(None, cookie=session_cookie)
+    assert not connected
