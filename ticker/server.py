@@ -12,7 +12,13 @@ change, a WebSocket protocol subclass that
   not even the close frame can be delivered,
 * closes at once a client whose pending bytes pass ``MAX_OUTBOUND_BYTES``,
 * drops frames the application sends once the closing handshake has begun (Daphne
-  would raise inside the consumer for a frame that can no longer be delivered).
+  would raise inside the consumer for a frame that can no longer be delivered),
+
+and one for proxies: ``X-Forwarded-For`` / ``-Port`` / ``-Proto`` are honoured only on
+connections from an address in ``TRUSTED_PROXIES`` (Daphne's ``--proxy-headers`` trusts
+anyone who can reach it, so any client could pick the address the login throttle
+counts), taking the entry the proxy itself added (the last one). With
+``TRUSTED_PROXIES`` set the headers are read without ``--proxy-headers``.
 
 The application then gets its ``websocket.disconnect`` and releases the connection.
 
@@ -29,10 +35,14 @@ import sys
 import time
 from typing import Any
 
+import daphne.http_protocol
+import daphne.ws_protocol
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+from daphne.utils import parse_x_forwarded_for
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
+from twisted.web.http_headers import Headers
 
 logger = logging.getLogger("ticker.server")
 
@@ -128,8 +138,48 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         super().onClose(wasClean, code, reason)
 
 
+TRUSTED_PROXIES: frozenset[str] = frozenset()
+
+
+def trusted_forwarded_for(headers: Any, *names: Any, original_addr: Any = None, original_scheme: Any = None) -> Any:
+    """Daphne's ``parse_x_forwarded_for``, applied only to a trusted proxy's connections."""
+    if not original_addr or str(original_addr[0]) not in TRUSTED_PROXIES:
+        return original_addr, original_scheme
+    if isinstance(headers, Headers):
+        headers = dict(headers.getAllRawHeaders())
+    # The proxy appends (or sets) the address it saw: the last entry is the one to trust.
+    headers = {name.lower(): value for name, value in headers.items()}
+    forwarded = headers.get(b"x-forwarded-for")
+    if forwarded is not None:
+        value = forwarded[-1] if isinstance(forwarded, list) else forwarded
+        headers[b"x-forwarded-for"] = value.split(b",")[-1].strip()
+    return parse_x_forwarded_for(headers, *names, original_addr=original_addr, original_scheme=original_scheme)
+
+
+def _positional(headers: Any, *args: Any, **kwargs: Any) -> Any:
+    # Daphne passes the original address and scheme positionally after the header names.
+    names, rest = args[:3], list(args[3:])
+    if rest:
+        kwargs.setdefault("original_addr", rest.pop(0))
+    if rest:
+        kwargs.setdefault("original_scheme", rest.pop(0))
+    return trusted_forwarded_for(headers, *names, **kwargs)
+
+
+# Both of Daphne's protocols look the function up in their own module.
+daphne.http_protocol.parse_x_forwarded_for = _positional
+daphne.ws_protocol.parse_x_forwarded_for = _positional
+
+
 class BoundedServer(Server):
     """Daphne's server, building WebSocket connections with ``BoundedWebSocketProtocol``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if TRUSTED_PROXIES and not self.proxy_forwarded_address_header:
+            self.proxy_forwarded_address_header = "X-Forwarded-For"
+            self.proxy_forwarded_port_header = "X-Forwarded-Port"
+            self.proxy_forwarded_proto_header = "X-Forwarded-Proto"
 
     @property
     def ws_factory(self) -> Any:
@@ -157,6 +207,8 @@ def configure_from_settings() -> None:
 
     enforce(sync_redis())
 
+    global TRUSTED_PROXIES
+    TRUSTED_PROXIES = frozenset(settings.TRUSTED_PROXIES)
     BoundedWebSocketProtocol.slow_after = settings.TICKER["SLOW_CLIENT_SECONDS"]
     BoundedWebSocketProtocol.max_outbound_bytes = settings.TICKER["MAX_OUTBOUND_BYTES"]
 

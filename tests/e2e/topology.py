@@ -87,6 +87,8 @@ class Topology:
             REDIS_URL=market.url,
             CHANNEL_LAYER_REDIS_URLS=f"{market.url},{shard.url}",
             DATABASE_URL=self.database_url,
+            # HAProxy on this address sets X-Forwarded-For: Daphne believes it, and only it.
+            TRUSTED_PROXIES="127.0.0.1",
         )
 
     def start(self) -> None:
