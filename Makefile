@@ -20,13 +20,19 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Test-only JavaScript tools (axe-core for the accessibility tests), exactly as locked.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## run: migrate, load demo data, start Redis (unless REDIS_URL is set), web, worker and beat
 run: $(RUNTIME_STAMP)
 	$(PY) -m ticker.stack
 
 ## test: lint, every test (unit, consumer, end-to-end, browser, scale-out) on SQLite, then
 ## the unit and consumer suites again on PostgreSQL (the scale-out test runs on it already)
-test: $(DEV_STAMP) system-packages lint
+test: $(DEV_STAMP) $(NODE_STAMP) system-packages lint
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-postgres
 

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 MIN_SHOCK_PERCENT = -90.0
 MAX_SHOCK_PERCENT = 900.0
 FLUSH_BATCH = 1000
-HISTORY_BATCH = 2000
+HISTORY_BATCH = 500
 PRUNE_BATCH = 5000
 
 
@@ -134,7 +134,10 @@ def store_history(symbol: str, candles: Iterable[LiveCandle], *, batch: int = HI
         )
         for c in candles
     ]
-    Candle.objects.bulk_create(rows, batch_size=batch, ignore_conflicts=True)
+    for i in range(0, len(rows), batch):
+        # One transaction per batch: other writers (web sessions, the flush) get the
+        # database between batches instead of waiting for a whole day of candles.
+        Candle.objects.bulk_create(rows[i : i + batch], ignore_conflicts=True)
     return len(rows)
 
 
