@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
@@ -163,11 +163,15 @@ def create_alert(request: HttpRequest, payload: AlertIn) -> Status:
         return Status(400, _error("bad_request", f"symbol: unknown or disabled symbol {payload.symbol}", "symbol"))
     cap = settings.TICKER["MAX_ALERTS_PER_USER"]
     with transaction.atomic():
-        # One create at a time per user, so concurrent requests cannot pass the cap together.
-        get_user_model().objects.select_for_update().only("pk").get(pk=request.user.pk)
-        if Alert.objects.filter(user=request.user, triggered_at__isnull=True).count() >= cap:
-            return Status(400, _error("too_many_alerts", f"at most {cap} active alerts; delete one first"))
+        # One create at a time per user, so concurrent requests cannot pass the cap together:
+        # a row lock where the database has them; SQLite serialises writers anyway, and its
+        # transaction must write first (a read-then-write one fails fast with "database is locked").
+        if connection.features.has_select_for_update:
+            get_user_model().objects.select_for_update().only("pk").get(pk=request.user.pk)
         alert = Alert.objects.create(user=request.user, symbol=symbol, condition=payload.condition, **fields)
+        if Alert.objects.filter(user=request.user, triggered_at__isnull=True).count() > cap:
+            transaction.set_rollback(True)
+            return Status(400, _error("too_many_alerts", f"at most {cap} active alerts; delete one first"))
         transaction.on_commit(announce_change)
     logger.info("alert %s created by user %s: %s %s", alert.pk, request.user.pk, symbol.symbol, payload.condition)
     return Status(201, to_wire(alert))

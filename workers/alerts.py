@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -165,11 +166,12 @@ class AlertWatcher:
             return []
         for user_id, alert in stored:
             logger.info(
-                "alert %s fired: %s %s at %s",
+                "alert %s fired: %s %s at %s (stored %d ms after the crossing tick)",
                 alert["id"],
                 alert["symbol"],
                 alert["condition"],
                 alert["triggered_price"],
+                time.time_ns() // 1_000_000 - alert["triggered_at"],
             )
             try:
                 await publish_alert(self.layer, user_id, alert)

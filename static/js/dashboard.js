@@ -4,6 +4,7 @@
 // charted symbol); whatever leaves the view is unsubscribed and forgotten. Stream
 // frames update the Market model; one animation-frame pass renders grid, tape and header.
 
+import { Alerts } from "./alerts.js";
 import { bindIndicator } from "./connection.js";
 import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
 import { requestWrite } from "./frame.js";
@@ -128,10 +129,17 @@ const client = new StreamClient(
       requestRender();
     },
     onError: (err) => console.warn("stream error", err.code, err.message),
+    onAlert: (alert) => alerts.fired(alert),
   },
   { interval: "5s" }, // snapshots carry 5 s candles: they seed the sparklines
 );
 const renderIndicator = bindIndicator($("#connection"), client);
+
+// Price alerts: set from the grid's selection or the charted symbol; fired ones toast.
+const alerts = new Alerts({ market });
+$(".wl-tools [data-alert]").addEventListener("click", () => alerts.open(grid.selected));
+$(".chart-head [data-alert]").addEventListener("click", () => alerts.open(chartSymbol));
+alerts.showUnseen();
 
 function catalogChanged(symbols) {
   const { added, removed, changed } = market.setCatalog(symbols);
@@ -202,3 +210,4 @@ window.tickerMarket = market;
 window.tickerGrid = grid;
 window.tickerWatchlists = watchlists;
 window.tickerMetrics = metrics;
+window.tickerAlerts = alerts;

@@ -17,7 +17,7 @@ export function streamUrl(path) {
 export class StreamClient {
   /**
    * @param {string} path e.g. "/ws/stream/" or "/ws/symbols/AAPL/"
-   * @param {object} handlers onHello, onSnapshot, onTicks, onSymbols, onState, onError
+   * @param {object} handlers onHello, onSnapshot, onTicks, onSymbols, onState, onError, onAlert
    * @param {object} options autoSubscribed: the endpoint subscribes by itself (single-symbol stream)
    */
   constructor(path, handlers = {}, options = {}) {
@@ -137,6 +137,9 @@ export class StreamClient {
         break;
       case "error":
         this.call("onError", msg);
+        break;
+      case "alert":
+        this.call("onAlert", msg.alert); // a price alert of this user fired (alerts.js)
         break;
       default:
         break; // ack, pong, heartbeat: liveness only

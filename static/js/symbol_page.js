@@ -1,6 +1,7 @@
 // The symbol page: chart, quote, session stats and recent ticks of one symbol, fed by the
 // single-symbol stream /ws/symbols/<SYMBOL>/ (the sync consumer), shareable by URL.
 
+import { Alerts } from "./alerts.js";
 import { bindIntervals, CandleChart, readIntervals } from "./chart.js";
 import { bindIndicator } from "./connection.js";
 import { formatPct, formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
@@ -119,10 +120,16 @@ const client = new StreamClient(
       requestRender();
     },
     onState: () => renderIndicator(),
+    onAlert: (alert) => alerts.fired(alert),
   },
   { symbols: [symbol], autoSubscribed: true },
 );
 const renderIndicator = bindIndicator($("#connection"), client);
+
+// Price alerts: set for this symbol; any of the trader's alerts that fire toast here too.
+const alerts = new Alerts({ market });
+$(".sym-head [data-alert]").addEventListener("click", () => alerts.open(symbol));
+alerts.showUnseen();
 client.connect();
 renderIndicator();
 
@@ -130,3 +137,4 @@ renderIndicator();
 window.tickerStream = client;
 window.tickerChart = chart;
 window.tickerMarket = market;
+window.tickerAlerts = alerts;
