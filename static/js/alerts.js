@@ -73,7 +73,7 @@ export class Alerts {
     this.market = market;
     this.shown = new Set(); // alert ids already toasted (a frame and the unseen list may both carry one)
     this.latencies = []; // ms from the crossing tick to the frame here (server and browser clocks), for tests
-    this.toasts = element("div", { class: "toasts", "aria-live": "assertive", "aria-label": "Price alerts" });
+    this.toasts = element("div", { class: "toasts", role: "log", "aria-live": "assertive", "aria-label": "Price alerts" });
     document.body.append(this.toasts);
     this.dialog = this.buildDialog();
     document.body.append(this.dialog);

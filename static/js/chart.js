@@ -15,8 +15,9 @@ import {
   LineStyle,
   createChart,
 } from "../vendor/lightweight-charts/lightweight-charts.standalone.production.mjs";
-import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
+import { clockName, formatClock, formatPct, formatPrice, formatSigned, formatVolume } from "./format.js";
 import { requestWrite } from "./frame.js";
+import { trendColours } from "./prefs.js";
 
 /**
  * The candle intervals the server rendered into the page's interval buttons
@@ -28,18 +29,24 @@ export function readIntervals(root) {
   );
 }
 
-const HISTORY_LIMIT = 500;
-const MAX_CANDLES = 1500;
+// A day of 1-minute candles fills the chart on first load (the server generates that much
+// history for a new market); past MAX_CANDLES live ones the oldest are dropped.
+const HISTORY_LIMIT = 1000;
+const MAX_CANDLES = 2000;
 const RETRY_MS = 2000;
-const UP = "#16c784";
-const DOWN = "#ea3943";
+// A brand-new symbol's history is generated in the background: ask again until it is there.
+const BUILDING_RETRIES = 30;
+
+// Tick mark kinds of lightweight-charts (TickMarkType) to the clock's formats.
+const TICK_FORMATS = ["year", "month", "day", "minutes", "seconds"];
 
 function bar(c) {
   return { time: c.time, open: c.open, high: c.high, low: c.low, close: c.close };
 }
 
-function volumeBar(c) {
-  return { time: c.time, value: c.volume, color: c.close >= c.open ? "rgba(22,199,132,0.35)" : "rgba(234,57,67,0.35)" };
+function withAlpha(hex, alpha) {
+  const n = Number.parseInt(hex.replace("#", ""), 16);
+  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
 }
 
 function fromWire(c) {
@@ -54,6 +61,8 @@ export class CandleChart {
   constructor(container, readout, intervals) {
     this.intervals = intervals;
     this.container = container;
+    this.colours = trendColours();
+    this.volumeColours = { up: withAlpha(this.colours.up, 0.35), down: withAlpha(this.colours.down, 0.35) };
     this.readout = readout;
     this.chart = createChart(container, {
       autoSize: true,
@@ -70,17 +79,22 @@ export class CandleChart {
         horzLine: { color: "#5d6675", style: LineStyle.Dashed, labelBackgroundColor: "#2a313c" },
       },
       rightPriceScale: { borderColor: "#232a34" },
-      timeScale: { borderColor: "#232a34", timeVisible: true, secondsVisible: false, rightOffset: 6, barSpacing: 8 },
+      timeScale: {
+        borderColor: "#232a34",
+        timeVisible: true,
+        secondsVisible: false,
+        rightOffset: 6,
+        barSpacing: 8,
+        // The library labels time in UTC: these follow the trader's clock instead.
+        tickMarkFormatter: (time, kind) => formatClock(time * 1000, TICK_FORMATS[kind] ?? "minutes"),
+      },
       // Axis and crosshair labels like every other figure on the page: grouped, symbol precision.
-      localization: { priceFormatter: (price) => formatPrice(price, this.precision) },
+      localization: {
+        priceFormatter: (price) => formatPrice(price, this.precision),
+        timeFormatter: (time) => formatClock(time * 1000, this.interval === "5s" ? "fullSeconds" : "full"),
+      },
     });
-    this.candleSeries = this.chart.addSeries(CandlestickSeries, {
-      upColor: UP,
-      downColor: DOWN,
-      wickUpColor: UP,
-      wickDownColor: DOWN,
-      borderVisible: false,
-    });
+    this.candleSeries = this.chart.addSeries(CandlestickSeries, { borderVisible: false, ...this.seriesColours() });
     this.candleSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.26 } });
     this.volumeSeries = this.chart.addSeries(HistogramSeries, {
       priceScaleId: "volume",
@@ -109,6 +123,44 @@ export class CandleChart {
     this.stats = { loads: 0, history: 0, liveTicks: 0, newCandles: 0, reconciled: 0, trimmed: 0 };
     this.flush = () => this.render();
     this.writeReadout = () => this.renderReadout();
+    this.building = 0; // history requests answered with (almost) nothing so far
+    window.addEventListener("ticker:prefs", () => this.preferencesChanged());
+  }
+
+  seriesColours() {
+    const { up, down } = this.colours;
+    return { upColor: up, downColor: down, wickUpColor: up, wickDownColor: down };
+  }
+
+  volumeBar(c) {
+    return { time: c.time, value: c.volume, color: c.close >= c.open ? this.volumeColours.up : this.volumeColours.down };
+  }
+
+  /** Palette or clock changed: recolour the candles, relabel the time axis. */
+  preferencesChanged() {
+    this.colours = trendColours();
+    this.volumeColours = { up: withAlpha(this.colours.up, 0.35), down: withAlpha(this.colours.down, 0.35) };
+    this.candleSeries.applyOptions(this.seriesColours());
+    // New formatter functions make the library redraw its time labels.
+    this.chart.applyOptions({
+      timeScale: { tickMarkFormatter: (time, kind) => formatClock(time * 1000, TICK_FORMATS[kind] ?? "minutes") },
+      localization: {
+        timeFormatter: (time) => formatClock(time * 1000, this.interval === "5s" ? "fullSeconds" : "full"),
+      },
+    });
+    this.reset = true;
+    requestWrite(this.flush);
+  }
+
+  /** The charted symbol left the catalog: show nothing rather than a dead series. */
+  clear() {
+    this.token += 1;
+    this.symbol = null;
+    this.interval = null;
+    this.candles = [];
+    this.buffer = null;
+    this.reset = true;
+    this.setState("idle");
   }
 
   /** Chart ``symbol`` in ``interval``: load its history, then follow its ticks. */
@@ -117,6 +169,7 @@ export class CandleChart {
     this.symbol = symbol;
     this.interval = interval;
     this.precision = precision;
+    this.building = 0;
     const minMove = 10 ** -precision;
     this.candleSeries.applyOptions({ priceFormat: { type: "price", precision, minMove } });
     this.chart.applyOptions({ timeScale: { secondsVisible: interval === "5s" } });
@@ -150,6 +203,13 @@ export class CandleChart {
       return;
     }
     if (token !== this.token) return; // another symbol or interval was chosen meanwhile
+    if (data.candles.length < 2 && this.building < BUILDING_RETRIES) {
+      // Its history is still being generated (a symbol just added): say so, ask again.
+      this.building += 1;
+      this.setState("building");
+      setTimeout(() => token === this.token && this.load(), RETRY_MS);
+      return;
+    }
     this.candles = data.candles.map(fromWire);
     const last = this.candles[this.candles.length - 1];
     this.historyLast = last && !last.closed ? last.time : null;
@@ -241,7 +301,7 @@ export class CandleChart {
     if (c.dataset.state !== this.state) c.dataset.state = this.state;
     if (c.dataset.symbol !== this.symbol) c.dataset.symbol = this.symbol;
     if (c.dataset.interval !== this.interval) c.dataset.interval = this.interval;
-    if (this.state === "loading" || this.state === "retrying") {
+    if (this.state !== "live") {
       if (this.reset) {
         this.candleSeries.setData([]);
         this.volumeSeries.setData([]);
@@ -251,7 +311,7 @@ export class CandleChart {
     }
     if (this.reset) {
       this.candleSeries.setData(this.candles.map(bar));
-      this.volumeSeries.setData(this.candles.map(volumeBar));
+      this.volumeSeries.setData(this.candles.map((c) => this.volumeBar(c)));
       this.chart.timeScale().scrollToRealTime();
       this.reset = false;
       this.dirtyFrom = Infinity;
@@ -259,12 +319,12 @@ export class CandleChart {
     } else {
       if (this.fixed) {
         this.candleSeries.update(bar(this.fixed), true);
-        this.volumeSeries.update(volumeBar(this.fixed), true);
+        this.volumeSeries.update(this.volumeBar(this.fixed), true);
         this.fixed = null;
       }
       for (let i = this.dirtyFrom; i < this.candles.length; i += 1) {
         this.candleSeries.update(bar(this.candles[i]));
-        this.volumeSeries.update(volumeBar(this.candles[i]));
+        this.volumeSeries.update(this.volumeBar(this.candles[i]));
       }
       this.dirtyFrom = Infinity;
     }
@@ -292,9 +352,10 @@ export class CandleChart {
       if (el && el.textContent !== text) el.textContent = text;
     };
     if (!candle) {
-      for (const name of ["o", "h", "l", "c", "chg", "v"]) set(name, "—");
+      for (const name of ["t", "o", "h", "l", "c", "chg", "v"]) set(name, "—");
       return;
     }
+    set("t", formatClock(candle.time * 1000, this.interval === "5s" ? "fullSeconds" : "full"));
     set("o", formatPrice(candle.open, p));
     set("h", formatPrice(candle.high, p));
     set("l", formatPrice(candle.low, p));
@@ -316,6 +377,7 @@ export class CandleChart {
       interval: this.interval,
       state: this.state,
       count: this.candles.length,
+      clock: clockName(),
       loadedLast: this.loadedLast,
       last: last ? { ...last } : null,
       closed: this.candles.filter((c) => c.closed).map((c) => ({ ...c })),

@@ -10,6 +10,7 @@ import { formatPct, formatPrice, formatSigned, formatVolume } from "./format.js"
 import { requestWrite } from "./frame.js";
 import { Grid } from "./grid.js";
 import { Market } from "./market.js";
+import { bindGlobalControls } from "./prefs.js";
 import { StreamClient } from "./protocol.js";
 import { Tape } from "./tape.js";
 import { Watchlists } from "./watchlists.js";
@@ -39,6 +40,13 @@ const header = new (class ChartHeader {
   set(name, text) {
     const el = this.fields[name];
     if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  clear() {
+    this.symbol = null;
+    for (const name of Object.keys(this.fields)) if (name !== "popout" && name !== "clock") this.set(name, name === "symbol" ? "—" : "");
+    this.root.dataset.status = "disabled";
+    this.fields.popout.removeAttribute("href");
   }
 
   render(dirty) {
@@ -156,6 +164,7 @@ function syncView() {
     const stored = localStorage.getItem("ticker.symbol");
     const next = shown.includes(stored) ? stored : (shown[0] ?? null);
     if (next && next !== chartSymbol) openChart(next, { user: false, sync: false });
+    else if (!next && chartSymbol && !market.entry(chartSymbol)) closeChart();
   }
   const wanted = new Set(shown);
   if (chartSymbol && market.entry(chartSymbol)) wanted.add(chartSymbol);
@@ -170,6 +179,13 @@ function syncView() {
   const fresh = [...wanted].filter((s) => !client.wanted.has(s));
   if (fresh.length) client.subscribe(fresh);
   watchlists.renderTools();
+}
+
+/** The charted symbol was deleted (or disabled) and nothing else is shown: an empty chart. */
+function closeChart() {
+  chartSymbol = null;
+  header.clear();
+  chartReady.then((c) => c.clear());
 }
 
 function openChart(symbol, { user, sync = true }) {
@@ -200,6 +216,7 @@ const chartReady = import("./chart.js").then(({ CandleChart, bindIntervals, read
   return chart;
 });
 
+bindGlobalControls();
 syncView();
 client.connect();
 renderIndicator();

@@ -1,5 +1,7 @@
 // Number and time formatting shared by every page: each symbol's precision, aligned.
 
+import { localZone, prefs } from "./prefs.js";
+
 const formatters = new Map();
 
 export function formatPrice(value, precision) {
@@ -29,12 +31,44 @@ export function formatVolume(value) {
   return value === null || value === undefined || Number.isNaN(value) ? "—" : volumeFmt.format(value);
 }
 
-const timeFmt = new Intl.DateTimeFormat("en-GB", {
-  hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3, hour12: false, timeZone: "UTC",
-});
+// Times follow the trader's clock preference: the browser's time zone, or UTC.
+const clockFormats = new Map();
+
+function clockFormat(kind) {
+  const zone = prefs.clock === "utc" ? "UTC" : undefined;
+  const key = `${kind}:${zone ?? "local"}`;
+  let fmt = clockFormats.get(key);
+  if (!fmt) {
+    const options = {
+      tick: { hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3 },
+      seconds: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+      minutes: { hour: "2-digit", minute: "2-digit" },
+      day: { day: "numeric", month: "short" },
+      month: { month: "short", year: "numeric" },
+      year: { year: "numeric" },
+      full: { weekday: "short", day: "numeric", month: "short", year: "2-digit", hour: "2-digit", minute: "2-digit" },
+      fullSeconds: {
+        weekday: "short", day: "numeric", month: "short", year: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      },
+    }[kind];
+    fmt = new Intl.DateTimeFormat("en-GB", { ...options, hour12: false, timeZone: zone });
+    clockFormats.set(key, fmt);
+  }
+  return fmt;
+}
+
+/** ``ms`` (Unix milliseconds) in the trader's clock; ``kind`` picks the precision. */
+export function formatClock(ms, kind = "seconds") {
+  return clockFormat(kind).format(new Date(ms));
+}
+
+/** The clock's name as the page shows it: "UTC" or the browser's zone. */
+export function clockName() {
+  return prefs.clock === "utc" ? "UTC" : localZone();
+}
 
 export function formatTime(ms) {
-  return timeFmt.format(new Date(ms));
+  return formatClock(ms, "tick");
 }
 
 export function formatAge(ms) {

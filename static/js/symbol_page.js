@@ -7,6 +7,7 @@ import { bindIndicator } from "./connection.js";
 import { formatPct, formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
 import { requestWrite } from "./frame.js";
 import { Market } from "./market.js";
+import { bindGlobalControls } from "./prefs.js";
 import { StreamClient } from "./protocol.js";
 
 const MAX_ROWS = 40;
@@ -130,6 +131,7 @@ const renderIndicator = bindIndicator($("#connection"), client);
 const alerts = new Alerts({ market });
 $(".sym-head [data-alert]").addEventListener("click", () => alerts.open(symbol));
 alerts.showUnseen();
+bindGlobalControls();
 client.connect();
 renderIndicator();
 

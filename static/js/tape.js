@@ -3,6 +3,9 @@
 // The scroll is a CSS transform animation (compositor only, no main-thread work per
 // frame). The ranking is rebuilt only when a loop of the tape completes (or when it is
 // empty), so items never jump while they are read; prices inside it update every frame.
+// Each mover is a button (Tab reaches it, Enter or Space charts it); the second copy of
+// the strip, there only for the seamless loop, is hidden from assistive technology and
+// out of the tab order.
 
 import { formatPct, formatPrice } from "./format.js";
 
@@ -77,8 +80,10 @@ export class Tape {
       for (const symbol of ranked) {
         const li = document.createElement("li");
         li.dataset.symbol = symbol;
-        li.innerHTML = '<span class="t-sym"></span><span class="t-px"></span><span class="t-chg"></span>';
+        li.innerHTML =
+          '<button type="button" class="t-item"><span class="t-sym"></span><span class="t-px"></span><span class="t-chg"></span></button>';
         li.querySelector(".t-sym").textContent = symbol;
+        if (copy) li.firstChild.tabIndex = -1;
         this.fill(li, symbol);
         this.items.get(symbol).push(li);
         ul.append(li);
@@ -96,8 +101,7 @@ export class Tape {
   fill(li, symbol) {
     const q = this.market.quote(symbol);
     if (!q) return;
-    const px = li.children[1];
-    const chg = li.children[2];
+    const [, px, chg] = li.firstChild.children;
     const price = formatPrice(q.price, this.market.precision(symbol));
     const pct = formatPct(q.change_pct);
     if (px.textContent !== price) px.textContent = price;

@@ -87,3 +87,96 @@ def test_login_dashboard_and_symbol_page_have_no_serious_axe_violation(page: Pag
     expect(page.locator("#chart")).to_have_attribute("data-state", "live", timeout=15_000)
     expect(page.locator(".ticks tbody tr").first).to_be_visible()
     assert summary(axe_violations(page)) == []
+
+
+def test_shortcut_help_opens_with_question_mark_and_movers_are_reachable_by_keyboard(
+    page: Page, stack_logs: Stack
+) -> None:
+    open_dashboard(page, stack_logs)
+    help_dialog = page.locator("dialog.help-dialog")
+    expect(help_dialog).to_be_hidden()
+    page.keyboard.press("?")
+    expect(help_dialog).to_be_visible()
+    expect(help_dialog.get_by_role("heading", name="Keyboard shortcuts")).to_be_visible()
+    assert summary(axe_violations(page)) == []
+    page.keyboard.press("Escape")
+    expect(help_dialog).to_be_hidden()
+    page.click("[data-action=help]")
+    expect(help_dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(help_dialog).to_be_hidden()
+
+    # From the top of the page, Tab reaches the movers tape; Enter charts the mover.
+    page.evaluate("document.activeElement.blur()")
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("!!document.activeElement.closest('#tape')"):
+            break
+    else:
+        raise AssertionError("Tab never reached the movers tape")
+    focused = page.evaluate("document.activeElement.closest('li').dataset.symbol")
+    expect(page.locator("#tape .tape-track")).to_have_css("animation-play-state", "paused")
+    page.keyboard.press("Enter")
+    expect(page.locator("#chart")).to_have_attribute("data-symbol", focused)
+    # The strip's second copy (for the seamless loop) is out of the tab order.
+    assert page.evaluate(
+        "[...document.querySelectorAll('#tape ul[aria-hidden=true] button')].every(b => b.tabIndex < 0)"
+    )
+
+
+def candle_clock(page: Page) -> tuple[int, str]:
+    """The last candle's start (s) and the HH:MM the chart's legend shows for it."""
+    info = page.evaluate(
+        "(() => { const i = window.tickerChart.info();"
+        " return [i.last.time, document.querySelector('.readout .t').textContent] })()"
+    )
+    return info[0], info[1]
+
+
+def expect_clock(page: Page, zone: str) -> None:
+    """The chart legend shows the last candle's time in ``zone`` (polled: a new candle may open)."""
+    want = ""
+    for _ in range(50):
+        start, shown = candle_clock(page)
+        want = datetime.fromtimestamp(start, UTC).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+        if shown.endswith(want):
+            return
+        page.wait_for_timeout(100)  # one more animation frame or two for the legend
+    raise AssertionError(f"chart legend {shown!r} is not {want} in {zone}")
+
+
+def test_clock_and_palette_are_each_traders_own_and_remembered(page: Page, stack_logs: Stack) -> None:
+    open_dashboard(page, stack_logs)
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-clock", "local")
+    expect(page.locator(".chart-tools [data-field=clock]")).to_have_text(ZONE)
+    expect_clock(page, ZONE)
+
+    page.keyboard.press("t")
+    expect(html).to_have_attribute("data-clock", "utc")
+    expect(page.locator(".chart-tools button.tz")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".chart-tools [data-field=clock]")).to_have_text("UTC")
+    expect_clock(page, "UTC")
+
+    page.click("[data-pref=palette]")
+    expect(html).to_have_attribute("data-palette", "cb")
+    colours = page.evaluate(
+        "(() => { const o = window.tickerChart.candleSeries.options();"
+        " const s = getComputedStyle(document.documentElement);"
+        " return [o.upColor, o.downColor, s.getPropertyValue('--up').trim(), s.getPropertyValue('--down').trim()] })()"
+    )
+    assert colours == ["#5aa9ff", "#ff9f40", "#5aa9ff", "#ff9f40"]
+    assert summary(axe_violations(page)) == []
+
+    page.reload()
+    expect_live(page)
+    expect(html).to_have_attribute("data-clock", "utc")
+    expect(html).to_have_attribute("data-palette", "cb")
+    expect(page.locator("[data-pref=palette]")).to_have_attribute("aria-pressed", "true")
+
+    # Another trader in the same browser has their own (default) preferences.
+    page.click("nav.account button[type=submit]")
+    log_in(page, stack_logs, user=ADMIN)
+    expect(html).to_have_attribute("data-clock", "local")
+    expect(html).to_have_attribute("data-palette", "standard")
+    assert re.fullmatch(r"\d+", str(page.evaluate("localStorage.length")))
