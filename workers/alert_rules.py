@@ -22,7 +22,6 @@ bisection over the percent thresholds of that group.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -115,48 +114,73 @@ class _Thresholds:
         return len(self.keys)
 
 
-class MoveWindow:
-    """The lowest (``rise``) or highest (``fall``) price of the ticks of the last ``minutes``.
+class MoveTrack:
+    """Suffix extremes of one symbol's recent ticks, for every move rule of one direction.
 
-    A monotonic deque of ``(ts, price)``: each tick is pushed and popped at most once.
+    A monotonic queue of ``(ts, price)``: for a rise, prices increase along it (each tick
+    drops the older ticks at or above its price), so the lowest price of the ticks since
+    any time ``h`` is the first entry at or after ``h``, found by bisection; for a fall the
+    same with highest prices. Each tick is pushed and dropped at most once, and one track
+    serves every window length of its direction (it keeps the longest).
     """
 
-    __slots__ = ("_points", "rising", "span_ms")
+    __slots__ = ("_head", "_prices", "_times", "rising", "span_ms")
 
-    def __init__(self, rising: bool, minutes: int) -> None:
+    def __init__(self, rising: bool, span_ms: int) -> None:
         self.rising = rising
-        self.span_ms = minutes * MINUTE_MS
-        self._points: deque[tuple[int, float]] = deque()
+        self.span_ms = span_ms
+        self._times: list[int] = []
+        self._prices: list[float] = []
+        self._head = 0
 
-    def push(self, ts: int, price: float) -> float:
-        """Add a tick; returns the extreme (low for a rise, high for a fall) of the window, it included."""
-        points = self._points
+    def extreme_since(self, horizon: int) -> float | None:
+        """Lowest (rise) or highest (fall) price of the ticks at or after ``horizon``; None if none."""
+        i = bisect.bisect_left(self._times, horizon, self._head)
+        return self._prices[i] if i < len(self._times) else None
+
+    def push(self, ts: int, price: float) -> None:
+        times, prices, head = self._times, self._prices, self._head
         if self.rising:
-            while points and points[-1][1] >= price:
-                points.pop()
+            while len(prices) > head and prices[-1] >= price:
+                prices.pop()
+                times.pop()
         else:
-            while points and points[-1][1] <= price:
-                points.pop()
-        points.append((ts, price))
-        horizon = ts - self.span_ms
-        while points[0][0] < horizon:
-            points.popleft()
-        return points[0][1]
+            while len(prices) > head and prices[-1] <= price:
+                prices.pop()
+                times.pop()
+        times.append(ts)
+        prices.append(price)
+
+    def expire(self, now: int) -> None:
+        """Forget the ticks older than the span."""
+        self._head = head = bisect.bisect_left(self._times, now - self.span_ms, self._head)
+        if head > 256 and head * 2 > len(self._times):
+            del self._times[:head], self._prices[:head]
+            self._head = 0
 
 
 @dataclass
-class _MoveGroup:
-    """Move rules of one symbol, direction and window length; keyed by the price ratio that fires them."""
+class _Direction:
+    """A symbol's move rules of one direction: one track, one threshold list per window length."""
 
-    window: MoveWindow
-    thresholds: _Thresholds
+    track: MoveTrack
+    # (span_ms, rules keyed by the price ratio to the span's extreme that fires them), shortest first
+    groups: list[tuple[int, _Thresholds]]
+    # The ratio that fires the first rule of any group: the lowest rise key, the highest fall key.
+    floor: float = 0.0
+
+    def refloor(self) -> None:
+        if self.track.rising:
+            self.floor = min((th.keys[0] for _, th in self.groups if th.keys), default=float("inf"))
+        else:
+            self.floor = max((th.keys[-1] for _, th in self.groups if th.keys), default=float("-inf"))
 
 
 @dataclass
 class _SymbolBook:
     above: _Thresholds
     below: _Thresholds
-    moves: dict[tuple[str, int], _MoveGroup]
+    moves: list[_Direction]
 
 
 def _ratio(rule: AlertRule) -> float:
@@ -168,8 +192,8 @@ def _ratio(rule: AlertRule) -> float:
 class AlertEvaluator:
     """The active rules of the symbols a producer ticks, checked against every window.
 
-    ``replace`` swaps in a freshly loaded rule set (move windows of groups that remain keep
-    their history); ``evaluate`` returns what one symbol's ticks fired and forgets those
+    ``replace`` swaps in a freshly loaded rule set (move tracks that remain keep their
+    history); ``evaluate`` returns what one symbol's ticks fired and forgets those
     rules, so each fires at most once here. Fired ids are remembered until a load no
     longer lists them, so a load that raced a firing cannot bring a fired rule back.
     """
@@ -182,7 +206,8 @@ class AlertEvaluator:
     def __len__(self) -> int:
         total = 0
         for book in self._books.values():
-            total += len(book.above) + len(book.below) + sum(len(g.thresholds) for g in book.moves.values())
+            total += len(book.above) + len(book.below)
+            total += sum(len(th) for direction in book.moves for _, th in direction.groups)
         return total
 
     def replace(self, rules: Iterable[AlertRule]) -> None:
@@ -196,21 +221,31 @@ class AlertEvaluator:
                 grouped.setdefault(rule.symbol, []).append(rule)
         books: dict[str, _SymbolBook] = {}
         for symbol, symbol_rules in grouped.items():
-            moves: dict[tuple[str, int], list[AlertRule]] = {}
-            for rule in symbol_rules:
-                if rule.condition in MOVE_CONDITIONS:
-                    assert rule.minutes is not None
-                    moves.setdefault((rule.condition, rule.minutes), []).append(rule)
             old = self._books.get(symbol)
-            groups = {}
-            for key, members in moves.items():
-                kept = old.moves.get(key) if old is not None else None
-                window = kept.window if kept is not None else MoveWindow(key[0] == RISE, key[1])
-                groups[key] = _MoveGroup(window, _Thresholds.of((_ratio(rule), rule) for rule in members))
+            old_tracks = {d.track.rising: d.track for d in old.moves} if old is not None else {}
+            moves = []
+            for condition in MOVE_CONDITIONS:
+                by_span: dict[int, list[AlertRule]] = {}
+                for rule in symbol_rules:
+                    if rule.condition == condition:
+                        assert rule.minutes is not None
+                        by_span.setdefault(rule.minutes * MINUTE_MS, []).append(rule)
+                if not by_span:
+                    continue
+                rising = condition == RISE
+                track = old_tracks.get(rising) or MoveTrack(rising, 0)
+                track.span_ms = max(by_span)
+                groups = [
+                    (span, _Thresholds.of((_ratio(rule), rule) for rule in members))
+                    for span, members in sorted(by_span.items())
+                ]
+                direction = _Direction(track, groups)
+                direction.refloor()
+                moves.append(direction)
             books[symbol] = _SymbolBook(
                 above=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == ABOVE),  # type: ignore[misc]
                 below=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == BELOW),  # type: ignore[misc]
-                moves=groups,
+                moves=moves,
             )
         self._books = books
 
@@ -224,26 +259,66 @@ class AlertEvaluator:
         if book is None or not ticks:
             return []
         fired: list[Firing] = []
-        if book.above or book.below:
-            prices = [tick.price for tick in ticks]
-            if book.above:
-                fired += [_first_at_or_above(rule, ticks) for rule in book.above.take_up_to(max(prices))]
-            if book.below:
-                fired += [_first_at_or_below(rule, ticks) for rule in book.below.take_from(min(prices))]
-        for group in book.moves.values():
-            window, thresholds = group.window, group.thresholds
-            rising = window.rising
-            for tick in ticks:
-                extreme = window.push(tick.ts, tick.price)
-                if not thresholds:
-                    continue
-                ratio = tick.price / extreme
-                taken = thresholds.take_up_to(ratio) if rising else thresholds.take_from(ratio)
-                fired.extend(Firing(rule, tick.price, tick.ts) for rule in taken)
+        prices = [tick.price for tick in ticks]
+        high, low = max(prices), min(prices)
+        if book.above:
+            fired += [_first_at_or_above(rule, ticks) for rule in book.above.take_up_to(high)]
+        if book.below:
+            fired += [_first_at_or_below(rule, ticks) for rule in book.below.take_from(low)]
+        for direction in book.moves:
+            fired += _moves(direction, ticks, high, low)
         if fired:
-            # The book stays (empty ones are dropped by the next ``replace``): move windows keep their history.
+            # The book stays (empty ones are dropped by the next ``replace``): tracks keep their history.
             self._fired.update(firing.rule.id for firing in fired)
         return fired
+
+
+def _moves(direction: _Direction, ticks: Sequence[PricePoint], high: float, low: float) -> list[Firing]:
+    """Move rules of one direction against one window, then the window joins the track.
+
+    Per window and window length, one bisection bounds the best ratio any tick of the
+    window can reach (its best price against the extreme since the span before its first
+    tick); only a window whose bound reaches a threshold is checked tick by tick.
+    """
+    track = direction.track
+    rising = track.rising
+    first = ticks[0].ts
+    fired: list[Firing] = []
+    # The longest span has the most extreme price: if even against it no rule of any span
+    # can fire, the window is only added to the track.
+    widest = track.extreme_since(first - track.span_ms)
+    if rising:
+        bound = high / (low if widest is None or low < widest else widest)
+        groups = direction.groups if bound >= direction.floor else ()
+    else:
+        bound = low / (high if widest is None or high > widest else widest)
+        groups = direction.groups if bound <= direction.floor else ()
+    for span, thresholds in groups:
+        if not thresholds.keys:
+            continue
+        before = track.extreme_since(first - span)
+        if rising:
+            extreme = low if before is None or low < before else before
+            if high / extreme < thresholds.keys[0]:
+                continue
+        else:
+            extreme = high if before is None or high > before else before
+            if low / extreme > thresholds.keys[-1]:
+                continue
+        running: float | None = None
+        for tick in ticks:
+            price = tick.price
+            running = price if running is None else (min(running, price) if rising else max(running, price))
+            before = track.extreme_since(tick.ts - span)
+            extreme = running if before is None else (min(before, running) if rising else max(before, running))
+            taken = thresholds.take_up_to(price / extreme) if rising else thresholds.take_from(price / extreme)
+            fired.extend(Firing(rule, price, tick.ts) for rule in taken)
+    if fired:
+        direction.refloor()
+    for tick in ticks:
+        track.push(tick.ts, tick.price)
+    track.expire(ticks[-1].ts)
+    return fired
 
 
 def _first_at_or_above(rule: AlertRule, ticks: Sequence[PricePoint]) -> Firing:

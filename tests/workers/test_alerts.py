@@ -112,6 +112,42 @@ def test_indexed_thresholds_match_a_brute_force_check() -> None:
     assert len(evaluator) == len(active)
 
 
+def test_move_rules_match_a_brute_force_check() -> None:
+    rng = random.Random(11)
+    rules = [
+        rule(i, rng.choice(["rise", "fall"]), percent=round(rng.uniform(0.2, 8.0), 2), minutes=rng.choice([1, 2, 5]))
+        for i in range(400)
+    ]
+    evaluator = AlertEvaluator(rules)
+    active = {r.id: r for r in rules}
+    seen: list[T] = []
+    price, ts = 100.0, 0
+    for _ in range(1_500):
+        batch = []
+        for _ in range(rng.randint(0, 3)):
+            ts += rng.randint(20, 400)
+            price = round(price * (1 + rng.gauss(0, 0.002)), 2)
+            batch.append(T(ts, price))
+        expected = {}
+        for tick in batch:
+            seen.append(tick)
+            seen = [t for t in seen if t.ts >= tick.ts - 5 * MINUTE_MS]
+            recent = {m: [t.price for t in seen if t.ts >= tick.ts - m * MINUTE_MS] for m in (1, 2, 5)}
+            lows = {m: min(p) for m, p in recent.items()}
+            highs = {m: max(p) for m, p in recent.items()}
+            for r in list(active.values()):
+                if r.condition == "rise":
+                    hit = tick.price / lows[r.minutes] >= 1 + r.percent / 100
+                else:
+                    hit = tick.price / highs[r.minutes] <= 1 - r.percent / 100
+                if hit:
+                    expected[r.id] = (tick.price, tick.ts)
+                    del active[r.id]
+        got = {f.rule.id: (f.price, f.ts) for f in evaluator.evaluate("AAA", batch)}
+        assert got == expected
+    assert 0 < len(active) < len(rules), "some fired, some did not"
+
+
 def test_rise_fires_on_a_move_from_the_low_of_the_last_n_minutes() -> None:
     evaluator = AlertEvaluator([rule(1, "rise", percent=2.0, minutes=1), rule(2, "rise", percent=5.0, minutes=1)])
     assert evaluator.evaluate("AAA", ticks(100.0, 99.0, 100.0)) == []
