@@ -328,6 +328,11 @@ TICKER = {
     # Stream handshakes must come from the site's own origin: this scheme, the Host the
     # browser reached (an allowed host) with its port. https wherever TLS is on.
     "ORIGIN_SCHEME": env_str("TICKER_ORIGIN_SCHEME", "http" if DEBUG else "https"),
+    # Symbol reads (a snapshot, or a resume of at most MAX_RESUME_TICKS missed ticks) one
+    # user's subscribes may cause per second in one web process, and the burst allowed.
+    "READS_PER_SECOND": env_int("TICKER_READS_PER_SECOND", 50, minimum=1),
+    "READ_BURST": env_int("TICKER_READ_BURST", 400, minimum=1),
+    "MAX_RESUME_TICKS": env_int("TICKER_MAX_RESUME_TICKS", 250, minimum=1),
     # How often each web process re-checks its streams' users and sessions (expiry, bulk
     # deactivation, deletion: what no signal announces). Two queries per check per process.
     "ACCESS_CHECK_SECONDS": env_int("TICKER_ACCESS_CHECK_SECONDS", 5, minimum=1),

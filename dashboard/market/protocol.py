@@ -102,14 +102,15 @@ ClientOp = Subscribe | Unsubscribe | Ping
 class ProtocolError(Exception):
     """A client frame the server refuses; becomes an ``error`` frame, never a crash."""
 
-    def __init__(self, code: ErrorCode, message: str, id: int | str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, id: int | str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id
+        self.extra = extra
 
     def frame(self) -> str:
-        return error_frame(self.code, self.message, self.id)
+        return error_frame(self.code, self.message, self.id, **self.extra)
 
 
 # --- parsing -------------------------------------------------------------------------

@@ -289,71 +289,108 @@ def _wire_candle(raw: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SubscribeState:
-    """What a (re)subscribe needs: the snapshot, and the held ticks after the client's ``since``."""
+    """What a (re)subscribe needs: the snapshot, or the held ticks after the client's ``since``."""
 
     snapshot: Snapshot
-    # (seq, encoded tick) after the client's position, oldest first; None when no ``since``.
+    # (seq, encoded tick) after the client's position, oldest first, when they are all held
+    # and no more than the cap; None otherwise (the client then gets the snapshot).
     missed: list[tuple[int, str]] | None
 
 
-def _queue_subscribe(pipe: Any, symbol: str, interval: str, since_seq: int | None, candles: int) -> None:
-    pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
-    if candles > 0:
-        pipe.lrange(recent_candles_key(symbol, interval), 0, candles - 1)
-        pipe.hget(forming_key(symbol), interval)
-    if since_seq is not None:
-        pipe.zrangebyscore(ticks_key(symbol), f"({since_seq}", "+inf", withscores=True)
+# The whole answer to one symbol of a (re)subscribe, decided inside Redis so its cost is
+# bounded whatever the client asks: a resume reads ticks only when the epoch matches and
+# every missed tick (at most ARGV[3]) is still held; otherwise the snapshot's candles.
+# KEYS: state, ticks, recent candles of the interval, forming candles.
+# ARGV: since epoch ('' when not resuming), since seq, max missed ticks, candles, interval.
+# Returns {epoch, seq, quote, 1, {member, score, ...}} or {epoch, seq, quote, 0, recent, forming}.
+SUBSCRIBE_SCRIPT = """
+local state = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'quote')
+local epoch = state[1] or ''
+local seq = tonumber(state[2] or '0')
+local quote = state[3] or ''
+if ARGV[1] ~= '' and epoch == ARGV[1] then
+  local since = tonumber(ARGV[2])
+  local missing = seq - since
+  if missing == 0 then return {epoch, tostring(seq), quote, 1, {}} end
+  if missing > 0 and missing <= tonumber(ARGV[3]) then
+    local held = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, seq, 'WITHSCORES', 'LIMIT', 0, missing)
+    if #held == 2 * missing and tonumber(held[2]) == since + 1 then
+      return {epoch, tostring(seq), quote, 1, held}
+    end
+  end
+end
+local recent, forming = {}, ''
+local n = tonumber(ARGV[4])
+if n > 0 then
+  recent = redis.call('LRANGE', KEYS[3], 0, n - 1)
+  forming = redis.call('HGET', KEYS[4], ARGV[5]) or ''
+end
+return {epoch, tostring(seq), quote, 0, recent, forming}
+"""
+
+# Missed ticks one resume may read per symbol: about the size of a snapshot's candles.
+MAX_RESUME_TICKS = 250
 
 
-def _parse_subscribe(
-    symbols: Sequence[str], since: Mapping[str, int], candles: int, replies: list[Any]
-) -> dict[str, SubscribeState]:
-    states: dict[str, SubscribeState] = {}
-    i = 0
-    for symbol in symbols:
-        state = replies[i]
-        i += 1
-        recent, forming = [], None
-        if candles > 0:
-            recent, forming = replies[i], replies[i + 1]
-            i += 2
-        missed = None
-        if symbol in since:
-            missed = [(int(score), member.decode()) for member, score in replies[i]]
-            i += 1
-        states[symbol] = SubscribeState(parse_snapshot(symbol, state, recent, forming), missed)
-    return states
+def _subscribe_call(
+    symbol: str, interval: str, since: tuple[str, int] | None, candles: int, max_missed: int
+) -> tuple[list[str], list[Any]]:
+    keys = [state_key(symbol), ticks_key(symbol), recent_candles_key(symbol, interval), forming_key(symbol)]
+    epoch, seq = since if since is not None else ("", 0)
+    return keys, [epoch, seq, max_missed, candles, interval]
+
+
+def _parse_subscribe_reply(symbol: str, reply: list[Any]) -> SubscribeState:
+    epoch, seq, quote, resumed = reply[0], reply[1], reply[2], reply[3]
+    state = (epoch or None, seq if epoch else None, quote or None)
+    if resumed:
+        held = reply[4]
+        missed = [(int(held[i + 1]), held[i].decode()) for i in range(0, len(held), 2)]
+        return SubscribeState(parse_snapshot(symbol, state, [], None), missed)
+    return SubscribeState(parse_snapshot(symbol, state, reply[4], reply[5] or None), None)
 
 
 def read_subscribe(
     redis: Any,
     symbols: Sequence[str],
     interval: str,
-    since: Mapping[str, int],
+    since: Mapping[str, tuple[str, int]],
     candles: int = SNAPSHOT_CANDLES,
+    max_missed: int = MAX_RESUME_TICKS,
 ) -> dict[str, SubscribeState]:
-    """Snapshots (with up to ``candles`` recent candles) plus, for symbols with a ``since``
-    seq, the ticks held after it; one round trip."""
+    """For each symbol, the missed ticks after its ``since`` ``(epoch, seq)`` when a resume
+    is possible, else a snapshot with up to ``candles`` recent candles; one round trip."""
+    script = redis.register_script(SUBSCRIBE_SCRIPT)
     with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            _queue_subscribe(pipe, symbol, interval, since.get(symbol), candles)
-        return _parse_subscribe(symbols, since, candles, pipe.execute())
+            keys, args = _subscribe_call(symbol, interval, since.get(symbol), candles, max_missed)
+            script(keys=keys, args=args, client=pipe)
+        replies = pipe.execute()
+    return {s: _parse_subscribe_reply(s, r) for s, r in zip(symbols, replies, strict=True)}
 
 
 async def aread_subscribe(
     redis: Any,
     symbols: Sequence[str],
     interval: str,
-    since: Mapping[str, int],
+    since: Mapping[str, tuple[str, int]],
     candles: int = SNAPSHOT_CANDLES,
+    max_missed: int = MAX_RESUME_TICKS,
 ) -> dict[str, SubscribeState]:
     """``read_subscribe`` for an asyncio client."""
+    script = redis.register_script(SUBSCRIBE_SCRIPT)
     async with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
-            _queue_subscribe(pipe, symbol, interval, since.get(symbol), candles)
-        return _parse_subscribe(symbols, since, candles, await pipe.execute())
+            keys, args = _subscribe_call(symbol, interval, since.get(symbol), candles, max_missed)
+            await script(keys=keys, args=args, client=pipe)
+        replies = await pipe.execute()
+    return {s: _parse_subscribe_reply(s, r) for s, r in zip(symbols, replies, strict=True)}
 
 
 def read_quotes(redis: Any, symbols: Sequence[str]) -> dict[str, Snapshot]:
     """The latest state of ``symbols`` without candles (catalog API, admin list)."""
-    return {s: state.snapshot for s, state in read_subscribe(redis, symbols, "1m", {}, candles=0).items()}
+    with redis.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.hmget(state_key(symbol), *SNAPSHOT_FIELDS)
+        replies = pipe.execute()
+    return {s: parse_snapshot(s, state, [], None) for s, state in zip(symbols, replies, strict=True)}

@@ -23,6 +23,7 @@ from typing import Any
 
 from dashboard.market.protocol import CloseCode, ErrorCode, error_frame
 from dashboard.streams.access import Credentials, audit
+from dashboard.streams.guard import ReadBudget
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,17 @@ logger = logging.getLogger(__name__)
 class ConnectionLimiter:
     """Open-stream counts and recent connect times per user; thread-safe (sync consumers)."""
 
-    def __init__(self, max_open: int, max_per_minute: int) -> None:
+    def __init__(
+        self, max_open: int, max_per_minute: int, reads_per_second: float = 100.0, read_burst: float = 1000.0
+    ) -> None:
         self.max_open = max_open
         self.max_per_minute = max_per_minute
+        self.reads_per_second = reads_per_second
+        self.read_burst = read_burst
         self._open: dict[int, int] = defaultdict(int)
         self._recent: dict[int, deque[float]] = defaultdict(deque)
+        # Kept while the user has streams or recent connects: reconnecting refills nothing.
+        self._budgets: dict[int, ReadBudget] = {}
         self._lock = threading.Lock()
 
     def acquire(self, user_id: int, now: float | None = None) -> str | None:
@@ -53,6 +60,14 @@ class ConnectionLimiter:
             self._open[user_id] += 1
             return None
 
+    def read_budget(self, user_id: int) -> ReadBudget:
+        """The read budget all of this user's streams in the process share."""
+        with self._lock:
+            budget = self._budgets.get(user_id)
+            if budget is None:
+                budget = self._budgets[user_id] = ReadBudget(self.reads_per_second, self.read_burst)
+            return budget
+
     def release(self, user_id: int) -> None:
         with self._lock:
             self._open[user_id] -= 1
@@ -60,6 +75,7 @@ class ConnectionLimiter:
                 del self._open[user_id]
                 if not self._recent.get(user_id):
                     self._recent.pop(user_id, None)
+                    self._budgets.pop(user_id, None)
 
     def open_count(self, user_id: int) -> int:
         with self._lock:
@@ -69,6 +85,7 @@ class ConnectionLimiter:
         with self._lock:
             self._open.clear()
             self._recent.clear()
+            self._budgets.clear()
 
 
 _limiter: ConnectionLimiter | None = None
@@ -81,12 +98,24 @@ def limiter() -> ConnectionLimiter:
 
     cfg = settings.TICKER
     with _limiter_lock:
+        wanted = (
+            cfg["MAX_CONNECTIONS_PER_USER"],
+            cfg["MAX_CONNECTS_PER_MINUTE"],
+            cfg["READS_PER_SECOND"],
+            # A subscribe of the most symbols allowed must always fit.
+            max(cfg["READ_BURST"], cfg["MAX_SYMBOLS_PER_CONNECTION"]),
+        )
         if (
             _limiter is None
-            or _limiter.max_open != cfg["MAX_CONNECTIONS_PER_USER"]
-            or _limiter.max_per_minute != cfg["MAX_CONNECTS_PER_MINUTE"]
+            or (
+                _limiter.max_open,
+                _limiter.max_per_minute,
+                _limiter.reads_per_second,
+                _limiter.read_burst,
+            )
+            != wanted
         ):
-            _limiter = ConnectionLimiter(cfg["MAX_CONNECTIONS_PER_USER"], cfg["MAX_CONNECTS_PER_MINUTE"])
+            _limiter = ConnectionLimiter(*wanted)
         return _limiter
 
 
@@ -125,6 +154,7 @@ class StreamAdmission:
             return
         gauge = metrics.CONNECTIONS_OPEN.labels(self.kind)
         gauge.inc()
+        scope = {**scope, "ticker.read_budget": bounds.read_budget(user.pk)}
         session = scope.get("session")
         stream = AdmittedStream(Credentials(user.pk, getattr(session, "session_key", None)), send, self.kind)
         audits = audit()

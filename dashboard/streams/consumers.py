@@ -19,6 +19,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
+from django.conf import settings
 
 from dashboard.market import protocol
 from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_group, token_group, user_group
@@ -28,7 +29,7 @@ from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.selectors import catalog_entries
 from dashboard.streams import frames, heartbeat
 from dashboard.streams.feed import process_feed
-from dashboard.streams.guard import ClientGuard, screen
+from dashboard.streams.guard import ClientGuard, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 from ticker import metrics
 
@@ -73,6 +74,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.ticks_sent = metrics.TICKS_SENT.labels("stream")
         self.limits = frames.limits()
         self.guard = ClientGuard(self.limits)
+        self.max_missed = settings.TICKER["MAX_RESUME_TICKS"]
         self.subs = Subscriptions()
         self.intervals: dict[str, str] = {}
         # Market batches arrive through the process's feed, not this consumer's channel:
@@ -132,8 +134,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
-        since = {s: p.seq for s, p in op.since.items() if s in todo}
-        states = await aread_subscribe(async_redis(), todo, op.interval, since) if todo else {}
+        if todo:
+            charge_reads(self.scope["ticker.read_budget"], len(todo), op.id)
+        since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s in todo}
+        states = await aread_subscribe(async_redis(), todo, op.interval, since, max_missed=self.max_missed)
         frames = []
         # No await between reading the state and recording the positions: no batch can
         # slip in between, so nothing older is forwarded and nothing newer skipped.
@@ -287,6 +291,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
                 message = f"this stream serves {self.symbol} only; use /ws/stream/ for others"
                 raise ProtocolError(ErrorCode.FORBIDDEN, message, op.id)
             if isinstance(op, Subscribe):
+                charge_reads(self.scope["ticker.read_budget"], 1, op.id)
                 try:
                     self._subscribe(op, ack=True)
                 except (redis.RedisError, OSError) as exc:
@@ -301,8 +306,9 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if self.symbol not in self.catalog:
             raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"{self.symbol} is no longer listed", op.id)
         self.interval = op.interval
-        since = {s: p.seq for s, p in op.since.items() if s == self.symbol}
-        state = read_subscribe(sync_redis(), [self.symbol], op.interval, since)[self.symbol]
+        since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s == self.symbol}
+        max_missed = settings.TICKER["MAX_RESUME_TICKS"]
+        state = read_subscribe(sync_redis(), [self.symbol], op.interval, since, max_missed=max_missed)[self.symbol]
         frame, epoch, seq = subscription_frame(
             state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
         )

@@ -1,12 +1,21 @@
-"""Abuse policy for one connection: the frame-rate budget, the bad-frame budget, screening.
+"""Abuse policy: the frame-rate and bad-frame budgets of a connection, screening, and the
+read budget of a user.
 
 Both consumers screen every client frame through ``screen``: rate-limit, then parse;
 well-formed requests the server refuses are answered, malformed input counts toward a
 close with 4400, and flooding closes with 4429.
+
+A frame's rate says little about its cost: one ``subscribe`` may name 200 symbols. What a
+subscribe makes the server read (one bounded read per symbol: a snapshot, or at most
+``MAX_RESUME_TICKS`` missed ticks) is charged to its user's ``ReadBudget``, shared by all
+of that user's streams in the process; a subscribe over budget is refused whole with
+``rate_limited`` and ``retry_after_ms``, and reads nothing.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -100,3 +109,40 @@ def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | N
         if err.code in ABUSE_CODES and guard.bad_frame(now) is Verdict.CLOSE:
             return Screened(replies=[err.frame()], close=CloseCode.PROTOCOL_ABUSE)
         return Screened(replies=[err.frame()])
+
+
+class ReadBudget:
+    """A user's symbol reads: a token bucket of ``burst`` refilled at ``per_second``; thread-safe."""
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.tokens = burst
+        self.updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def charge(self, reads: int, now: float | None = None) -> float:
+        """Take ``reads`` tokens and return 0, or take none and return the seconds until they are there."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+            self.updated = now
+            if reads <= self.tokens:
+                self.tokens -= reads
+                return 0.0
+            if reads > self.burst:
+                return float("inf")
+            return (reads - self.tokens) / self.per_second
+
+
+def charge_reads(budget: ReadBudget, reads: int, op_id: int | str | None) -> None:
+    """Charge a client's subscribe for the reads it causes, or refuse it whole (``rate_limited``)."""
+    wait = budget.charge(reads)
+    if wait:
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"subscribing {reads} symbols now exceeds your read budget ({budget.per_second:g} per second);"
+            " nothing was subscribed, retry later",
+            op_id,
+            retry_after_ms=math.ceil(wait * 1000),
+        )

@@ -37,7 +37,8 @@ export class StreamClient {
     this.closedByUs = false;
     this.watchdog = null;
     this.reconnectTimer = null;
-    this.stats = { frames: 0, ticks: 0, gaps: 0, reconnects: 0, recovered: 0, snapshots: 0 };
+    this.stats = { frames: 0, ticks: 0, gaps: 0, reconnects: 0, recovered: 0, snapshots: 0, retried: 0 };
+    this.pending = new Map(); // subscribe id -> symbols, until its ack or error
   }
 
   connect() {
@@ -97,6 +98,7 @@ export class StreamClient {
     }
     const frame = { op: "subscribe", id: this.nextId++, symbols, interval: this.interval };
     if (Object.keys(since).length) frame.since = since;
+    this.pending.set(frame.id, symbols);
     this.send(frame);
   }
 
@@ -135,15 +137,32 @@ export class StreamClient {
       case "symbols":
         this.call("onSymbols", msg.symbols);
         break;
+      case "ack":
+        this.pending.delete(msg.id);
+        break;
       case "error":
+        this.retryRefused(msg);
         this.call("onError", msg);
         break;
       case "alert":
         this.call("onAlert", msg.alert); // a price alert of this user fired (alerts.js)
         break;
       default:
-        break; // ack, pong, heartbeat: liveness only
+        break; // pong, heartbeat: liveness only
     }
+  }
+
+  /** A subscribe refused for now (over the read budget, store away) is sent again later. */
+  retryRefused(msg) {
+    const symbols = this.pending.get(msg.id);
+    this.pending.delete(msg.id);
+    if (!symbols || (msg.code !== "rate_limited" && msg.code !== "unavailable")) return;
+    const delay = (msg.retry_after_ms || 1000) * (1 + Math.random() * 0.2);
+    this.stats.retried += 1;
+    setTimeout(() => {
+      const still = symbols.filter((s) => this.wanted.has(s));
+      if (still.length && this.isOpen()) this.sendSubscribe(still);
+    }, delay);
   }
 
   onTicks(msg) {
@@ -189,6 +208,7 @@ export class StreamClient {
 
   onClose(event) {
     this.helloSeen = false;
+    this.pending.clear(); // a new socket resubscribes everything wanted
     clearInterval(this.watchdog);
     if (this.closedByUs) return;
     if (event.code === CLOSE_NOT_AUTHENTICATED) {

@@ -59,15 +59,54 @@ def test_closed_candles_go_to_the_recent_list_and_the_pending_queue(redis_client
     assert json.loads(redis_client.lindex(store.PENDING_CANDLES_KEY, 0))["symbol"] == "AAA"
 
 
-def test_read_subscribe_returns_the_snapshot_and_only_the_ticks_after_since(redis_client, commit) -> None:
+def test_a_resume_in_the_same_epoch_reads_only_the_missed_ticks(redis_client, commit) -> None:
     redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
-    commit(OWNER, range(1, 11))
-    states = store.read_subscribe(redis_client, ["AAA", "NEW"], "1m", {"AAA": 7})
+    commit(OWNER, range(1, 11), closed=(Candle("1m", 0, 1, 1, 1, 1, 1, closed=True),))
+    states = store.read_subscribe(redis_client, ["AAA", "NEW"], "1m", {"AAA": ("e1", 7)})
     snap = states["AAA"].snapshot
     assert (snap.epoch, snap.seq, snap.quote) == ("e1", 10, {"price": 110.0})
     assert [seq for seq, _ in states["AAA"].missed] == [8, 9, 10]
+    assert snap.candles == [], "a resume reads no candles"
     assert states["NEW"].snapshot.epoch is None
     assert states["NEW"].missed is None
+
+
+def test_a_resume_that_is_up_to_date_reads_nothing_more(redis_client, commit) -> None:
+    redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
+    commit(OWNER, range(1, 6))
+    assert store.read_subscribe(redis_client, ["AAA"], "1m", {"AAA": ("e1", 5)})["AAA"].missed == []
+
+
+@pytest.mark.parametrize(
+    ("since", "why"),
+    [(("other", 7), "another epoch"), (("e1", 2), "more missed than the cap"), (("e1", 11), "ahead of the series")],
+)
+def test_no_resume_means_a_snapshot_and_no_tick_read(redis_client, commit, since, why) -> None:
+    redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
+    commit(OWNER, range(1, 11), closed=(Candle("1m", 0, 1, 1, 1, 1, 1, closed=True),))
+    state = store.read_subscribe(redis_client, ["AAA"], "1m", {"AAA": since}, max_missed=5)["AAA"]
+    assert state.missed is None, why
+    assert len(state.snapshot.candles) == 1, "the snapshot's candles instead"
+
+
+def test_a_resume_past_the_trimmed_tail_gets_a_snapshot(redis_client, commit) -> None:
+    redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
+    commit(OWNER, range(1, 31), keep_ticks=10)  # ticks 21..30 held
+    assert store.read_subscribe(redis_client, ["AAA"], "1m", {"AAA": ("e1", 15)})["AAA"].missed is None
+    assert len(store.read_subscribe(redis_client, ["AAA"], "1m", {"AAA": ("e1", 20)})["AAA"].missed) == 10
+
+
+async def test_the_async_read_answers_the_same(redis_client, commit) -> None:
+    from dashboard.market.client import new_async_redis
+
+    redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
+    commit(OWNER, range(1, 11))
+    client = new_async_redis()
+    try:
+        states = await store.aread_subscribe(client, ["AAA"], "1m", {"AAA": ("e1", 8)})
+    finally:
+        await client.aclose()
+    assert [seq for seq, _ in states["AAA"].missed] == [9, 10]
 
 
 def test_read_quotes_reads_no_candles(redis_client, commit) -> None:

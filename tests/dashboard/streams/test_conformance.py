@@ -237,3 +237,23 @@ async def test_symbol_stream_while_the_store_is_down_closes_1013(connect, symbol
     communicator = await opened(connect, SYMBOL_AAA)
     assert (await next_frame(communicator, "error"))["code"] == "unavailable"
     assert await closing_code(communicator) == 1013
+
+
+async def test_subscribes_over_the_users_read_budget_are_refused_whole(connect, producer, settings) -> None:
+    # Budget of 3 symbol reads, refilled at 1 per second, shared by the user's streams.
+    settings.TICKER = {**settings.TICKER, "READ_BURST": 3, "READS_PER_SECOND": 1, "MAX_SYMBOLS_PER_CONNECTION": 2}
+    first = await opened(connect, STREAM)
+    second = await opened(connect, STREAM)
+    await first.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA", "BBB"]}))
+    assert (await next_frame(first, "ack"))["id"] == 1
+    await second.send_to(text_data=json.dumps({"op": "subscribe", "id": 2, "symbols": ["AAA", "BBB"]}))
+    refused = await next_frame(second, "error")
+    assert (refused["id"], refused["code"]) == (2, "rate_limited")
+    assert 0 < refused["retry_after_ms"] <= 1000
+    # Refused whole: nothing was subscribed, so an unsubscribe removes nothing.
+    await second.send_to(text_data=json.dumps({"op": "unsubscribe", "id": 3, "symbols": ["AAA", "BBB"]}))
+    assert (await next_frame(second, "ack"))["symbols"] == []
+    # One read is still there: a one-symbol subscribe fits.
+    await second.send_to(text_data=json.dumps({"op": "subscribe", "id": 4, "symbols": ["AAA"]}))
+    assert (await next_frame(second, "ack"))["id"] == 4
+    assert (await live_snapshot(second))["symbol"] == "AAA"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dashboard.market.protocol import Limits
-from dashboard.streams.guard import ClientGuard, Verdict
+from dashboard.streams.guard import ClientGuard, ReadBudget, Verdict
 
 
 def test_guard_admits_the_rate_refuses_over_it_and_closes_a_flood() -> None:
@@ -26,3 +28,11 @@ def test_guard_closes_after_too_many_bad_frames_in_the_window() -> None:
     assert guard.bad_frame(21.0) == Verdict.REFUSE
     assert guard.bad_frame(22.0) == Verdict.REFUSE
     assert guard.bad_frame(23.0) == Verdict.CLOSE
+
+
+def test_the_read_budget_charges_what_is_there_and_says_when_the_rest_will_be() -> None:
+    budget = ReadBudget(per_second=10, burst=20)
+    assert budget.charge(15, now=budget.updated) == 0.0
+    assert budget.charge(10, now=budget.updated) == pytest.approx(0.5), "5 left, 5 more take half a second"
+    assert budget.charge(10, now=budget.updated + 0.5) == 0.0, "nothing was taken by the refused charge"
+    assert budget.charge(21, now=budget.updated + 100) == float("inf"), "never fits"
