@@ -8,7 +8,7 @@
 | workers              | dashboard, ticker.metrics, itself                                   |
 | ticker               | anything: it wires the others                                       |
 
-The pure modules (protocol, candles, simulator, backfill) import neither Django nor Channels.
+The pure modules (protocol, candles, simulator, backfill, alert rules) import neither Django nor Channels.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE = {"dashboard/market/protocol.py", "dashboard/market/candles.py", "workers/simulator.py", "workers/backfill.py"}
+PURE = {
+    "dashboard/market/protocol.py",
+    "dashboard/market/candles.py",
+    "workers/simulator.py",
+    "workers/backfill.py",
+    "workers/alert_rules.py",
+}
 CORE_FRAMEWORK = ("django.conf", "channels.layers", "asgiref.sync")
 
 

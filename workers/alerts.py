@@ -42,18 +42,24 @@ def load_active_rules() -> list[AlertRule]:
         rows = Alert.objects.filter(triggered_at__isnull=True).values_list(
             "id", "user_id", "symbol__symbol", "condition", "price", "percent", "window_minutes"
         )
-        return [
-            AlertRule(
-                id=pk,
-                user_id=user_id,
-                symbol=symbol,
-                condition=condition,
-                price=float(price) if price is not None else None,
-                percent=float(percent) if percent is not None else None,
-                minutes=minutes,
-            )
-            for pk, user_id, symbol, condition, price, percent, minutes in rows
-        ]
+        rules = []
+        for pk, user_id, symbol, condition, price, percent, minutes in rows:
+            try:
+                rules.append(
+                    AlertRule(
+                        id=pk,
+                        user_id=user_id,
+                        symbol=symbol,
+                        condition=condition,
+                        price=float(price) if price is not None else None,
+                        percent=float(percent) if percent is not None else None,
+                        minutes=minutes,
+                    )
+                )
+            except ValueError as exc:
+                # The database's CHECK keeps these out; one that got in must not hide the others.
+                logger.warning("alert %s skipped: %s", pk, exc)
+        return rules
     finally:
         close_old_connections()
 
