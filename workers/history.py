@@ -32,6 +32,9 @@ from workers.simulator import SymbolSpec
 logger = logging.getLogger(__name__)
 
 GAP_INTERVAL = "1m"
+# The finest candles are generated for the last hour only (720 five-second candles, more
+# than a chart shows): over a day they would be most of the rows to store for little use.
+FINEST_SPAN_MS = 3_600_000
 
 
 class HistoryBackfill:
@@ -50,6 +53,7 @@ class HistoryBackfill:
         self.span_ms = span_ms
         # Nothing is generated further back than an interval keeps: prune would drop it.
         self.keep_ms = {i: k for i, k in keep_ms.items() if k is not None}
+        self.keep_ms[FINEST] = min(self.keep_ms.get(FINEST, FINEST_SPAN_MS), FINEST_SPAN_MS)
         self.seed = seed
         self.time_scale = time_scale
         self._one_at_a_time = asyncio.Lock()
