@@ -10,6 +10,8 @@ one hook (``workers/producer.py``, after the window's ticks are committed and pu
 * A firing is stored with ``UPDATE ... WHERE triggered_at IS NULL``: of two producers that
   both see the crossing (during a lease handover) exactly one updates the row, and only
   that one publishes the ``alert`` frame to the owner's streams.
+  Storing and pushing run as a task beside the window loop: a slow database never delays
+  ticks, and the alert still leaves right after the window of its crossing tick.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 REFRESH_MS = 30_000
 RETRY_MS = 1_000
+CLOSE_GRACE_SECONDS = 5.0
 
 
 def load_active_rules() -> list[AlertRule]:
@@ -139,12 +142,17 @@ class AlertWatcher:
         self._now = 0
         self._loading: asyncio.Task[None] | None = None
         self._reload_again = False
+        # Firings being stored and pushed: the window never waits on the database.
+        self._firing: set[asyncio.Task[list[dict[str, Any]]]] = set()
         self.fired = 0
 
     async def on_window(
         self, version: bytes | None, now: int, produced: Mapping[str, Sequence[PricePoint]], committed: set[str]
-    ) -> list[dict[str, Any]]:
-        """Check one window's committed ticks; store and publish what fired. Returns the fired alerts."""
+    ) -> list[Firing]:
+        """Check one window's committed ticks; what fired is stored and pushed in the background.
+
+        Returns the firings (taken out of the evaluator at once, so none fires twice here).
+        """
         self._now = now
         if version != self._version or now >= self._due_ms:
             self._version = version
@@ -157,9 +165,11 @@ class AlertWatcher:
                 fired = evaluate(symbol, ticks)
                 if fired:
                     firings += fired
-        if not firings:
-            return []
-        return await self._fire(firings)
+        if firings:
+            task = asyncio.get_running_loop().create_task(self._fire(firings))
+            self._firing.add(task)
+            task.add_done_callback(self._firing.discard)
+        return firings
 
     async def _fire(self, firings: list[Firing]) -> list[dict[str, Any]]:
         try:
@@ -213,8 +223,20 @@ class AlertWatcher:
         while self._loading is not None and not self._loading.done():
             await asyncio.shield(self._loading)
 
+    async def settled(self) -> None:
+        """Wait for a reload and for every firing in flight to be stored and pushed (tests, stop)."""
+        await self.loaded()
+        while self._firing:
+            await asyncio.gather(*self._firing, return_exceptions=True)
+
     async def close(self) -> None:
-        """Cancel a reload in flight (producer stop)."""
+        """Producer stop: let firings in flight finish (for ``CLOSE_GRACE_SECONDS``), cancel a reload."""
+        if self._firing:
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                    await asyncio.gather(*self._firing, return_exceptions=True)
+            except TimeoutError:
+                logger.warning("%d alert firings unstored at stop; the next producer fires them", len(self._firing))
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -260,6 +260,7 @@ async def test_an_alert_fires_once_in_the_window_of_its_crossing_tick(aredis, tr
     await producer.run_window(20_000_100)  # sees the new version, reloads in the background
     await producer.alerts.loaded()
     entries = await producer.run_window(20_000_200)
+    await producer.alerts.settled()  # stored and pushed off the window's path
     tick = first_tick(entries, "AAA")
     await crossing.arefresh_from_db()
     assert crossing.triggered_price == tick["price"]
@@ -280,7 +281,7 @@ async def test_an_alert_fires_once_in_the_window_of_its_crossing_tick(aredis, tr
     }
     for i in range(3, 6):
         await producer.run_window(20_000_000 + i * 100)
-    await producer.alerts.loaded()
+    await producer.alerts.settled()
     assert producer.alerts.fired == 1
     await waiting.arefresh_from_db()
     assert waiting.triggered_at is None
@@ -303,6 +304,7 @@ async def test_two_producers_during_a_handover_fire_an_alert_once(aredis, trader
     await second.alerts.loaded()
     assert len(second.alerts.evaluator) == 1, "the second producer holds the alert too"
     entries = await first.run_window(30_000_200)
+    await first.alerts.settled()
     assert first.alerts.fired == 1
     fired_price = first_tick(entries, "AAA")["price"]
     # Handover: the first producer stops, the second takes AAA and ticks it with the stale alert.
@@ -311,6 +313,7 @@ async def test_two_producers_during_a_handover_fire_an_alert_once(aredis, trader
     while "AAA" not in (await second.run_window(now)):
         now += 100
         assert now < 30_010_000, "the second producer never took AAA over"
+    await second.alerts.settled()
     assert second.alerts.fired == 0
     assert len(second.alerts.evaluator) == 0, "evaluated, found already fired, not stored again"
     await alert.arefresh_from_db()
