@@ -78,6 +78,17 @@ def test_an_alert_set_from_the_chart_fires_and_shows_a_toast(
     page.click(f'#grid tr[data-symbol="{SYMBOL}"]')
     expect(page.locator('.chart-head [data-field="symbol"]')).to_have_text(SYMBOL)
     price = current_price(page, SYMBOL)
+    # As if the trader allowed notifications and looked at another window when it fires.
+    page.evaluate(
+        """() => {
+          window.notified = [];
+          window.Notification = class {
+            static permission = "granted";
+            constructor(title, options) { window.notified.push({ title, body: options.body }); }
+          };
+          document.hasFocus = () => false;
+        }"""
+    )
     page.click(".chart-head [data-alert]")
     dialog = page.locator("dialog.alert-dialog")
     expect(dialog).to_be_visible()
@@ -101,6 +112,11 @@ def test_an_alert_set_from_the_chart_fires_and_shows_a_toast(
     logger.info("alert toast %.2f s after setting it; crossing tick to frame: %s ms", shown_after, latency)
     assert len(latency) == 1
     assert latency[0] < 1_000, "the frame follows the crossing tick's window"
+    [notified] = page.evaluate("window.notified")
+    assert notified["title"] == f"Price alert: {SYMBOL}"
+    assert f"{SYMBOL} at or below" in notified["body"]
+    stored = re.search(rf"alert {alert_id} fired: .*\(stored (\d+) ms after the crossing tick\)", stack_logs.logs())
+    logger.info("worker: alert stored and pushed %s ms after its crossing tick", stored.group(1) if stored else "?")
     # The page marked it seen: a later visit does not show it again.
     page.wait_for_function(
         "id => fetch('/api/alerts/?status=unseen').then(r => r.json()).then(b => !b.alerts.some(a => a.id === id))",
