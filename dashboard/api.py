@@ -27,9 +27,11 @@ from typing import Any, Literal
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Field, NinjaAPI, Query, Router, Schema, Status
 from ninja.errors import HttpError, Throttled, ValidationError
 from ninja.openapi.docs import Swagger
@@ -98,11 +100,34 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     )
 
 
+# Any operation can answer these: a malformed request (400), no or bad credentials (401),
+# a CSRF failure or a read-only token's write (403), a throttled token (429); and one
+# with path parameters, a 404.
+COMMON_ERRORS = (400, 401, 403, 429)
+COMMON_ERRORS_TEXT = {
+    400: "Invalid request: the message names the field",
+    401: "Not authenticated: no session, or a bad, expired or revoked token",
+    403: "Forbidden: CSRF check failed, or a read-only token tried to write",
+    404: "Not found",
+    429: "Too many requests for this token: see Retry-After",
+}
+
+
 # --- Authentication and throttling ----------------------------------------------------
 
 
 class BearerToken(HttpBearer):
-    """``Authorization: Bearer <token>``; a bad token is a 401 even if a session exists."""
+    """``Authorization: Bearer <token>``; a bad token is a 401 even if a session exists.
+
+    Another scheme (``Basic`` from a proxy in front of a staging site) is ignored: the
+    session decides.
+    """
+
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        scheme, _, secret = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.authenticate(request, secret)
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
         try:
@@ -182,7 +207,21 @@ class TokenThrottle(BaseThrottle):
 
 
 class TickerAPI(NinjaAPI):
-    """``NinjaAPI`` whose 405 answers use the common error shape too."""
+    """``NinjaAPI`` whose 405 answers use the common error shape too, and whose schema
+    documents on every operation the errors any operation can give (``COMMON_ERRORS``),
+    including those of routers written elsewhere (alerts)."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorOut", ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}"))
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                codes = COMMON_ERRORS + ((404,) if "{" in path else ())
+                for code in codes:
+                    operation["responses"].setdefault(code, {"description": COMMON_ERRORS_TEXT[code], "content": error})
+        return schema
 
     def _get_urls(self) -> list[URLPattern | URLResolver]:
         urls = super()._get_urls()
@@ -259,6 +298,19 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
 @api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return api.create_response(request, error_body("not_found", "no such resource"), status=404)
+
+
+def _out_of_range(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A number past what the database stores (an id of 2**64): the caller's input, so a 400,
+    # on every operation, including those whose schema left the integer unbounded.
+    logger.warning("API %s %s: a value out of the database's range: %r", request.method, request.path, exc)
+    return api.create_response(
+        request, error_body("bad_request", "a number in the request is out of range"), status=400
+    )
+
+
+api.add_exception_handler(OverflowError, _out_of_range)  # SQLite
+api.add_exception_handler(DataError, _out_of_range)  # PostgreSQL: integer out of range
 
 
 @api.exception_handler(Exception)
@@ -508,6 +560,7 @@ api.add_router("/tokens/", tokens_router)
 api.add_router("/alerts/", alerts_router)
 
 
+@csrf_exempt  # it changes nothing; a CSRF refusal would be an HTML page instead of this JSON 404
 def not_found(request: HttpRequest) -> HttpResponse:
     """Any path under /api/ that names no operation."""
     return error_response(404, "not_found", f"no API endpoint at {request.path}")

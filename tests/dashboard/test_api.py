@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -139,6 +140,8 @@ def assert_error(response, status: int, code: str) -> dict:
 def test_errors_share_one_shape(trader, aaa) -> None:
     assert_error(trader.get("/api/symbols/NOPE/candles/"), 404, "not_found")
     assert_error(trader.get("/api/nothing-here/"), 404, "not_found")
+    # Even a write without a CSRF token: a JSON 404, not Django's HTML CSRF page.
+    assert_error(Client(enforce_csrf_checks=True).delete("/api/tokens/not-a-number/"), 404, "not_found")
     response = trader.put("/api/symbols/")
     assert_error(response, 405, "method_not_allowed")
     assert "GET" in response["Allow"]
@@ -156,3 +159,9 @@ def test_an_unexpected_failure_is_a_logged_500_in_the_same_shape(trader, aaa, re
     with caplog.at_level("ERROR", logger="dashboard.api"):
         assert_error(trader.get("/api/symbols/"), 500, "server_error")
     assert "API GET /api/symbols/ failed" in caplog.text
+
+
+def test_a_number_past_the_database_range_is_a_400_not_a_500(trader, aaa) -> None:
+    # Unbounded integers in a body reach the database; what it cannot store is the caller's error.
+    response = trader.post("/api/alerts/seen/", json.dumps({"ids": [2**63]}), content_type="application/json")
+    assert_error(response, 400, "bad_request")

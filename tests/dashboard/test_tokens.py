@@ -22,7 +22,7 @@ from ticker.asgi import application
 
 
 @pytest.fixture
-def market(db) -> None:
+def market(db, redis_client) -> None:
     Symbol.objects.create(symbol="AAA", name="Triple A", initial_price=Decimal("10"))
 
 
