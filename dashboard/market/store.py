@@ -30,6 +30,9 @@ ALERTS_VERSION_KEY = f"{KEY_PREFIX}alerts:version"
 MAX_CONTROLS = 100
 # Milliseconds timestamp of the last producer window that completed (any worker).
 PRODUCER_HEARTBEAT_KEY = f"{KEY_PREFIX}producer:last_window_ms"
+# Per web process, its open streams (JSON, with a TTL): written by its heartbeat hub,
+# read by `manage.py ticker_status`. A process that stops writing drops out on its own.
+WEB_STREAMS_PREFIX = f"{KEY_PREFIX}web:streams:"
 # Closed candles waiting for the database; capped so a stopped beat cannot fill Redis.
 MAX_PENDING_CANDLES = 100_000
 # Closed candles kept per symbol and interval in Redis for snapshots and history.
@@ -83,6 +86,10 @@ return 0
 
 def lease_key(symbol: str) -> str:
     return f"{KEY_PREFIX}lease:{symbol}"
+
+
+def web_streams_key(process_id: str) -> str:
+    return f"{WEB_STREAMS_PREFIX}{process_id}"
 
 
 def state_key(symbol: str) -> str:
