@@ -80,20 +80,24 @@ async def test_an_alert_reaches_all_the_owners_streams_and_no_one_elses(symbols,
             assert (await next_alert(stream))["id"] == second.pk
 
 
-async def test_the_alert_follows_the_window_of_its_crossing_tick(symbols, connect) -> None:
-    """On a symbol stream, the frame that carried the crossing tick is the last ticks frame before the alert."""
+async def test_the_alert_arrives_within_a_window_of_its_crossing_tick(symbols, connect) -> None:
+    """On a symbol stream: the crossing tick's window is the last or the one before the last before the alert.
+
+    (It is stored first, beside the window loop: usually the alert directly follows its window.)
+    """
     stream, ok, _ = await connect("/ws/symbols/AAA/")
     assert ok
     async with running_producer(alerts=True):
         alert = await fires_now("alice")
-        last_ticks: list[dict] = []
+        windows: list[list[dict]] = []
         while True:
             frame = json.loads(await stream.receive_from(timeout=10))
             if frame["type"] == "ticks":
-                last_ticks = frame["data"]
+                windows.append(frame["data"])
             elif frame["type"] == "alert":
                 break
         assert frame["alert"]["id"] == alert.pk
-        crossing = [t for t in last_ticks if t["ts"] == frame["alert"]["triggered_at"]]
-        assert crossing, "the crossing tick is in the window just before the alert"
-        assert crossing[0]["price"] == frame["alert"]["triggered_price"]
+        fired = frame["alert"]
+        recent = [t for ticks in windows[-2:] for t in ticks if t["ts"] == fired["triggered_at"]]
+        assert recent, f"crossing tick at {fired['triggered_at']} not in the last two windows: {windows[-2:]}"
+        assert recent[0]["price"] == fired["triggered_price"]
