@@ -78,7 +78,7 @@ def supervisor_config(commands: dict[str, str], var_dir: Path) -> str:
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            # Every process's output on this terminal, as honcho showed it.
+            # Every process's output on this terminal.
             "stdout_logfile=/dev/stdout",
             "stdout_logfile_maxbytes=0",
         ]
