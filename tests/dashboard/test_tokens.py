@@ -275,3 +275,14 @@ async def test_no_origin_and_no_token_is_refused(symbols, session_cookie) -> Non
     # A cookie without an Origin is exactly what a cross-site script cannot be trusted with.
     _, connected, _ = await open_stream(None, cookie=session_cookie)
     assert not connected
+
+
+async def test_a_stream_closes_when_its_token_expires(symbols, token_for) -> None:
+    created = await sync_to_async(token_for)(expires_in_days=1)
+    expires_at = timezone.now() + timedelta(seconds=1)
+    await sync_to_async(ApiToken.objects.filter(pk=created.token.pk).update)(expires_at=expires_at)
+    communicator, connected, _ = await open_stream(created.secret)
+    assert connected
+    await next_frame(communicator, "hello")
+    assert await closed_with(communicator, timeout=10) == 4401
+    assert timezone.now() >= expires_at
