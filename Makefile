@@ -10,19 +10,23 @@ DEV_STAMP := $(VENV)/.dev-installed
 .PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick soak
 
 $(PY):
+	@echo "==> Creating the virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
 $(RUNTIME_STAMP): requirements.txt | $(PY)
+	@echo "==> Installing the pinned runtime requirements (requirements.txt; about a minute on a fresh clone)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	@echo "==> Installing the pinned test and benchmark tools (requirements-dev.txt)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 # Test-only JavaScript tools (axe-core for the accessibility tests), exactly as locked.
 NODE_STAMP := node_modules/.installed
 $(NODE_STAMP): package.json package-lock.json
+	@echo "==> Installing the locked JavaScript test tools (npm ci: axe-core)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -57,8 +61,8 @@ SYSTEM_PACKAGES_MISSING = $(strip \
 system-packages:
 	@if [ -n "$(SYSTEM_PACKAGES_MISSING)" ]; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "Installing with apt-get: $(SYSTEM_PACKAGES_MISSING)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES_MISSING) >/dev/null; \
+			echo "==> Installing Debian packages the tests need: $(SYSTEM_PACKAGES_MISSING) (apt-get; a few minutes)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES_MISSING); \
 		else \
 			echo "Missing system packages: $(SYSTEM_PACKAGES_MISSING) (Debian: apt-get install them, or run as root)"; exit 1; \
 		fi; \
