@@ -39,7 +39,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser, stack_logs: Stack) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id=ZONE)
+    # bypass_csp: axe-core is injected as a script tag, which the pages' CSP (script-src 'self') refuses.
+    opened = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id=ZONE, bypass_csp=True)
     yield opened
     opened.close()
 

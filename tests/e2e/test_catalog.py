@@ -65,7 +65,8 @@ def open_page(context: BrowserContext, console: ConsoleLog, stack: Stack, *, log
 
 def test_a_deleted_symbol_leaves_every_open_dashboard(browser: Browser, doomed: Stack) -> None:
     console = ConsoleLog()
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # bypass_csp: wait_for_function evaluates its expression in the page, which the CSP forbids.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     try:
         # Two dashboards: one charts the doomed symbol among others, one shows only it.
         among = open_page(context, console, doomed)
