@@ -139,6 +139,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
 
 TRUSTED_PROXIES: frozenset[str] = frozenset()
+LISTEN_BACKLOG = 2048
 
 
 def trusted_forwarded_for(headers: Any, *names: Any, original_addr: Any = None, original_scheme: Any = None) -> Any:
@@ -176,6 +177,12 @@ class BoundedServer(Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Twisted listens with a backlog of 50: a crowd of clients reconnecting at once
+        # (after a deploy) overflows it and handshakes fail before Daphne sees them.
+        self.endpoints = [
+            f"{e}:backlog={LISTEN_BACKLOG}" if e.startswith("tcp:") and "backlog=" not in e else e
+            for e in self.endpoints
+        ]
         if TRUSTED_PROXIES and not self.proxy_forwarded_address_header:
             self.proxy_forwarded_address_header = "X-Forwarded-For"
             self.proxy_forwarded_port_header = "X-Forwarded-Port"

@@ -23,6 +23,10 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+# Connections per event loop: enough for every subscribe in flight during a reconnect storm.
+ASYNC_POOL_SIZE = 64
+SYNC_POOL_SIZE = 64
+
 
 class RedisClients:
     """Clients of one Redis URL: a shared sync one and one per event loop, built lazily."""
@@ -39,7 +43,14 @@ class RedisClients:
     def sync(self) -> redis.Redis:
         with self._lock:
             if self._sync is None:
-                self._sync = redis.Redis.from_url(self.url, **self.options)
+                # Blocking too: the sync consumer's and the web's threads wait for a connection.
+                pool = redis.BlockingConnectionPool.from_url(
+                    self.url,
+                    max_connections=SYNC_POOL_SIZE,
+                    timeout=self.options.get("socket_timeout", 10),
+                    **self.options,
+                )
+                self._sync = redis.Redis(connection_pool=pool)
             return self._sync
 
     def for_running_loop(self) -> aioredis.Redis:
@@ -50,7 +61,13 @@ class RedisClients:
         return client
 
     def new_async(self) -> aioredis.Redis:
-        return aioredis.from_url(self.url, **self.options)
+        # A blocking pool: past its size a command waits for a free connection (up to the
+        # socket timeout) instead of failing with MaxConnectionsError, which is what a
+        # crowd of subscribes at once would otherwise get (redis-py's default pool raises).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=ASYNC_POOL_SIZE, timeout=self.options.get("socket_timeout", 10), **self.options
+        )
+        return aioredis.Redis(connection_pool=pool)
 
 
 _current: RedisClients | None = None

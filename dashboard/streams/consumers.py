@@ -17,7 +17,6 @@ from typing import Any
 
 import redis
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
 from django.conf import settings
 
@@ -26,7 +25,7 @@ from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_grou
 from dashboard.market.client import async_redis, sync_redis
 from dashboard.market.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe
 from dashboard.market.store import aread_subscribe, read_subscribe
-from dashboard.selectors import catalog_entries
+from dashboard.streams import catalog as catalogs
 from dashboard.streams import frames, heartbeat
 from dashboard.streams.feed import process_feed
 from dashboard.streams.guard import ClientGuard, charge_reads, screen
@@ -85,7 +84,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.feed = process_feed(self.channel_layer)
         await self.feed.register(self)
-        catalog = await database_sync_to_async(catalog_entries)()
+        catalog = await catalogs.acurrent()
         self.catalog = _catalog_index(catalog)
         await self.send(text_data=frames.hello(catalog))
         heartbeat.hub().register(self)
@@ -242,7 +241,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.symbol_group: str | None = None
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
         self.accept()
-        catalog = catalog_entries()
+        catalog = catalogs.current()
         self.catalog = _catalog_index(catalog)
         if self.symbol not in self.catalog:
             message = f"unknown or disabled symbol: {self.symbol[:20]}"

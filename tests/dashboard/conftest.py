@@ -17,6 +17,7 @@ from channels.testing import WebsocketCommunicator
 
 from dashboard.market.client import new_async_redis
 from dashboard.models import Symbol
+from dashboard.streams import catalog as catalogs
 from dashboard.streams.admission import limiter
 from ticker.asgi import application
 from workers.alerts import AlertWatcher
@@ -30,6 +31,7 @@ ORIGIN = b"http://127.0.0.1"
 def fresh_connection_limits() -> None:
     """Each test starts with no streams counted (user ids repeat across tests)."""
     limiter().clear()
+    catalogs.forget()
 
 
 @pytest.fixture
