@@ -12,6 +12,9 @@ It prints one line per event on stdout (that is its product), for example::
     gap AAPL expected=1236 got=1240 -> resubscribe since 1235
     resumed AAPL ticks=4 seq=1239
     disconnected code=1006 retry_in=0.41s
+    connect failed retry_in=0.93s
+    connected protocol=1 heartbeat_ms=5000
+    resumed AAPL ticks=8 seq=47
 
 What it shows (see docs/protocol.md):
 
@@ -198,7 +201,7 @@ async def main_async(url: str, token: str, symbols: list[str], interval: str) ->
         delay = backoff.next()
         if code == RATE_LIMITED:
             delay += 5.0  # the server asked us to slow down
-        emit(f"disconnected code={code} retry_in={delay:.2f}s")
+        emit(f"disconnected code={code} retry_in={delay:.2f}s" if code else f"connect failed retry_in={delay:.2f}s")
         await asyncio.sleep(delay)
 
 

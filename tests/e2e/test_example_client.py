@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import queue
 import subprocess
@@ -20,6 +21,7 @@ from tests.e2e.api_tokens import create_token, revoke_token
 from tests.e2e.stack import ROOT, Stack
 
 SCRIPT = ROOT / "examples" / "stream_client.py"
+logger = logging.getLogger(__name__)
 SYMBOLS = ["AAPL", "BTC-USD"]
 
 
@@ -177,6 +179,9 @@ def test_the_example_client_streams_survives_a_web_restart_and_resumes(stack_log
         )
 
     after = out.seen[restart_at:]
+    logger.info(
+        "the client's output around the web restart:\n%s", "\n".join(out.seen[restart_at - 4 : restart_at + 12])
+    )
     # The gap was still held: resumed from its ticks, never a fresh snapshot.
     assert not [line for line in after if line.startswith("snapshot ")], after
     for symbol in SYMBOLS:
