@@ -95,6 +95,7 @@ class Producer:
         self._catalog_due_ms = 0
         self._catalog_version: bytes | None = None
         self._acquire_due_ms = 0
+        self._free_last_round: set[str] = set()
         self.last_window_ms = 0
         # Symbols acquired with no series state: their history is written in the background
         # (workers/history.py), then their series continues from its last close.
@@ -141,6 +142,11 @@ class Producer:
 
     async def release_all(self) -> None:
         """Give up every lease so another worker takes over without waiting for expiry."""
+        try:
+            # Leaving the live set at once lets the others' fair share grow at once.
+            await self.redis.zrem(market_store.PRODUCERS_KEY, self.config.owner)
+        except Exception as exc:
+            logger.warning("could not leave the live producers on stop: %r", exc)
         for task in self.backfilling.values():
             task.cancel()
         held = [*self.owned, *self.backfilling]
@@ -238,9 +244,42 @@ class Producer:
             return
         logger.info("%s: %s applied, mid %.8g -> %.8g", symbol, command["op"], before, process.mid)
 
+    async def fair_share(self, now: int) -> int:
+        """How many symbols this producer should hold: an even split over the live producers.
+
+        Each producer stamps itself into ``PRODUCERS_KEY`` every acquire round; one that
+        has not for a lease period counts as gone (its leases expire at the same time).
+        """
+        key = market_store.PRODUCERS_KEY
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {self.config.owner: now})
+            pipe.zremrangebyscore(key, "-inf", now - self.config.lease_ms)
+            pipe.zcard(key)
+            pipe.pexpire(key, 10 * self.config.lease_ms)
+            live = (await pipe.execute())[2]
+        return -(-len(self.specs) // max(1, live))
+
+    async def rebalance(self, share: int) -> None:
+        """Give up one symbol a round while holding more than the fair share (a worker joined)."""
+        if len(self.owned) + len(self.backfilling) <= share or not self.owned:
+            return
+        symbol = next(iter(self.owned))
+        await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner])
+        del self.owned[symbol]
+        logger.info("%s: released to rebalance (%d held, fair share %d)", symbol, len(self.owned), share)
+
     async def acquire_free_symbols(self, now: int) -> None:
         await self._adopt_backfilled(now)
-        candidates = [s for s in self.specs if s not in self.owned and s not in self.backfilling]
+        share = await self.fair_share(now)
+        await self.rebalance(share)
+        free = [s for s in self.specs if s not in self.owned and s not in self.backfilling]
+        room = share - len(self.owned) - len(self.backfilling)
+        # Beyond the share only what stayed free for a whole round: nobody else takes it
+        # (a producer counted live that is gone), and rebalancing hands it back later.
+        stale = [s for s in free if s in self._free_last_round]
+        self._free_last_round = set(free)
+        self.rng.shuffle(free)
+        candidates = free[: max(0, room)] + [s for s in stale if s not in free[: max(0, room)]]
         if not candidates:
             return
         async with self.redis.pipeline(transaction=False) as pipe:

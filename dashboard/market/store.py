@@ -84,6 +84,10 @@ return 0
 """
 
 
+# Live producers (sorted set: owner -> last acquire round, ms): how many share the market.
+PRODUCERS_KEY = f"{KEY_PREFIX}producers"
+
+
 def lease_key(symbol: str) -> str:
     return f"{KEY_PREFIX}lease:{symbol}"
 

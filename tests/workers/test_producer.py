@@ -219,3 +219,30 @@ async def test_added_and_edited_symbols_take_effect_without_restart(aredis) -> N
     assert len(fast) >= 1.8 * len(slow)
     assert fast[0] == slow[-1] + 1, "same series, retuned"
     assert published_seqs(windows, "NEW")[:1] == [1]
+
+
+async def test_leases_spread_evenly_and_rebalance_when_producers_join_and_leave(aredis) -> None:
+    specs = [SymbolSpec(symbol=f"S{i:02d}", initial_price=10.0, tick_interval_ms=100) for i in range(12)]
+
+    async def rounds(producers: list[Producer], start: int, count: int) -> int:
+        # Acquire rounds come every 500 ms of producer time; each producer takes its turn.
+        for i in range(count):
+            for producer in producers:
+                await producer.run_window(start + i * 500)
+        return start + count * 500
+
+    def held(producers: list[Producer]) -> list[int]:
+        return [len(p.owned) for p in producers]
+
+    p1, p2, p3 = (make_producer(aredis, f"p{i}", specs=specs) for i in (1, 2, 3))
+    now = await rounds([p1], 20_000_000, 2)
+    assert held([p1]) == [12], "alone, it produces the whole market"
+    now = await rounds([p1, p2], now, 16)
+    assert held([p1, p2]) == [6, 6]
+    now = await rounds([p1, p2, p3], now, 16)
+    assert held([p1, p2, p3]) == [4, 4, 4]
+    owners = [p.owned.keys() for p in (p1, p2, p3)]
+    assert set().union(*owners) == {s.symbol for s in specs}, "every symbol produced, none twice"
+    await p3.release_all()
+    now = await rounds([p1, p2], now, 4)
+    assert held([p1, p2]) == [6, 6], "a producer that stops hands its share to the others"
