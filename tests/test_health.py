@@ -52,3 +52,14 @@ def test_not_ready_when_redis_is_down(client) -> None:
         body = client.get("/readyz").json()
     assert body["checks"]["redis"]["ok"] is False
     assert body["status"] == "unavailable"
+
+
+@pytest.mark.django_db
+def test_probes_answer_a_balancers_plain_http_hostless_check_in_production(client, settings, fresh_producer) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["ticker.example.com"]
+    # Anything else from that check would be redirected to HTTPS or refused for its Host.
+    assert client.get("/accounts/login/", HTTP_HOST="10.0.0.11:8001").status_code == 400
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path, HTTP_HOST="10.0.0.11:8001")
+        assert response.status_code == 200, path

@@ -57,6 +57,23 @@ def _producer() -> dict[str, Any]:
     return {"ok": age <= limit, "last_window_age_ms": age}
 
 
+class ProbeMiddleware:
+    """Answers ``/healthz`` and ``/readyz`` before anything else looks at the request.
+
+    A load balancer probes a backend over plain HTTP, by address, often without a ``Host``
+    header: with ``DEBUG=0`` the HTTPS redirect (301) and the host check (400) would mark
+    every healthy backend down. The probes reveal nothing and change nothing, so they
+    skip both. First in ``MIDDLEWARE``.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        probe = PROBES.get(request.path_info)
+        return probe(request) if probe is not None else self.get_response(request)
+
+
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
@@ -64,3 +81,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks["producer"] = _timed(_producer) if checks["redis"]["ok"] else {"ok": False, "error": "redis"}
     ready = all(check["ok"] for check in checks.values())
     return JsonResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
