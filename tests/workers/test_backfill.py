@@ -170,3 +170,27 @@ async def test_producer_backfills_new_symbols_then_continues_from_the_last_close
     await producer.acquire_free_symbols(int(time.time() * 1000) + 3000)
     assert "BBB" in producer.owned
     await producer.release_all()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_lost_series_is_continued_from_the_stored_candles(aredis) -> None:
+    """Redis lost the series (no state), the database kept the candles: the gap is filled
+    from the last stored close, not restarted at the initial price."""
+    symbol = await sync_to_async(Symbol.objects.create)(symbol="CCC", name="C", initial_price=Decimal("50"))
+    now = int(time.time() * 1000)
+    last_start = now - now % 60_000 - 20 * 60_000
+    await sync_to_async(Candle.objects.create)(
+        symbol=symbol, interval="1m", start_ms=last_start, open=80, high=81, low=79, close=80.5, volume=10
+    )
+    backfill = HistoryBackfill(aredis, span_ms=DAY_MS, keep_ms={}, seed="gap", time_scale=DEFAULT_TIME_SCALE)
+    history = await backfill(SymbolSpec(symbol="CCC", initial_price=50.0), now)
+    first = history.closed["1m"][0]
+    assert first.start == last_start + 60_000
+    assert abs(math.log(first.open / 80.5)) < 0.01
+    # About twenty minutes generated, not a day; the live series continues from there.
+    assert 18 <= len(history.closed["1m"]) <= 20
+    stored = market_store.SeriesState.from_redis(await aredis.hgetall(market_store.state_key("CCC")))
+    assert stored.mid == pytest.approx(history.mid)
+    assert await sync_to_async(Candle.objects.filter(symbol=symbol, interval="1m").count)() == 1 + len(
+        history.closed["1m"]
+    )
