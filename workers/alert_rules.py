@@ -193,15 +193,17 @@ def _ratio(rule: AlertRule) -> float:
 class AlertEvaluator:
     """The active rules of the symbols a producer ticks, checked against every window.
 
-    ``replace`` swaps in a freshly loaded rule set (move tracks that remain keep their
-    history); ``evaluate`` returns what one symbol's ticks fired and forgets those
-    rules, so each fires at most once here. Fired ids are remembered until a load no
-    longer lists them, so a load that raced a firing cannot bring a fired rule back.
+    ``replace`` swaps in a freshly loaded rule set, ``add`` indexes new rules beside the
+    current ones (move tracks that remain keep their history in both); ``evaluate`` returns
+    what one symbol's ticks fired and forgets those rules, so each fires at most once here.
+    Fired ids are remembered until a full load no longer lists them, so a load that raced a
+    firing cannot bring a fired rule back.
     """
 
     def __init__(self, rules: Iterable[AlertRule] = ()) -> None:
         self._books: dict[str, _SymbolBook] = {}
         self._fired: set[int] = set()
+        self._known: set[int] = set()
         self.replace(rules)
 
     def __len__(self) -> int:
@@ -214,41 +216,59 @@ class AlertEvaluator:
     def replace(self, rules: Iterable[AlertRule]) -> None:
         """Index ``rules`` (the full active set) in place of the current ones."""
         rules = list(rules)
-        listed = {rule.id for rule in rules}
-        self._fired &= listed
+        self._known = {rule.id for rule in rules}
+        self._fired &= self._known
         grouped: dict[str, list[AlertRule]] = {}
         for rule in rules:
             if rule.id not in self._fired:
                 grouped.setdefault(rule.symbol, []).append(rule)
-        books: dict[str, _SymbolBook] = {}
-        for symbol, symbol_rules in grouped.items():
-            old = self._books.get(symbol)
-            old_tracks = {d.track.rising: d.track for d in old.moves} if old is not None else {}
-            moves = []
-            for condition in MOVE_CONDITIONS:
-                by_span: dict[int, list[AlertRule]] = {}
-                for rule in symbol_rules:
-                    if rule.condition == condition:
-                        assert rule.minutes is not None
-                        by_span.setdefault(rule.minutes * MINUTE_MS, []).append(rule)
-                if not by_span:
-                    continue
-                rising = condition == RISE
-                track = old_tracks.get(rising) or MoveTrack(rising, 0)
-                track.span_ms = max(by_span)
-                groups = [
-                    (span, _Thresholds.of((_ratio(rule), rule) for rule in members))
-                    for span, members in sorted(by_span.items())
-                ]
-                direction = _Direction(track, groups)
-                direction.refloor()
-                moves.append(direction)
-            books[symbol] = _SymbolBook(
-                above=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == ABOVE),  # type: ignore[misc]
-                below=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == BELOW),  # type: ignore[misc]
-                moves=moves,
-            )
-        self._books = books
+        self._books = {symbol: self._book(symbol, symbol_rules) for symbol, symbol_rules in grouped.items()}
+
+    def add(self, rules: Iterable[AlertRule]) -> int:
+        """Index the rules not indexed yet (a partial load of recent alerts); returns how many."""
+        grouped: dict[str, list[AlertRule]] = {}
+        for rule in rules:
+            if rule.id not in self._known and rule.id not in self._fired:
+                self._known.add(rule.id)
+                grouped.setdefault(rule.symbol, []).append(rule)
+        for symbol, fresh in grouped.items():
+            self._books[symbol] = self._book(symbol, self._rules_of(symbol) + fresh)
+        return sum(len(fresh) for fresh in grouped.values())
+
+    def _rules_of(self, symbol: str) -> list[AlertRule]:
+        book = self._books.get(symbol)
+        if book is None:
+            return []
+        return [*book.above.rules, *book.below.rules, *(r for d in book.moves for _, th in d.groups for r in th.rules)]
+
+    def _book(self, symbol: str, symbol_rules: list[AlertRule]) -> _SymbolBook:
+        """One symbol's index; move tracks of the previous one are kept."""
+        old = self._books.get(symbol)
+        old_tracks = {d.track.rising: d.track for d in old.moves} if old is not None else {}
+        moves = []
+        for condition in MOVE_CONDITIONS:
+            by_span: dict[int, list[AlertRule]] = {}
+            for rule in symbol_rules:
+                if rule.condition == condition:
+                    assert rule.minutes is not None
+                    by_span.setdefault(rule.minutes * MINUTE_MS, []).append(rule)
+            if not by_span:
+                continue
+            rising = condition == RISE
+            track = old_tracks.get(rising) or MoveTrack(rising, 0)
+            track.span_ms = max(by_span)
+            groups = [
+                (span, _Thresholds.of((_ratio(rule), rule) for rule in members))
+                for span, members in sorted(by_span.items())
+            ]
+            direction = _Direction(track, groups)
+            direction.refloor()
+            moves.append(direction)
+        return _SymbolBook(
+            above=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == ABOVE),  # type: ignore[misc]
+            below=_Thresholds.of((r.price, r) for r in symbol_rules if r.condition == BELOW),  # type: ignore[misc]
+            moves=moves,
+        )
 
     def forget_fired(self, ids: Iterable[int]) -> None:
         """Let the next ``replace`` restore these rules (their firing was not stored)."""

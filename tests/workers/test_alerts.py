@@ -191,6 +191,47 @@ def test_a_reload_keeps_move_history_and_never_restores_a_fired_rule() -> None:
     assert len(evaluator) == 1
 
 
+def test_add_indexes_only_new_rules_beside_the_current_ones() -> None:
+    evaluator = AlertEvaluator([rule(1, "above", 101.0), rule(2, "rise", percent=1.0, minutes=10)])
+    evaluator.evaluate("AAA", ticks(100.0))
+    assert [f.rule.id for f in evaluator.evaluate("AAA", ticks(101.0, start=2_000))] == [1, 2]
+    # A partial load lists a fired rule again (it raced the firing), a known one and new ones.
+    added = evaluator.add([rule(1, "above", 101.0), rule(3, "below", 99.0), rule(4, "rise", percent=0.5, minutes=10)])
+    assert added == 2
+    assert evaluator.add([rule(3, "below", 99.0)]) == 0
+    assert len(evaluator) == 2
+    # Rule 4 joins the track that saw the 100.0 low.
+    assert [f.rule.id for f in evaluator.evaluate("AAA", ticks(100.6, start=3_000))] == [4]
+    assert [f.rule.id for f in evaluator.evaluate("AAA", ticks(98.0, start=4_000))] == [3]
+
+
+async def test_a_version_bump_reads_only_recent_alerts_and_a_full_load_comes_on_schedule() -> None:
+    calls: list[object] = []
+
+    async def load(since):
+        calls.append(since)
+        return [rule(len(calls), "above", 1_000.0)]
+
+    async def store(firings):
+        return []
+
+    watcher = AlertWatcher(None, load=load, store=store, refresh_ms=10_000)
+    await watcher.on_window(b"1", 0, {}, set())
+    await watcher.loaded()
+    await watcher.on_window(b"2", 100, {}, set())
+    await watcher.loaded()
+    await watcher.on_window(b"2", 200, {}, set())  # no change: no load
+    await watcher.loaded()
+    assert calls[0] is None, "the first load is full"
+    assert calls[1] is not None, "a change reads only what was created since the full load"
+    assert len(calls) == 2
+    assert len(watcher.evaluator) == 2
+    await watcher.on_window(b"2", 10_000, {}, set())
+    await watcher.loaded()
+    assert calls[2] is None
+    assert len(watcher.evaluator) == 1, "a full load replaces: rules gone from the database go"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
