@@ -64,7 +64,7 @@ def demo_accounts() -> list[DemoAccount]:
 
 
 @transaction.atomic
-def load_demo() -> tuple[int, list[DemoAccount]]:
+def load_demo(*, accounts: bool = True) -> tuple[int, list[DemoAccount]]:
     """Create missing demo symbols and accounts; never overwrite what an admin changed."""
     created = 0
     for code, name, asset_class, price, precision, vol, interval, spread in DEMO_SYMBOLS:
@@ -81,11 +81,13 @@ def load_demo() -> tuple[int, list[DemoAccount]]:
             },
         )
         created += was_created
-    accounts = demo_accounts()
+    if not accounts:
+        return created, []
+    demo = demo_accounts()
     user_model = get_user_model()
-    for account in accounts:
+    for account in demo:
         user, _ = user_model.objects.get_or_create(username=account.username)
         user.is_staff = user.is_superuser = account.is_staff
         user.set_password(account.password)
         user.save()
-    return created, accounts
+    return created, demo

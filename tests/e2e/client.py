@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl as ssl_module
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class ResumingClient:
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    ssl: ssl_module.SSLContext | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -129,7 +131,8 @@ class ResumingClient:
     async def _run(self) -> None:
         while True:
             try:
-                async with connect(self.url, additional_headers=self.headers, open_timeout=5) as ws:
+                tls = {"ssl": self.ssl} if self.ssl is not None else {}
+                async with connect(self.url, additional_headers=self.headers, open_timeout=5, **tls) as ws:
                     self.servers.append(ws.response.headers.get("X-Served-By", "?"))
                     await self._session(ws)
             except (OSError, TimeoutError, ConnectionError) as exc:

@@ -10,6 +10,7 @@ import http.cookiejar
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -81,10 +82,10 @@ def process_env(workdir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def answers(url: str) -> bool:
+def answers(url: str, context: ssl.SSLContext | None = None) -> bool:
     """Whether ``url`` answers 200 right now."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -267,16 +268,21 @@ class Stack:
 class HttpSession:
     """A browser-like HTTP client: cookies, and CSRF tokens taken from the forms it loads."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, context: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPCookieProcessor(self.jar)]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(*handlers)
         self.last_url = ""
 
     @classmethod
-    def logged_in(cls, base_url: str, username: str, password: str) -> HttpSession:
+    def logged_in(
+        cls, base_url: str, username: str, password: str, context: ssl.SSLContext | None = None
+    ) -> HttpSession:
         """A session logged in through the real login form."""
-        session = cls(base_url)
+        session = cls(base_url, context)
         session.post_form("/accounts/login/", {"username": username, "password": password, "next": "/"})
         assert session.last_url == f"{base_url}/", f"login landed on {session.last_url}"
         assert "sessionid" in session.cookies(), "login set a session cookie"

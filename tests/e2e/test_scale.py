@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.client import ResumingClient
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN
-from tests.e2e.topology import Topology
+from tests.e2e.topology import FIRST_ADMIN, Topology
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ async def clients(topology: Topology) -> AsyncIterator[list[ResumingClient]]:
     try:
         while {c.servers[0] for c in opened} != {"web1", "web2"}:
             assert len(opened) < 8, "the balancer never used both Daphne processes"
-            client = ResumingClient(f"{topology.ws_url}/ws/stream/", headers, SYMBOLS)
+            client = ResumingClient(f"{topology.ws_url}/ws/stream/", headers, SYMBOLS, ssl=topology.ssl_context)
             client.start()
             await asyncio.wait_for(client.connected.wait(), 10)
             opened.append(client)
@@ -113,3 +113,10 @@ async def test_every_process_serves_the_same_series_and_survives_a_daphne_kill(
 async def _reconnected(client: ResumingClient, after: float) -> None:
     while not (client.drops and client.drops[-1] >= after and client.connected.is_set()):
         await asyncio.sleep(0.05)
+
+
+def test_the_first_admin_of_the_guide_reaches_the_admin_through_the_balancer(topology: Topology) -> None:
+    admin = topology.session(*FIRST_ADMIN)
+    page = admin.get("/admin/dashboard/symbol/")
+    assert "AAPL" in page, "load_demo --symbols-only made the market; createsuperuser the admin"
+    assert admin.last_url.startswith("https://"), "served over TLS with DEBUG=0"

@@ -7,7 +7,9 @@ database; PostgreSQL (Debian's) through DATABASE_URL.
 
 from __future__ import annotations
 
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,38 +28,30 @@ from tests.e2e.stack import (
     tail_logs,
     wait_for,
 )
+from tests.e2e.tls import self_signed
 from tests.postgres_server import PostgresServer
 from ticker.embedded_redis import EmbeddedRedis, free_port
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 4096
+GUIDE = ROOT / "docs" / "deploy.md"
+FIRST_ADMIN = ("ops", "first-admin-pass-1")
 
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    # WebSockets live as long as the tunnel timeout allows.
-    timeout tunnel 1h
-    # A connection refused by a dead server is retried on another one.
-    option redispatch
-    retries 3
 
-frontend ticker
-    bind 127.0.0.1:{lb_port}
-    # Clients cannot forge their address: Daphne runs with --proxy-headers behind us.
-    http-request set-header X-Forwarded-For %[src]
-    default_backend daphne
-
-backend daphne
-    balance roundrobin
-    option httpchk GET /healthz
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
-    http-response set-header X-Served-By %s
-{servers}
-"""
+def guide_haproxy_config(http_port: int, https_port: int, pem: Path, web_ports: list[int]) -> str:
+    """docs/deploy.md's HAProxy block as written, with loopback addresses, ports and the
+    test certificate in place of the production ones."""
+    text = GUIDE.read_text()
+    config = text.split("```haproxy\n", 1)[1].split("```", 1)[0]
+    config = config.replace("bind :80\n", f"bind 127.0.0.1:{http_port}\n")
+    config = config.replace(
+        "bind :443 ssl crt /etc/haproxy/certs/ticker.pem", f"bind 127.0.0.1:{https_port} ssl crt {pem}"
+    )
+    servers = re.findall(r"server (web\d+) (\S+) check", config)
+    assert len(servers) == len(web_ports), "the guide lists one server per web process"
+    for (name, address), port in zip(servers, web_ports, strict=True):
+        config = config.replace(f"server {name} {address} check", f"server {name} 127.0.0.1:{port} check")
+    assert "10.0.0." not in config, config
+    assert "/etc/haproxy" not in config, config
+    return config
 
 
 @dataclass
@@ -67,6 +61,8 @@ class Topology:
     workdir: Path
     web_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     lb_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    ssl_context: ssl.SSLContext | None = None
     redis_servers: list[EmbeddedRedis] = field(default_factory=list)
     postgres: PostgresServer | None = None
     processes: dict[str, Process] = field(default_factory=dict)
@@ -74,11 +70,11 @@ class Topology:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.lb_port}"
+        return f"https://127.0.0.1:{self.lb_port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.lb_port}"
+        return f"wss://127.0.0.1:{self.lb_port}"
 
     def env(self) -> dict[str, str]:
         market, shard = self.redis_servers
@@ -87,6 +83,10 @@ class Topology:
             REDIS_URL=market.url,
             CHANNEL_LAYER_REDIS_URLS=f"{market.url},{shard.url}",
             DATABASE_URL=self.database_url,
+            # Production settings, as the guide has them.
+            DEBUG="0",
+            SECRET_KEY="topology-test-secret-key-" + "x" * 40,
+            ALLOWED_HOSTS="127.0.0.1",
             # HAProxy on this address sets X-Forwarded-For: Daphne believes it, and only it.
             TRUSTED_PROXIES="127.0.0.1",
         )
@@ -102,8 +102,16 @@ class Topology:
         self.database_url = self.postgres.create_database("ticker")
         env = self.env()
         manage = [sys.executable, str(ROOT / "manage.py")]
-        for command in (["migrate", "--noinput"], ["load_demo"]):
-            subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
+        # The guide's first deploy: migrate, the market, the first admin (then the demo accounts
+        # the tests log in with).
+        first_admin = {"DJANGO_SUPERUSER_USERNAME": FIRST_ADMIN[0], "DJANGO_SUPERUSER_PASSWORD": FIRST_ADMIN[1]}
+        for command in (
+            ["migrate", "--noinput"],
+            ["load_demo", "--symbols-only"],
+            ["createsuperuser", "--noinput", "--email", "ops@example.com"],
+            ["load_demo"],
+        ):
+            subprocess.run([*manage, *command], env={**env, **first_admin}, cwd=ROOT, check=True, capture_output=True)
         commands = procfile_commands()
         for i, port in enumerate(self.web_ports, start=1):
             self._start(f"web{i}", self.web_command(), {**env, "PORT": str(port)})
@@ -111,22 +119,22 @@ class Topology:
             self._start(name, f"{commands['worker']} --hostname={name}@%h", env)
         self._start("beat", commands["beat"], env)
         config = self.workdir / "haproxy.cfg"
-        servers = "\n".join(f"    server web{i} 127.0.0.1:{p} check" for i, p in enumerate(self.web_ports, start=1))
-        config.write_text(HAPROXY_CONFIG.format(lb_port=self.lb_port, servers=servers))
+        pem, self.ssl_context = self_signed(self.workdir / "tls")
+        config.write_text(guide_haproxy_config(self.http_port, self.lb_port, pem, self.web_ports))
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         process = Process("haproxy", [haproxy, "-f", str(config), "-db"], self.workdir / "haproxy.log")
         self.processes["haproxy"] = process
         process.start(env)
         for port in self.web_ports:
             wait_for(lambda p=port: answers(f"http://127.0.0.1:{p}/healthz"), 30, f"Daphne on {port}")
-        wait_for(lambda: answers(f"{self.base_url}/healthz"), 30, "HAProxy")
+        wait_for(lambda: answers(f"{self.base_url}/healthz", self.ssl_context), 30, "HAProxy")
         market = redis.Redis.from_url(self.redis_servers[0].url)
         wait_for(lambda: market.exists("ticker:state:AAPL"), 30, "a producer")
 
     @staticmethod
     def web_command() -> str:
-        """The Procfile's web command, trusting the balancer's X-Forwarded-For (docs/deploy.md)."""
-        return procfile_commands()["web"].replace("ticker.asgi:application", "--proxy-headers ticker.asgi:application")
+        """The Procfile's web command (TRUSTED_PROXIES makes it read the balancer's headers)."""
+        return procfile_commands()["web"]
 
     def restart_web(self, index: int) -> None:
         """Start a killed Daphne again and wait until the balancer sends it traffic."""
@@ -140,7 +148,7 @@ class Topology:
         process.start(env)
 
     def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
-        return HttpSession.logged_in(self.base_url, username, password)
+        return HttpSession.logged_in(self.base_url, username, password, self.ssl_context)
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

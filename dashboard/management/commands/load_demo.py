@@ -8,8 +8,15 @@ from dashboard.demo import load_demo
 class Command(BaseCommand):
     help = "Create the demo symbols and the demo trader and admin accounts (idempotent)."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--symbols-only",
+            action="store_true",
+            help="Only the demo market (a first production deploy: create the admin with createsuperuser).",
+        )
+
     def handle(self, *args: object, **options: object) -> None:
-        created, accounts = load_demo()
+        created, accounts = load_demo(accounts=not options["symbols_only"])
         self.stdout.write(f"Demo symbols: {created} created.")
         for account in accounts:
             role = "admin" if account.is_staff else "trader"
