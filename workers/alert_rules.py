@@ -139,6 +139,10 @@ class MoveTrack:
         i = bisect.bisect_left(self._times, horizon, self._head)
         return self._prices[i] if i < len(self._times) else None
 
+    def extreme(self) -> float | None:
+        """Lowest (rise) or highest (fall) price held: of at least the last ``span_ms``."""
+        return self._prices[self._head] if self._head < len(self._prices) else None
+
     def push(self, ts: int, price: float) -> None:
         times, prices, head = self._times, self._prices, self._head
         if self.rising:
@@ -152,11 +156,20 @@ class MoveTrack:
         times.append(ts)
         prices.append(price)
 
+    def add(self, ticks: Sequence[PricePoint]) -> None:
+        """Push a window's ticks, then forget those older than the span before its last one."""
+        for tick in ticks:
+            self.push(tick.ts, tick.price)
+        self.expire(ticks[-1].ts)
+
     def expire(self, now: int) -> None:
         """Forget the ticks older than the span."""
-        self._head = head = bisect.bisect_left(self._times, now - self.span_ms, self._head)
-        if head > 256 and head * 2 > len(self._times):
-            del self._times[:head], self._prices[:head]
+        times, head = self._times, self._head
+        if times[head] >= now - self.span_ms:
+            return
+        self._head = head = bisect.bisect_left(times, now - self.span_ms, head)
+        if head > 256 and head * 2 > len(times):
+            del times[:head], self._prices[:head]
             self._head = 0
 
 
@@ -280,14 +293,33 @@ class AlertEvaluator:
         if book is None or not ticks:
             return []
         fired: list[Firing] = []
-        prices = [tick.price for tick in ticks]
-        high, low = max(prices), min(prices)
-        if book.above:
-            fired += [_first_at_or_above(rule, ticks) for rule in book.above.take_up_to(high)]
-        if book.below:
-            fired += [_first_at_or_below(rule, ticks) for rule in book.below.take_from(low)]
+        if len(ticks) == 1:
+            high = low = ticks[0].price
+        else:
+            prices = [tick.price for tick in ticks]
+            high, low = max(prices), min(prices)
+        # The nearest thresholds first: most windows cross none and stop here.
+        above, below = book.above, book.below
+        if above.keys and high >= above.keys[0]:
+            fired += [_first_at_or_above(rule, ticks) for rule in above.take_up_to(high)]
+        if below.keys and low <= below.keys[-1]:
+            fired += [_first_at_or_below(rule, ticks) for rule in below.take_from(low)]
         for direction in book.moves:
-            fired += _moves(direction, ticks, high, low)
+            track = direction.track
+            extreme = track.extreme()
+            # The track's extreme covers at least the longest span: if even against it no
+            # move rule can fire, the window only joins the track.
+            if track.rising:
+                if extreme is None or low < extreme:
+                    extreme = low
+                if high / extreme >= direction.floor:
+                    fired += _moves(direction, ticks, high, low)
+            else:
+                if extreme is None or high > extreme:
+                    extreme = high
+                if low / extreme <= direction.floor:
+                    fired += _moves(direction, ticks, high, low)
+            track.add(ticks)
         if fired:
             # The book stays (empty ones are dropped by the next ``replace``): tracks keep their history.
             self._fired.update(firing.rule.id for firing in fired)
@@ -295,26 +327,17 @@ class AlertEvaluator:
 
 
 def _moves(direction: _Direction, ticks: Sequence[PricePoint], high: float, low: float) -> list[Firing]:
-    """Move rules of one direction against one window, then the window joins the track.
+    """Move rules of one direction against a window that may fire one (before it joins the track).
 
-    Per window and window length, one bisection bounds the best ratio any tick of the
-    window can reach (its best price against the extreme since the span before its first
-    tick); only a window whose bound reaches a threshold is checked tick by tick.
+    Per window length, one bisection bounds the best ratio any tick of the window can reach
+    (its best price against the extreme since the span before its first tick); only a
+    length whose bound reaches a threshold is checked tick by tick.
     """
     track = direction.track
     rising = track.rising
     first = ticks[0].ts
     fired: list[Firing] = []
-    # The longest span has the most extreme price: if even against it no rule of any span
-    # can fire, the window is only added to the track.
-    widest = track.extreme_since(first - track.span_ms)
-    if rising:
-        bound = high / (low if widest is None or low < widest else widest)
-        groups = direction.groups if bound >= direction.floor else ()
-    else:
-        bound = low / (high if widest is None or high > widest else widest)
-        groups = direction.groups if bound <= direction.floor else ()
-    for span, thresholds in groups:
+    for span, thresholds in direction.groups:
         if not thresholds.keys:
             continue
         before = track.extreme_since(first - span)
@@ -336,9 +359,6 @@ def _moves(direction: _Direction, ticks: Sequence[PricePoint], high: float, low:
             fired.extend(Firing(rule, price, tick.ts) for rule in taken)
     if fired:
         direction.refloor()
-    for tick in ticks:
-        track.push(tick.ts, tick.price)
-    track.expire(ticks[-1].ts)
     return fired
 
 
