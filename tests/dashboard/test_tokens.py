@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
@@ -222,7 +222,7 @@ async def closed_with(communicator: WebsocketCommunicator, timeout: float = 5.0)
 
 
 async def test_a_script_with_a_token_and_no_origin_streams(symbols, token_for) -> None:
-    created = await sync_to_async(token_for)()
+    created = await database_sync_to_async(token_for)()
     communicator, connected, _ = await open_stream(created.secret)
     assert connected
     assert (await next_frame(communicator, "hello"))["protocol"] == 1
@@ -232,7 +232,7 @@ async def test_a_script_with_a_token_and_no_origin_streams(symbols, token_for) -
 
 
 async def test_a_read_only_token_may_stream(symbols, token_for) -> None:
-    created = await sync_to_async(token_for)(read_only=True)
+    created = await database_sync_to_async(token_for)(read_only=True)
     communicator, connected, _ = await open_stream(created.secret, origin=ORIGIN)
     assert connected
     assert (await next_frame(communicator, "hello"))["type"] == "hello"
@@ -241,29 +241,32 @@ async def test_a_read_only_token_may_stream(symbols, token_for) -> None:
 
 @pytest.mark.parametrize("case", ["invalid", "revoked", "expired"])
 async def test_a_bad_token_is_closed_4401_even_with_a_session(symbols, token_for, session_cookie, case) -> None:
-    created = await sync_to_async(token_for)()
-    if case == "revoked":
-        await sync_to_async(tokens.revoke)(created.token.user, created.token.pk)
-    elif case == "expired":
-        await sync_to_async(ApiToken.objects.filter(pk=created.token.pk).update, thread_sensitive=True)(
-            expires_at=timezone.now() - timedelta(seconds=1)
-        )
+    def prepare() -> tokens.NewToken:
+        made = token_for()
+        if case == "revoked":
+            tokens.revoke(made.token.user, made.token.pk)
+        elif case == "expired":
+            ApiToken.objects.filter(pk=made.token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        return made
+
+    created = await database_sync_to_async(prepare)()
     secret = "tkr_" + "x" * 43 if case == "invalid" else created.secret
     communicator, connected, _ = await open_stream(secret, origin=ORIGIN, cookie=session_cookie)
     assert connected  # accepted, then closed with a code the script can read
     assert await closed_with(communicator) == 4401
+    await communicator.wait(timeout=5)
 
 
 async def test_revoking_a_token_closes_its_open_streams(symbols, token_for) -> None:
-    created = await sync_to_async(token_for)()
-    other = await sync_to_async(token_for)()
+    created = await database_sync_to_async(token_for)()
+    other = await database_sync_to_async(token_for)()
     communicator, connected, _ = await open_stream(created.secret)
     survivor, survivor_connected, _ = await open_stream(other.secret)
     assert connected
     assert survivor_connected
     await next_frame(communicator, "hello")
     await next_frame(survivor, "hello")
-    assert await sync_to_async(tokens.revoke)(created.token.user, created.token.pk)
+    assert await database_sync_to_async(tokens.revoke)(created.token.user, created.token.pk)
     assert await closed_with(communicator) == 4401
     # The same user's stream on another token stays open.
     await survivor.send_to(text_data=json.dumps({"op": "ping", "id": 5}))
@@ -278,11 +281,17 @@ async def test_no_origin_and_no_token_is_refused(symbols, session_cookie) -> Non
 
 
 async def test_a_stream_closes_when_its_token_expires(symbols, token_for) -> None:
-    created = await sync_to_async(token_for)(expires_in_days=1)
-    expires_at = timezone.now() + timedelta(seconds=1)
-    await sync_to_async(ApiToken.objects.filter(pk=created.token.pk).update)(expires_at=expires_at)
+    expires_at = timezone.now() + timedelta(seconds=1.5)
+
+    def prepare() -> tokens.NewToken:
+        made = token_for(expires_in_days=1)
+        ApiToken.objects.filter(pk=made.token.pk).update(expires_at=expires_at)
+        return made
+
+    created = await database_sync_to_async(prepare)()
     communicator, connected, _ = await open_stream(created.secret)
     assert connected
     await next_frame(communicator, "hello")
     assert await closed_with(communicator, timeout=10) == 4401
+    await communicator.disconnect()
     assert timezone.now() >= expires_at
