@@ -170,9 +170,6 @@ class TokenThrottle(BaseThrottle):
     the throttle protects the service, it must not take the API down with Redis.
     """
 
-    def __init__(self) -> None:
-        self._wait: float | None = None
-
     @staticmethod
     def parse_rate(rate: str) -> tuple[int, int]:
         count, _, period = rate.partition("/")
@@ -195,12 +192,13 @@ class TokenThrottle(BaseThrottle):
             return True
         if count <= limit:
             return True
-        self._wait = (window + 1) * period - now
         logger.info("API token %s throttled (%s requests in this window)", token.pk, count)
         return False
 
     def wait(self) -> float | None:
-        return self._wait
+        # Stateless (one instance serves every thread): the rest of the current window.
+        _, period = self.parse_rate(settings.API_TOKEN_RATE)
+        return period - time.time() % period
 
 
 # --- The API ---------------------------------------------------------------------------
