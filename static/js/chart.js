@@ -355,7 +355,7 @@ export class CandleChart {
       for (const name of ["t", "o", "h", "l", "c", "chg", "v"]) set(name, "—");
       return;
     }
-    set("t", formatClock(candle.time * 1000, this.interval === "5s" ? "fullSeconds" : "full"));
+    set("t", formatClock(candle.time * 1000, this.interval === "5s" ? "legendSeconds" : "legend"));
     set("o", formatPrice(candle.open, p));
     set("h", formatPrice(candle.high, p));
     set("l", formatPrice(candle.low, p));

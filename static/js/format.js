@@ -46,6 +46,9 @@ function clockFormat(kind) {
       day: { day: "numeric", month: "short" },
       month: { month: "short", year: "numeric" },
       year: { year: "numeric" },
+      // The chart legend: short enough to share its line with the candle's figures.
+      legend: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
+      legendSeconds: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
       full: { weekday: "short", day: "numeric", month: "short", year: "2-digit", hour: "2-digit", minute: "2-digit" },
       fullSeconds: {
         weekday: "short", day: "numeric", month: "short", year: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",

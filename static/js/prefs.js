@@ -30,7 +30,7 @@ function apply() {
   if (html.dataset.palette !== prefs.palette) html.dataset.palette = prefs.palette;
   for (const b of document.querySelectorAll("[data-pref=palette]")) b.setAttribute("aria-pressed", String(prefs.palette === "cb"));
   for (const b of document.querySelectorAll("[data-pref=clock]")) b.setAttribute("aria-pressed", String(prefs.clock === "utc"));
-  const name = prefs.clock === "utc" ? "UTC" : localZone();
+  const name = prefs.clock === "utc" ? "UTC" : `Local (${localZone()})`;
   for (const el of document.querySelectorAll("[data-field=clock]")) if (el.textContent !== name) el.textContent = name;
 }
 

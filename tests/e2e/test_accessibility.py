@@ -150,7 +150,7 @@ def test_clock_and_palette_are_each_traders_own_and_remembered(page: Page, stack
     open_dashboard(page, stack_logs)
     html = page.locator("html")
     expect(html).to_have_attribute("data-clock", "local")
-    expect(page.locator(".chart-tools [data-field=clock]")).to_have_text(ZONE)
+    expect(page.locator(".chart-tools [data-field=clock]")).to_have_text(f"Local ({ZONE})")
     expect_clock(page, ZONE)
 
     page.keyboard.press("t")
