@@ -92,7 +92,9 @@ def console() -> ConsoleLog:
 @pytest.fixture
 def context(browser: Browser, stack_logs: Stack) -> Iterator[BrowserContext]:
     # A fresh context per test: its own cookies and localStorage (active watchlist, interval).
-    opened = browser.new_context(viewport={"width": 1280, "height": 800})
+    # bypass_csp: Playwright evaluates test predicates as strings, which the pages' CSP
+    # (no eval) refuses; test_pages_run_under_their_content_security_policy runs without it.
+    opened = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     yield opened
     opened.close()
 
@@ -368,7 +370,7 @@ def test_watchlist_edits_persist_across_reload_and_relogin(
     # Log out, log in again in a fresh browser profile: the lists come from the database.
     page.click(".account button[type=submit]")
     expect(page).to_have_url(re.compile(r"/accounts/"))
-    fresh = browser.new_context(viewport={"width": 1280, "height": 800})
+    fresh = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     try:
         again = console.watch(fresh.new_page())
         log_in(again, stack_logs)
@@ -537,7 +539,7 @@ MEMORY = """(() => {
 
 def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -> None:
     console = ConsoleLog()
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     try:
         context.add_init_script(OBSERVE_LONG_TASKS)
         page = console.watch(context.new_page())
@@ -599,3 +601,19 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
         raise
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/symbols/BTC-USD/"])
+def test_pages_run_under_their_content_security_policy(browser: Browser, stack_logs: Stack, path: str) -> None:
+    """Without the tests' CSP bypass: the policy blocks nothing the pages need (a blocked
+    script, style, image or WebSocket is a console error) and prices go live."""
+    console = ConsoleLog()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = console.watch(context.new_page())
+        log_in(page, stack_logs, path)
+        expect_live(page)
+        expect(page.locator("#chart canvas").first).to_be_visible()
+    finally:
+        context.close()
+    assert console.unexpected() == [], f"console errors: {console.unexpected()}"
