@@ -158,10 +158,30 @@ class MoveTrack:
         prices.append(price)
 
     def add(self, ticks: Sequence[PricePoint]) -> None:
-        """Push a window's ticks, then forget those older than the span before its last one."""
+        """Push a window's ticks, then forget those older than the span before its last one.
+
+        ``push`` and ``expire`` inlined: this runs for every tick of a symbol with move rules.
+        """
+        times, prices, head = self._times, self._prices, self._head
+        rising = self.rising
         for tick in ticks:
-            self.push(tick.ts, tick.price)
-        self.expire(ticks[-1].ts)
+            price = tick.price
+            if rising:
+                while len(prices) > head and prices[-1] >= price:
+                    prices.pop()
+                    times.pop()
+            else:
+                while len(prices) > head and prices[-1] <= price:
+                    prices.pop()
+                    times.pop()
+            times.append(tick.ts)
+            prices.append(price)
+        horizon = ticks[-1].ts - self.span_ms
+        if times[head] < horizon:
+            self._head = head = bisect.bisect_left(times, horizon, head)
+            if head > 256 and head * 2 > len(times):
+                del times[:head], prices[:head]
+                self._head = 0
 
     def expire(self, now: int) -> None:
         """Forget the ticks older than the span."""
