@@ -35,7 +35,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser, stack_logs: Stack) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 800})
+    # bypass_csp: Playwright evaluates the test's predicates as strings, which the pages' CSP
+    # (no eval) refuses; test_browser.py's CSP test loads both pages under the real policy.
+    opened = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     yield opened
     opened.close()
 
