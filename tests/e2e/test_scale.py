@@ -10,10 +10,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 
 from tests.e2e.client import ResumingClient
 from tests.e2e.lifecycle import started
-from tests.e2e.stack import ADMIN
+from tests.e2e.stack import ADMIN, wait_for
 from tests.e2e.topology import FIRST_ADMIN, Topology
 
 pytestmark = pytest.mark.e2e
@@ -120,3 +121,17 @@ def test_the_first_admin_of_the_guide_reaches_the_admin_through_the_balancer(top
     page = admin.get("/admin/dashboard/symbol/")
     assert "AAPL" in page, "load_demo --symbols-only made the market; createsuperuser the admin"
     assert admin.last_url.startswith("https://"), "served over TLS with DEBUG=0"
+
+
+def test_the_two_workers_share_the_market_evenly(topology: Topology) -> None:
+    market = redis.Redis.from_url(topology.redis_servers[0].url)
+
+    def split() -> list[int]:
+        owners = [market.get(key) for key in market.scan_iter("ticker:lease:*")]
+        counts: dict[bytes, int] = {}
+        for owner in owners:
+            counts[owner] = counts.get(owner, 0) + 1
+        return sorted(counts.values())
+
+    # 14 demo symbols over 2 live producers: 7 each (leases move one per acquire round).
+    wait_for(lambda: split() == [7, 7], 30, "an even split of the leases")

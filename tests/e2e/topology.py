@@ -129,7 +129,13 @@ class Topology:
             wait_for(lambda p=port: answers(f"http://127.0.0.1:{p}/healthz"), 30, f"Daphne on {port}")
         wait_for(lambda: answers(f"{self.base_url}/healthz", self.ssl_context), 30, "HAProxy")
         market = redis.Redis.from_url(self.redis_servers[0].url)
-        wait_for(lambda: market.exists("ticker:state:AAPL"), 30, "a producer")
+
+        # On a fresh market each symbol's history is generated before its series starts.
+        def every_series_started() -> bool:
+            held = [key.decode().split(":")[-1] for key in market.scan_iter("ticker:lease:*")]
+            return len(held) >= 14 and all(market.exists(f"ticker:state:{s}") for s in held)
+
+        wait_for(every_series_started, 120, "every demo symbol's history and series")
 
     @staticmethod
     def web_command() -> str:
