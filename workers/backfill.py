@@ -79,6 +79,8 @@ def generate_history(
     start_ms: int | None = None,
     keep_ms: Mapping[str, int] | None = None,
     step_ms: int = DEFAULT_STEP_MS,
+    coarse_step_ms: int | None = None,
+    fine_from_ms: int | None = None,
     time_scale: float = DEFAULT_TIME_SCALE,
 ) -> History:
     """Candles of ``spec`` over ``[start, end_ms)``.
@@ -87,57 +89,61 @@ def generate_history(
     rounded down to a whole hour so every coarse candle is complete. ``keep_ms`` limits
     how far back an interval's candles are returned (e.g. ``{"5s": 3_600_000}``).
     Exactly one of ``end_price`` and ``start_price`` anchors the path; with neither the
-    history ends at ``spec.initial_price``.
+    history ends at ``spec.initial_price``. The path is sampled every ``step_ms``, or every
+    ``coarse_step_ms`` before ``fine_from_ms`` (where only coarser candles are kept, fewer
+    samples look the same and cost less).
     """
     if end_price is not None and start_price is not None:
         raise ValueError("anchor the history at its start or at its end, not both")
     finest_ms = INTERVALS_MS[FINEST]
-    if finest_ms % step_ms:
-        raise ValueError(f"step_ms must divide the finest interval ({finest_ms} ms)")
+    coarse_step_ms = coarse_step_ms or step_ms
+    if finest_ms % step_ms or finest_ms % coarse_step_ms:
+        raise ValueError(f"steps must divide the finest interval ({finest_ms} ms)")
     start = start_ms if start_ms is not None else end_ms - span_ms - (end_ms - span_ms) % HOUR_MS
     if start >= end_ms:
         raise ValueError("nothing to generate: start is not before end")
     start -= start % step_ms
     rng = random.Random(f"{seed}:{spec.symbol}")
-    # The simulator's model (``PriceProcess.log_return``) with its per-step constants
-    # hoisted out of the loop, drawing from ``rng`` in the same order: the same seed gives
-    # the same returns as the live simulator (tests/workers/test_backfill.py checks it).
-    dt_years = step_ms / 1000.0 * time_scale / SECONDS_PER_YEAR
-    sigma = spec.volatility
-    drift_step = (spec.drift - 0.5 * sigma * sigma) * dt_years
-    vol_step = sigma * math.sqrt(dt_years)
-    jump_p = 1.0 - math.exp(-spec.jump_intensity * step_ms / 1000.0 * time_scale / SECONDS_PER_DAY)
-    jumps = spec.jump_intensity > 0
     gauss, uniform, expo = rng.gauss, rng.random, rng.expovariate
-    ticks_per_step = max(step_ms / spec.tick_interval_ms, 1.0)
+    sigma = spec.volatility
+    jumps = spec.jump_intensity > 0
     volume_rate = 1.0 / spec.base_volume
     activity_scale = 50.0 / max(sigma, 1e-9)
+    fine_from = start if fine_from_ms is None else min(max(fine_from_ms - fine_from_ms % finest_ms, start), end_ms)
 
     # Finest candles in log-price space: [start, open, high, low, close, volume].
     fine: list[list[float]] = []
     x = 0.0
     current: list[float] = []
     bucket_end = -1
-    for ts in range(start, end_ms, step_ms):
-        r = drift_step + vol_step * gauss(0.0, 1.0)
-        if jumps and uniform() < jump_p:
-            r += gauss(0.0, JUMP_SIGMA)
-        x += r
-        # Busier prints on bigger moves, as the live simulator does.
-        activity = 1.0 + min(abs(r) * activity_scale, 20.0)
-        volume = float(max(1, round(expo(volume_rate) * activity * ticks_per_step)))
-        if ts >= bucket_end:
-            bucket = ts - ts % finest_ms
-            bucket_end = bucket + finest_ms
-            current = [bucket, x, x, x, x, volume]
-            fine.append(current)
-        else:
-            if x > current[2]:
-                current[2] = x
-            elif x < current[3]:
-                current[3] = x
-            current[4] = x
-            current[5] += volume
+    for first, last, step in ((start, fine_from, coarse_step_ms), (fine_from, end_ms, step_ms)):
+        # The simulator's model (``PriceProcess.log_return``) with its per-step constants
+        # hoisted out of the loop (tests/workers/test_backfill.py checks the volatility).
+        dt_years = step / 1000.0 * time_scale / SECONDS_PER_YEAR
+        drift_step = (spec.drift - 0.5 * sigma * sigma) * dt_years
+        vol_step = sigma * math.sqrt(dt_years)
+        jump_p = 1.0 - math.exp(-spec.jump_intensity * step / 1000.0 * time_scale / SECONDS_PER_DAY)
+        ticks_per_step = max(step / spec.tick_interval_ms, 1.0)
+        for ts in range(first, last, step):
+            r = drift_step + vol_step * gauss(0.0, 1.0)
+            if jumps and uniform() < jump_p:
+                r += gauss(0.0, JUMP_SIGMA)
+            x += r
+            # Busier prints on bigger moves, as the live simulator does.
+            activity = 1.0 + min(abs(r) * activity_scale, 20.0)
+            volume = float(max(1, round(expo(volume_rate) * activity * ticks_per_step)))
+            if ts >= bucket_end:
+                bucket = ts - ts % finest_ms
+                bucket_end = bucket + finest_ms
+                current = [bucket, x, x, x, x, volume]
+                fine.append(current)
+            else:
+                if x > current[2]:
+                    current[2] = x
+                elif x < current[3]:
+                    current[3] = x
+                current[4] = x
+                current[5] += volume
 
     if start_price is not None:
         shift = math.log(start_price)
