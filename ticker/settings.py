@@ -204,8 +204,6 @@ if not DEBUG:
 # (the front end has no inline script); inline styles stay allowed because the chart
 # library positions its elements with style attributes. WebSockets to this site only.
 CONTENT_SECURITY_POLICY = {
-    # The API's interactive docs bootstrap Swagger UI with an inline script.
-    "EXCLUDE_URL_PREFIXES": ["/api/docs"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
