@@ -47,6 +47,11 @@ class AlertErrorOut(Schema):
     field: str | None = None
 
 
+def responses(ok: dict[int, Any], *errors: int) -> dict[int, Any]:
+    """Documented answers: ``ok``, the API's authentication and throttling errors, and ``errors``."""
+    return {**ok, **dict.fromkeys((401, 403, 429, *errors), AlertErrorOut)}
+
+
 class AlertIn(Schema):
     """A new alert: a price for ``above``/``below``; a percent and minutes for ``rise``/``fall``."""
 
@@ -124,7 +129,7 @@ def announce_change() -> None:
         logger.warning("alerts changed but producers not told (Redis unavailable): %r", exc)
 
 
-@router.get("/", response={200: AlertsOut, 401: AlertErrorOut}, summary="The user's price alerts")
+@router.get("/", response=responses({200: AlertsOut}, 400), summary="The user's price alerts")
 def list_alerts(
     request: HttpRequest, status: Literal["all", "active", "triggered", "unseen"] = "all"
 ) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def list_alerts(
 
 @router.post(
     "/",
-    response={201: AlertOut, 400: AlertErrorOut, 401: AlertErrorOut, 403: AlertErrorOut},
+    response=responses({201: AlertOut}, 400),
     summary="Create a price alert",
 )
 def create_alert(request: HttpRequest, payload: AlertIn) -> Status:
@@ -177,9 +182,7 @@ def create_alert(request: HttpRequest, payload: AlertIn) -> Status:
     return Status(201, to_wire(alert))
 
 
-@router.post(
-    "/seen/", response={200: SeenOut, 401: AlertErrorOut, 403: AlertErrorOut}, summary="Mark fired alerts as shown"
-)
+@router.post("/seen/", response=responses({200: SeenOut}, 400), summary="Mark fired alerts as shown")
 def mark_seen(request: HttpRequest, payload: SeenIn) -> dict[str, int]:
     """The page showed these fired alerts: they leave ``status=unseen``."""
     seen = Alert.objects.filter(
@@ -190,7 +193,7 @@ def mark_seen(request: HttpRequest, payload: SeenIn) -> dict[str, int]:
 
 @router.delete(
     "/{int:alert_id}/",
-    response={204: None, 401: AlertErrorOut, 403: AlertErrorOut, 404: AlertErrorOut},
+    response=responses({204: None}, 404),
     summary="Delete a price alert",
 )
 def delete_alert(request: HttpRequest, alert_id: int) -> Status:
