@@ -78,7 +78,7 @@ class HistoryBackfill:
                 seed=self.seed,
                 keep_ms=self.keep_ms,
                 # One sample a second where 5 s candles are kept, one per 5 s before: the
-                # older candles look the same and the day costs a fifth of the CPU.
+                # older candles look the same and the day costs about half the CPU.
                 coarse_step_ms=COARSE_STEP_MS,
                 fine_from_ms=end_ms - self.keep_ms[FINEST],
                 time_scale=self.time_scale,
