@@ -6,7 +6,7 @@
 // that fired while no page was open are fetched on load (GET /api/alerts/?status=unseen)
 // and shown the same way; every shown alert is marked seen (POST /api/alerts/seen/).
 
-import { formatPrice, formatTime } from "./format.js";
+import { clockName, formatClock, formatPrice } from "./format.js";
 import { requestWrite } from "./frame.js";
 
 const URL = "/api/alerts/";
@@ -125,7 +125,7 @@ export class Alerts {
       element("span", { class: "toast-what", text: describe(alert, p) }),
       element("span", {
         class: "toast-when num",
-        text: `${formatPrice(alert.triggered_price, p)} at ${formatTime(alert.triggered_at)} UTC`,
+        text: `${formatPrice(alert.triggered_price, p)} at ${formatClock(alert.triggered_at)} ${clockName()}`,
       }),
       close,
     );
