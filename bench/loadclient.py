@@ -55,6 +55,13 @@ class ClientSpec:
     ready_timeout: float = 20.0
     connect_budget: float = 60.0
     max_seconds: float = 900.0
+    # Storms: no retry of a failed handshake; connect from this wall-clock instant (all
+    # processes at once); after a close, reconnect and resume (``since``) as the browser does.
+    retry: bool = True
+    start_at: float = 0.0
+    resume: bool = False
+    backoff_base: float = 0.5
+    backoff_max: float = 15.0
 
     @classmethod
     def load(cls, path: Path) -> ClientSpec:
@@ -80,20 +87,43 @@ class Stats:
     closed_codes: dict[str, int] = field(default_factory=dict)
     ticks_total: int = 0
     lost_total: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    # After a reconnect: symbols resumed with their missed ticks, symbols sent a snapshot.
+    resumed: int = 0
+    resnapshots: int = 0
 
 
 class Dashboard:
     """One connection: its per-symbol last ``seq`` and the reader loop."""
 
-    __slots__ = ("index", "last", "ready", "stats", "want", "ws")
+    __slots__ = ("epochs", "index", "last", "ready", "ready_at", "reconnects", "resuming", "stats", "want", "ws")
 
     def __init__(self, index: int, stats: Stats, want: int) -> None:
         self.index = index
         self.stats = stats
         self.last: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}
         self.want = want  # snapshots still expected before the connection counts as ready
         self.ready = asyncio.Event()
+        self.ready_at = 0.0  # wall clock
         self.ws: ClientConnection | None = None
+        self.reconnects = 0
+        self.resuming = False
+
+    def rearm(self, want: int) -> None:
+        """A new socket: ready again once every symbol is resumed or re-snapshotted."""
+        self.want = want
+        self.ready = asyncio.Event()
+        self.resuming = True
+
+    def got_symbol(self) -> None:
+        self.want -= 1
+        if self.want <= 0 and not self.ready.is_set():
+            self.ready_at = time.time()
+            self.ready.set()
+
+    def since(self) -> dict[str, dict[str, Any]]:
+        return {s: {"epoch": self.epochs[s], "seq": seq} for s, seq in self.last.items() if s in self.epochs}
 
     def on_frame(self, raw: str | bytes) -> None:
         now = time.time() * 1000.0
@@ -103,6 +133,9 @@ class Dashboard:
         measuring = stats.measuring
         if kind == "ticks":
             data = frame["data"]
+            if frame.get("recovered") and self.resuming:
+                stats.resumed += 1
+                self.got_symbol()
             last = self.last
             lost = 0
             counted = 0
@@ -158,11 +191,15 @@ class Dashboard:
             stats.frame_types[kind] = stats.frame_types.get(kind, 0) + 1
         if kind == "snapshot":
             self.last[frame["symbol"]] = frame["seq"] or 0
-            self.want -= 1
-            if self.want <= 0:
-                self.ready.set()
+            if frame.get("epoch"):
+                self.epochs[frame["symbol"]] = frame["epoch"]
+            if self.resuming:
+                stats.resnapshots += 1
+            self.got_symbol()
         elif kind == "error":
             stats.errors += 1
+            code = str(frame.get("code"))
+            stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
             logger.warning("client %d got an error frame: %s", self.index, raw[:200])
 
 
@@ -179,6 +216,8 @@ class LoadClient:
         self.gave_up = 0
         self.readers: set[asyncio.Task[None]] = set()
         self.commands: asyncio.Queue[str] = asyncio.Queue()
+        self.closing = False
+        self.down = 0
 
     def emit(self, event: str, **payload: Any) -> None:
         sys.stdout.write(orjson.dumps({"event": event, **payload}).decode() + "\n")
@@ -194,6 +233,9 @@ class LoadClient:
                 self.dashboards.append(board)
                 self.connected += 1
                 return
+            if not self.spec.retry:
+                self.gave_up += 1
+                return
             if time.monotonic() + delay >= deadline:
                 self.gave_up += 1
                 return
@@ -201,12 +243,20 @@ class LoadClient:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 4.0)
 
-    async def attempt(self, index: int) -> Dashboard | None:
-        """One handshake: open, hello, subscribe, every snapshot; None (reason recorded) on failure."""
+    async def attempt(self, index: int, board: Dashboard | None = None) -> Dashboard | None:
+        """One handshake: open, hello, subscribe, every snapshot; None (reason recorded) on failure.
+
+        With ``board`` (a reconnect), it subscribes with ``since`` its last positions.
+        """
         spec = self.spec
         url = spec.urls[(spec.first_index + index) % len(spec.urls)]
         want = len(spec.symbols) if spec.mode == "stream" else (1 if spec.mode == "sync" else 0)
-        board = Dashboard(spec.first_index + index, self.stats, want)
+        since: dict[str, Any] = {}
+        if board is None:
+            board = Dashboard(spec.first_index + index, self.stats, want)
+        else:
+            since = board.since()
+            board.rearm(want)
         headers = dict(spec.headers)
         if spec.cookies:
             headers["Cookie"] = spec.cookies[(spec.first_index + index) % len(spec.cookies)]
@@ -232,7 +282,10 @@ class LoadClient:
                 if hello.get("type") != "hello":
                     raise RuntimeError(f"expected hello, got {hello.get('type')}")
                 if spec.mode == "stream":
-                    await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": spec.symbols}).decode())
+                    op: dict[str, Any] = {"op": "subscribe", "id": 1, "symbols": spec.symbols}
+                    if since:
+                        op["since"] = since
+                    await ws.send(orjson.dumps(op).decode())
                 reader = asyncio.get_running_loop().create_task(self.read(board))
                 if want:
                     await board.ready.wait()
@@ -265,10 +318,53 @@ class LoadClient:
             if self.stats.measuring or code not in (None, 1000):
                 key = str(code)
                 self.stats.closed_codes[key] = self.stats.closed_codes.get(key, 0) + 1
+            # Only a live socket's loss: a handshake failing on its way is retried by its caller.
+            if self.spec.resume and not self.closing and board.ready.is_set():
+                task = asyncio.get_running_loop().create_task(self.reconnect(board))
+                self.readers.add(task)
+                task.add_done_callback(self.readers.discard)
+
+    async def reconnect(self, board: Dashboard) -> None:
+        """The browser's reconnect: backoff with equal jitter, then resume with ``since``."""
+        board.reconnects += 1
+        self.down += 1
+        attempt = 0
+        while not self.closing:
+            attempt += 1
+            ceiling = min(self.spec.backoff_max, self.spec.backoff_base * 2 ** (attempt - 1))
+            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
+            if await self.attempt(board.index - self.spec.first_index, board) is not None:
+                self.down -= 1
+                return
+            self.retries += 1
+
+    async def await_back(self, since: float, deadline: float) -> None:
+        """Wait until every dashboard that lost its socket is live again; report the time."""
+        while time.time() < deadline:
+            if self.down == 0 and all(b.reconnects and b.ready.is_set() for b in self.dashboards):
+                break
+            await asyncio.sleep(0.1)  # polled: a report, not a synchronisation
+        boards = self.dashboards
+        back = [b for b in boards if b.reconnects and b.ready.is_set() and b.ready_at >= since]
+        self.emit(
+            "back",
+            dashboards=len(boards),
+            lost_socket=sum(1 for b in boards if b.reconnects),
+            back=len(back),
+            last_back_s=round(max((b.ready_at for b in back), default=since) - since, 2),
+            resumed=self.stats.resumed,
+            resnapshots=self.stats.resnapshots,
+            retries=self.retries,
+            failures=self.failures,
+            error_codes=self.stats.error_codes,
+        )
 
     async def connect_all(self) -> None:
         spec = self.spec
         sem = asyncio.Semaphore(spec.concurrency)
+        if spec.start_at:
+            await asyncio.sleep(max(0.0, spec.start_at - time.time()))  # every process starts at once
+        started_wall = time.time()
         started = time.monotonic()
         deadline = started + spec.connect_budget
         tasks = [asyncio.create_task(self.open_one(i, sem, deadline)) for i in range(spec.clients)]
@@ -285,6 +381,9 @@ class LoadClient:
             failures=self.failures,
             retries=self.retries,
             seconds=round(time.monotonic() - started, 2),
+            started_at=started_wall,
+            last_ready_at=max((b.ready_at for b in self.dashboards), default=0.0),
+            error_codes=self.stats.error_codes,
         )
 
     def start_window(self) -> None:
@@ -327,6 +426,8 @@ class LoadClient:
         )
 
     async def close_all(self) -> None:
+        self.closing = True
+
         async def close(board: Dashboard) -> None:
             if board.ws is not None:
                 with contextlib.suppress(Exception):
@@ -364,6 +465,8 @@ class LoadClient:
                     break
                 if parts[0] == "measure":
                     await self.measure(float(parts[1]), float(parts[2]))
+                elif parts[0] == "await-back":
+                    await self.await_back(float(parts[1]), float(parts[2]))
         finally:
             await self.close_all()
             self.emit("closed")

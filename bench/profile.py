@@ -30,6 +30,8 @@ COMPONENTS: list[tuple[str, str]] = [
     ("msgpack/", "msgpack"),
     ("asgiref/", "asgiref: sync_to_async / async_to_sync thread hops"),
     ("dashboard/streams/subscriptions.py", "Ticker: fan-out (Subscriptions.select/accept)"),
+    ("dashboard/streams/feed.py", "Ticker: process feeds (shared frames, symbol feed)"),
+    ("dashboard/market/store.py", "Ticker: market store reads (subscribe Lua)"),
     ("dashboard/market/protocol.py", "Ticker: protocol (ticks_frame, frame builders)"),
     ("dashboard/", "Ticker: consumers, feed, heartbeat"),
     ("workers/", "Ticker: workers"),
@@ -37,7 +39,11 @@ COMPONENTS: list[tuple[str, str]] = [
     ("autobahn/", "autobahn: WebSocket framing"),
     ("daphne/", "Daphne: ASGI <-> Twisted glue"),
     ("twisted/", "Twisted: transport writes and reactor"),
+    ("channels/auth.py", "channels: AuthMiddleware (user load)"),
+    ("channels/sessions.py", "channels: SessionMiddleware (session load)"),
     ("channels/", "channels: consumer dispatch, middleware, send wrappers"),
+    ("django/contrib/sessions/", "Django: sessions"),
+    ("django/db/", "Django: ORM and database"),
     ("django/", "Django"),
 ]
 LOOP = "asyncio event loop itself (scheduling, selectors)"

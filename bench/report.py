@@ -89,6 +89,53 @@ def render_markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+STORM_COLUMNS: list[tuple[str, str, str]] = [
+    ("scenario", "scenario", "s"),
+    ("dashboards", "clients_text", "s"),
+    ("in flight", "storm_concurrency", "d"),
+    ("all live s", "all_live_s", ".1f"),
+    ("last live s", "last_live_s", ".1f"),
+    ("failed handshakes", "failed_handshakes", "d"),
+    ("unavailable", "unavailable", "d"),
+    ("resumed", "resumed_symbols", "d"),
+    ("snapshots", "resnapshot_symbols", "d"),
+    ("web restart s", "web_restart_s", ".1f"),
+    ("connected p99 ms", "p99_ms", "d"),
+    ("connected lost", "lost", "d"),
+    ("web CPU%", "web_cpu_pct", ".0f"),
+    ("other CPU%", "other_cpu_pct", ".0f"),
+]
+
+
+def storm_rows(results: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    return [
+        [_cell(r, key, fmt) for _, key, fmt in STORM_COLUMNS] for r in results if r.get("kind") in ("storm", "restart")
+    ]
+
+
+def render_storms(results: Sequence[Mapping[str, Any]]) -> str:
+    """The storms: time to all-live, failures, and the p99 of the dashboards already connected."""
+    rows = storm_rows(results)
+    if not rows:
+        return ""
+    headers = [h for h, _, _ in STORM_COLUMNS]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown_storms(results: Sequence[Mapping[str, Any]]) -> str:
+    rows = storm_rows(results)
+    if not rows:
+        return ""
+    headers = [h for h, _, _ in STORM_COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -265,6 +312,19 @@ def render_markdown(run: Mapping[str, Any]) -> str:
             f" {_fmt(r['cpu_per_frame_ratio'], '.1f')} |"
             f" {_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} / {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} |"
         )
+    storms = render_markdown_storms(run["results"])
+    if storms:
+        lines += [
+            "",
+            "## Storms",
+            "",
+            "Connect storm: dashboards opening at once (handshakes in flight as shown, no retry) beside"
+            " dashboards already connected, whose p99 and lost ticks are shown. Restart storm: the web"
+            " process restarted under the dashboards, which reconnect with backoff and jitter and"
+            " resubscribe with `since`. Times from the storm's start (the restart command).",
+            "",
+            storms,
+        ]
     lines += ["", "## Where it stops", ""]
     lines += [
         f"A load holds when 0 ticks are lost, >= {HOLD_DELIVERED_PCT:.0f} % are delivered, every client connected"
@@ -295,6 +355,20 @@ def render_markdown(run: Mapping[str, Any]) -> str:
         lines += [f"| {pct:.1f} % | `{name}` |" for name, pct in profile["markers"] if pct]
         lines += ["", "| self | function |", "|---|---|"]
         lines += [f"| {row['self_pct']:.1f} % | `{row['function']}` |" for row in profile["top_self"][:15]]
+    storm = run.get("storm_profile")
+    if storm and storm.get("samples"):
+        lines += [
+            "",
+            f"## Profile: {storm['scenario']} (py-spy, {storm['samples']} samples, every thread of Daphne)",
+            "",
+            "| share | component |",
+            "|---|---|",
+            *(f"| {pct:.1f} % | {name} |" for name, pct in storm["categories"]),
+            "",
+            "| inclusive | function |",
+            "|---|---|",
+            *(f"| {row['inclusive_pct']:.1f} % | `{row['function']}` |" for row in storm["top"][:30]),
+        ]
     lines.append("")
     return "\n".join(lines)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from bench import profile, report
+from bench import charts, profile, report
 from bench.probe import PublishLagProbe
 from bench.procs import ManagedProcess, ProcessSampler, raise_nofile_limit, rss_of, wait_for
 from bench.targets import PYTHON, REPO, FloorTarget, NaiveTarget, Target, TickerTarget, base_env
@@ -86,6 +86,15 @@ class Config:
     max_minutes: float = 14.0
     profile: str = "500@200"  # CLIENTS@RATE of Ticker to repeat under py-spy ("off": none)
     profile_seconds: float = 10.0
+    # Storms (Ticker): STORM dashboards opening at once through STORM_CONCURRENCY handshakes
+    # in flight, no retry, beside STORM_BASE connected ones; then the web process restarted
+    # under RESTART_STORM dashboards that reconnect and resume.
+    storm: int = 1000
+    storm_base: int = 100
+    storm_concurrency: int = 100
+    storm_budget: float = 30.0
+    restart_storm: int = 1000
+    storm_profile: bool = True
     ref: str = ""
     quick: bool = False
     keep: bool = False
@@ -106,6 +115,10 @@ QUICK = {
     "naive_connect_budget": 15.0,
     "max_minutes": 4.0,
     "profile": "off",
+    "storm": 300,
+    "storm_base": 50,
+    "restart_storm": 300,
+    "storm_profile": False,
 }
 
 
@@ -139,6 +152,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=env("BENCH_PROFILE"),
         help="py-spy Daphne during a repeat of Ticker's CLIENTS@RATE scenario (full run: 500@200; off: none)",
     )
+    parser.add_argument("--storm", type=int, default=env("BENCH_STORM"), help="connect-storm dashboards (0: skip)")
+    parser.add_argument("--storm-base", type=int, default=env("BENCH_STORM_BASE"), help="dashboards already connected")
+    parser.add_argument(
+        "--storm-concurrency", type=int, default=env("BENCH_STORM_CONCURRENCY"), help="storm handshakes in flight"
+    )
+    parser.add_argument(
+        "--restart-storm", type=int, default=env("BENCH_RESTART_STORM"), help="dashboards across a restart (0: skip)"
+    )
+    parser.add_argument(
+        "--storm-profile", default=env("BENCH_STORM_PROFILE"), help="py-spy Daphne during the connect storm (on/off)"
+    )
     parser.add_argument("--ref", default=env("BENCH_REF", ""), help="benchmark this git ref of Ticker (git archive)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     parser.add_argument("--out", default=env("BENCH_OUT", str(RESULTS)), help="results directory")
@@ -161,7 +185,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, float(value))
-    for key in ("idle", "sync_clients", "multi_web"):
+    if args.storm_profile is not None:
+        config.storm_profile = args.storm_profile not in ("off", "0", "no", "false")
+    for key in ("idle", "sync_clients", "multi_web", "storm", "storm_base", "storm_concurrency", "restart_storm"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, int(value))
@@ -268,7 +294,7 @@ class ClientGroup:
 class Scenario:
     """One measured load against one target."""
 
-    kind: str  # stream | sync | idle
+    kind: str  # stream | sync | idle | storm | restart
     clients: int
     rate: float
     per_client: int
@@ -280,6 +306,10 @@ class Scenario:
             return f"idle {self.clients}"
         if self.kind == "sync":
             return f"sync {self.clients}x1 @{self.rate:.0f}"
+        if self.kind == "storm":
+            return f"connect storm {self.clients}x{self.per_client} @{self.rate:.0f}"
+        if self.kind == "restart":
+            return f"restart storm {self.clients}x{self.per_client} @{self.rate:.0f}"
         web = f" {self.web_procs}web" if self.web_procs > 1 else ""
         return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}"
 
@@ -293,6 +323,7 @@ class Runner:
         self.results: list[dict[str, Any]] = []
         self.skipped: list[str] = []
         self.profile: dict[str, Any] | None = None
+        self.storm_profile: dict[str, Any] | None = None
         self.started = time.monotonic()
         self.deadline = self.started + config.max_minutes * 60
         self.stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ") + ("-quick" if config.quick else "")
@@ -314,7 +345,8 @@ class Runner:
     def make_target(self, name: str, web_procs: int = 1) -> Target:
         if name == "ticker":
             cfg = self.config
-            users = max([*cfg.clients, cfg.idle, cfg.sync_clients, cfg.multi_web, 1])
+            users = max([*cfg.clients, cfg.idle, cfg.sync_clients, cfg.multi_web, cfg.storm + cfg.storm_base, 1])
+            users = max(users, cfg.restart_storm)
             return TickerTarget(self.workdir, cfg.symbols, self.product, web_procs=web_procs, users=users)
         if name == "naive":
             return NaiveTarget(self.workdir, self.config.symbols)
@@ -336,6 +368,10 @@ class Runner:
                 plan += [Scenario("stream", n, rate, cfg.per_client) for n in cfg.clients]
         if name == "ticker" and cfg.sync_clients > 0:
             plan.append(Scenario("sync", cfg.sync_clients, cfg.sync_rate, 1))
+        if name == "ticker" and cfg.storm > 0:
+            plan.append(Scenario("storm", cfg.storm, cfg.rates[0], cfg.per_client))
+        if name == "ticker" and cfg.restart_storm > 0:
+            plan.append(Scenario("restart", cfg.restart_storm, cfg.rates[0], cfg.per_client))
         if name == "ticker" and cfg.profile:
             # py-spy samples Daphne during that scenario's own window (without pausing it).
             clients, rate = parse_load(cfg.profile, cfg.rates[0])
@@ -446,7 +482,7 @@ class Runner:
             urls = target.sync_urls(target.symbols[0], scenario.web_procs)
         else:
             urls = target.stream_urls(scenario.web_procs)
-        mode = scenario.kind
+        mode = "stream" if scenario.kind in ("storm", "restart") else scenario.kind
         specs, first = [], 0
         for n in share:
             specs.append(
@@ -494,6 +530,12 @@ class Runner:
             "notes": notes,
         }
         try:
+            if scenario.kind == "storm":
+                self.connect_storm(target, scenario, group, result)
+                return result
+            if scenario.kind == "restart":
+                self.restart_storm(target, scenario, group, result)
+                return result
             if scenario.kind == "idle":
                 self.connect_idle(target, scenario, group, result)
             else:
@@ -507,6 +549,135 @@ class Runner:
         finally:
             group.close()
         return result
+
+    def connect_storm(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
+        """STORM dashboards open at once (no retry) while STORM_BASE connected ones are measured.
+
+        Time to all-live: from the storm's start instant to the last dashboard holding every
+        snapshot. Failures: handshakes that did not complete, ``unavailable`` error frames.
+        """
+        cfg = self.config
+        base = Scenario("stream", cfg.storm_base, scenario.rate, scenario.per_client)
+        specs = self.specs(target, base)
+        group.spawn(specs)
+        got = group.collect("connected", set(range(len(specs))), self.budget(target) + 30)
+        result["base_connected"] = sum(line.get("connected", 0) for line in got.values())
+        time.sleep(cfg.warmup)  # the base dashboards settle before the storm
+        storm = ClientGroup(self.workdir, f"{target.name} {scenario.label()} storm")
+        procs = self.client_procs(scenario.clients)
+        start_at = time.time() + 3.0  # every load-client process imported and waiting
+        window = cfg.storm_budget
+        storm_specs = self.specs(target, scenario)
+        for spec in storm_specs:
+            spec.update(
+                {
+                    "retry": False,
+                    "start_at": start_at,
+                    "concurrency": max(1, cfg.storm_concurrency // procs),
+                    "connect_budget": window,
+                    "ready_timeout": window,
+                    "open_timeout": window,
+                    # Their own traders, after the base dashboards' ones.
+                    "first_index": spec["first_index"] + cfg.storm_base,
+                }
+            )
+        server = target.pids()
+        try:
+            storm.spawn(storm_specs)
+            sampler = ProcessSampler({**server, **group.pids(), **{f"storm-{k}": v for k, v in storm.pids().items()}})
+            group.send(f"measure {start_at} {start_at + window}")
+            spy = None
+            if cfg.storm_profile:
+                spy = self.start_profile(target, server[target.web_names(1)[0]], scenario, window, "storm-profile")
+            time.sleep(max(0.0, start_at - time.time()))  # until the storm starts
+            sampler.start()
+            lines = storm.collect("connected", set(range(len(storm_specs))), window + 30)
+            usage = sampler.stop()
+            base_lines = group.collect("result", set(range(len(specs))), window + 30)
+            if spy is not None:
+                self.finish_profile(spy, scenario, "storm-profile")
+        finally:
+            storm.close()
+        connected = sum(line.get("connected", 0) for line in lines.values())
+        failures: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for line in lines.values():
+            for reason, n in line.get("failures", {}).items():
+                failures[reason] = failures.get(reason, 0) + n
+            for code, n in line.get("error_codes", {}).items():
+                errors[code] = errors.get(code, 0) + n
+        last = max((line.get("last_ready_at", 0.0) for line in lines.values()), default=0.0)
+        hist = report.merge_hist(line.get("latency_hist", {}) for line in base_lines.values())
+        web = target.web_names(1)[0]
+        result.update(
+            {
+                "clients_connected": connected,
+                "clients_text": f"{connected}/{scenario.clients}" if connected != scenario.clients else str(connected),
+                "connect_failures": failures,
+                "failed_handshakes": scenario.clients - connected,
+                "error_codes": errors,
+                "unavailable": errors.get("unavailable", 0),
+                "all_live_s": round(last - start_at, 2) if last and connected == scenario.clients else None,
+                "last_live_s": round(last - start_at, 2) if last else None,
+                "storm_concurrency": cfg.storm_concurrency,
+                "base_clients": cfg.storm_base,
+                "lost": sum(line.get("lost", 0) for line in base_lines.values()),
+                "p50_ms": report.percentile(hist, 0.50),
+                "p99_ms": report.percentile(hist, 0.99),
+                "max_ms": max((line.get("max_latency_ms", 0) for line in base_lines.values()), default=None),
+                "web_cpu_pct": round(usage.get(web, {}).get("cpu_pct", 0.0), 1),
+                "web_rss_mib": round(usage.get(web, {}).get("rss_mib", 0.0), 1),
+                "other_cpu_pct": sampler.other_cpu_pct,
+                "duration_s": window,
+            }
+        )
+        if sampler.other_cpu_pct > 15:
+            result["notes"].append(
+                f"other processes on this machine used {sampler.other_cpu_pct:.0f} % of a core during the storm"
+            )
+        if failures:
+            result["notes"].append(f"failed handshakes (no retry): {failures}")
+
+    def restart_storm(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
+        """The web process restarted under RESTART_STORM dashboards: how long until all are back and resumed."""
+        cfg = self.config
+        specs = self.specs(target, scenario)
+        for spec in specs:
+            spec["resume"] = True
+        group.spawn(specs)
+        got = group.collect("connected", set(range(len(specs))), self.budget(target) + 30)
+        self.note_connected(result, got.values(), len(specs))
+        time.sleep(cfg.warmup)  # every dashboard has ticked since its snapshot
+        budget = cfg.storm_budget
+        restarted_at = time.time()
+        target.restart_web()
+        web_back_s = time.time() - restarted_at
+        group.send(f"await-back {restarted_at} {restarted_at + budget}")
+        lines = group.collect("back", set(range(len(specs))), budget + 30)
+        back = sum(line.get("back", 0) for line in lines.values())
+        lost_socket = sum(line.get("lost_socket", 0) for line in lines.values())
+        errors: dict[str, int] = {}
+        for line in lines.values():
+            for code, n in line.get("error_codes", {}).items():
+                errors[code] = errors.get(code, 0) + n
+        last = max((line.get("last_back_s", 0.0) for line in lines.values()), default=None)
+        connected = result.get("clients_connected", 0)
+        result.update(
+            {
+                "clients_text": f"{back}/{connected}" if back != connected else str(back),
+                "web_restart_s": round(web_back_s, 2),
+                "lost_socket": lost_socket,
+                "back": back,
+                "all_live_s": last if back == connected and connected else None,
+                "last_live_s": last,
+                "resumed_symbols": sum(line.get("resumed", 0) for line in lines.values()),
+                "resnapshot_symbols": sum(line.get("resnapshots", 0) for line in lines.values()),
+                "reconnect_retries": sum(line.get("retries", 0) for line in lines.values()),
+                "error_codes": errors,
+                "unavailable": errors.get("unavailable", 0),
+                "failed_handshakes": connected - back,
+            }
+        )
 
     def connect_idle(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
         """Connect a tenth, note the web RSS, connect the rest: memory per connection is the slope."""
@@ -688,28 +859,35 @@ class Runner:
 
     # --- profiling ----------------------------------------------------------------------
 
-    def start_profile(self, target: Target, pid: int, scenario: Scenario) -> ManagedProcess | None:
-        out = Path(self.config.out) / f"{self.stamp}-profile.txt"
+    def start_profile(
+        self, target: Target, pid: int, scenario: Scenario, seconds: float = 0.0, name: str = "profile"
+    ) -> ManagedProcess | None:
+        out = Path(self.config.out) / f"{self.stamp}-{name}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            spy = profile.recorder(pid, self.config.duration, out, self.workdir / "py-spy.log", base_env({}))
+            log = self.workdir / f"py-spy-{name}.log"
+            spy = profile.recorder(pid, seconds or self.config.duration, out, log, base_env({}))
             return spy.start()
         except Exception as exc:
             logger.warning("no profile: %r", exc)
             return None
 
-    def finish_profile(self, spy: ManagedProcess, scenario: Scenario) -> None:
+    def finish_profile(self, spy: ManagedProcess, scenario: Scenario, name: str = "profile") -> None:
         assert spy.popen is not None
         try:
             spy.popen.wait(30)
         except subprocess.TimeoutExpired:
             logger.warning("py-spy did not finish in time")
         spy.stop()
-        out = Path(self.config.out) / f"{self.stamp}-profile.txt"
+        out = Path(self.config.out) / f"{self.stamp}-{name}.txt"
         if not out.exists():
             logger.warning("py-spy wrote nothing:\n%s", spy.tail())
             return
-        self.profile = {"scenario": f"ticker {scenario.label()}", "file": out.name, **profile.summarize(out)}
+        summary = {"scenario": f"ticker {scenario.label()}", "file": out.name, **profile.summarize(out)}
+        if name == "profile":
+            self.profile = summary
+        else:
+            self.storm_profile = summary
 
     # --- output -----------------------------------------------------------------------
 
@@ -761,6 +939,7 @@ class Runner:
             "ratios": report.ratios(self.results),
             "skipped": self.skipped,
             "profile": self.profile,
+            "storm_profile": self.storm_profile,
         }
 
     def write(self) -> tuple[Path, Path, dict[str, Any]]:
@@ -772,6 +951,10 @@ class Runner:
             tmp = path.with_suffix(path.suffix + ".tmp")
             tmp.write_text(text)
             tmp.replace(path)
+        try:
+            doc["charts"] = [p.name for p in charts.write_charts(doc, out)]
+        except Exception:
+            logger.exception("charts not drawn")
         return json_path, md_path, doc
 
 
@@ -815,11 +998,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(report.render_table(doc["results"]))
+    storms = report.render_storms(doc["results"])
+    if storms:
+        print("\nStorms (Ticker, one Daphne):")
+        print(storms)
     if doc["ratios"]:
         print("\nTicker against the references (same run):")
         print(report.render_ratios(doc["ratios"]))
     if doc["skipped"]:
         print("\nNot run: " + "; ".join(doc["skipped"]))
     shown = json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path
-    print(f"\nWritten: {shown} and {md_path.name}")
+    print(f"\nWritten: {shown} and {md_path.name}" + "".join(f", {name}" for name in doc.get("charts", [])))
     return 1 if interrupted else 0

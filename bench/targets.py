@@ -243,7 +243,8 @@ class Target:
         return process
 
     def _wait_producer(self) -> None:
-        wait_for(lambda: all(self.seqs().values()), 60, f"{self.name}'s producer to tick every symbol", 0.2)
+        # Ticker first writes each new symbol's day of history (one symbol at a time, 1-2 s each).
+        wait_for(lambda: all(self.seqs().values()), 300, f"{self.name}'s producer to tick every symbol", 0.2)
 
 
 class TickerTarget(Target):

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 from typing import Any
@@ -89,10 +90,51 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             # delivered, and raising would only kill the consumer with a traceback.
             self.dropped_frames += 1
             return
-        if self._update_fullness() > self.max_outbound_bytes:
+        pending = self._update_fullness()
+        if pending > self.max_outbound_bytes:
             self.close_slow("outbound buffer over the limit")
             return
-        super().serverSend(content, binary)
+        if binary or self._perMessageCompress is not None or self.send_queue or self.autoFragmentSize:
+            super().serverSend(content, binary)
+            return
+        self.write_text_frame(content.encode(), pending)
+
+    def write_text_frame(self, payload: bytes, pending: int) -> None:
+        """One unfragmented, uncompressed text frame, written at once when nothing is queued.
+
+        Twisted's ``transport.write`` only queues: it registers the socket for writing
+        (an ``epoll_ctl``), sends on the next reactor turn and unregisters it (another
+        one): three system calls and a loop turn per frame. Like asyncio's transports,
+        this sends straight away when the transport holds nothing, and leaves only what
+        the kernel did not take (a slow reader) to Twisted's buffer and the bounds above.
+        """
+        size = len(payload)
+        if size < 126:
+            frame = bytes((0x81, size)) + payload
+        elif size < 65536:
+            frame = struct.pack("!BBH", 0x81, 126, size) + payload
+        else:
+            frame = struct.pack("!BBQ", 0x81, 127, size) + payload
+        transport = self.transport
+        sock = getattr(transport, "socket", None)
+        if (
+            pending == 0
+            and sock is not None
+            and transport.connected
+            and not transport.disconnecting
+            and not getattr(transport, "TLS", False)
+            and not getattr(transport, "_writeDisconnected", False)
+        ):
+            try:
+                sent = sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # Twisted's own write finds the error and closes the connection
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        transport.write(frame)
 
     def check_timeouts(self) -> None:
         super().check_timeouts()

@@ -13,6 +13,7 @@ runs, by ``dashboard.streams.admission.StreamAdmission``.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import redis
@@ -21,13 +22,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketCons
 from django.conf import settings
 
 from dashboard.market import protocol
-from dashboard.market.broadcast import CATALOG_GROUP, session_group, symbol_group, token_group, user_group
+from dashboard.market.broadcast import CATALOG_GROUP, session_group, token_group, user_group
 from dashboard.market.client import async_redis, sync_redis
 from dashboard.market.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe
 from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.streams import catalog as catalogs
 from dashboard.streams import frames, heartbeat
-from dashboard.streams.feed import process_feed
+from dashboard.streams.feed import process_feed, symbol_feed
 from dashboard.streams.guard import ClientGuard, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 from ticker import metrics
@@ -60,8 +61,33 @@ def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {entry["symbol"]: entry for entry in catalog}
 
 
+def _raw_send(send: Any) -> Any:
+    """The server's own send callable under channels' wrappers (the session middleware's).
+
+    Tick frames need none of what the wrappers do (a session save on HTTP responses).
+    """
+    while True:
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            return send
+        send = inner
+
+
 class StreamConsumer(AsyncWebsocketConsumer):
-    """Multi-symbol dashboard stream: subscribe/unsubscribe at run time, ticks per window."""
+    """Multi-symbol dashboard stream: subscribe/unsubscribe at run time, ticks per window.
+
+    While in step with its process's feed it is in one of the feed's groups, which get
+    each window's frame built once (``dashboard.streams.feed``); anything that changes
+    what it follows takes it out of the group first (``feed.detach``).
+    """
+
+    feed_key: frozenset[str] | None = None
+    feed: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Shared tick frames go straight to the server (``MarketFeed``).
+        self.raw_send = _raw_send(send)
+        await super().__call__(scope, receive, send)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         # Channels joins ``self.groups`` before ``connect`` and leaves them after ``disconnect``.
@@ -91,11 +117,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
-        if getattr(self, "feed", None) is not None:
+        if self.feed is not None:
             self.feed.unregister(self)
 
+    def steppable(self) -> frozenset[str] | None:
+        """Its symbols, when it may share frames now (nothing held, nothing pending)."""
+        if self._holds or self._draining or self._held:
+            return None
+        return self.subs.key()
+
+    def in_step(self, last: dict[str, tuple[str, int]]) -> bool:
+        return self.subs.matches(last)
+
+    def leave_step(self, last: dict[str, tuple[str, int]]) -> None:
+        self.subs.catch_up(last)
+
     async def send_heartbeat(self, frame: str) -> None:
-        await self.send(text_data=frame)
+        await self.raw_send({"type": "websocket.send", "text": frame})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         screened = screen(self.guard, self.limits, text_data, bytes_data)
@@ -107,6 +145,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=int(screened.close))
             return
         op = screened.op
+        if op is not None and not isinstance(op, Ping) and self.feed is not None:
+            self.feed.detach(self)  # its own positions from here on
         try:
             if isinstance(op, Ping):
                 await self.send(text_data=protocol.pong_frame(op.id, frames.server_time()))
@@ -136,13 +176,29 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if todo:
             charge_reads(self.scope["ticker.read_budget"], len(todo), op.id)
         since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s in todo}
-        states = await aread_subscribe(async_redis(), todo, op.interval, since, max_missed=self.max_missed)
+        interval, max_missed = op.interval, self.max_missed
+
+        async def read(symbols: list[str], since: dict[str, tuple[str, int]]) -> dict[str, Any]:
+            return await aread_subscribe(async_redis(), symbols, interval, since, max_missed=max_missed)
+
+        # Shared with the process's other streams while no newer batch has been sent (``SubscribeReads``).
+        reads = self.feed.reads
+        states = await reads.read(read, todo, interval, since, max_missed)
         frames = []
         # No await between reading the state and recording the positions: no batch can
         # slip in between, so nothing older is forwarded and nothing newer skipped.
         for symbol in todo:
-            frame, epoch, seq = subscription_frame(
-                states[symbol], op.since.get(symbol), self.catalog[symbol]["status"], op.interval
+            state, status, position = states[symbol], self.catalog[symbol]["status"], op.since.get(symbol)
+            frame, epoch, seq = reads.frame(
+                symbol,
+                interval,
+                since.get(symbol),
+                max_missed,
+                state,
+                status,
+                lambda state=state, position=position, status=status: subscription_frame(
+                    state, position, status, interval
+                ),
             )
             self.subs.add(symbol, epoch, seq)
             self.intervals[symbol] = op.interval
@@ -205,6 +261,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def catalog_changed(self, event: dict[str, Any]) -> None:
         self.catalog = _catalog_index(event["catalog"])
+        if self.feed is not None:
+            self.feed.detach(self)
         for symbol in self.subs.symbols():
             if symbol not in self.catalog:
                 self.subs.remove(symbol)
@@ -212,34 +270,51 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
 
 class SymbolConsumer(JsonWebsocketConsumer):
-    """Single-symbol stream, subscribed on connect to the symbol in its URL."""
+    """Single-symbol stream, subscribed on connect to the symbol in its URL.
+
+    Its ticks come from the process's symbol feed (``dashboard.streams.feed.SymbolFeed``)
+    on the event loop, straight to the socket (``deliver_symbol``): no channel-layer
+    message and no hop to this consumer's thread per tick. Client frames, subscribes and
+    the access/catalog groups are handled on its thread as before. While a (re)subscribe
+    reads Redis on the thread, arriving ticks are held (under ``_lock``, which is never
+    held across a send) and forwarded in order once its frame is out.
+    """
+
+    feed: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # The heartbeat hub runs on the event loop: it sends through the raw ASGI
-        # callable instead of this consumer's thread-bound wrapper.
-        self._asgi_send = send
+        # The heartbeat hub and the symbol feed run on the event loop: they send through
+        # the raw ASGI callable instead of this consumer's thread-bound wrapper.
+        self._asgi_send = _raw_send(send)
+        self._lock = threading.Lock()
+        self._holds = 0
+        self._held: list[list[Any]] = []
+        self._resync_asked = False
+        self._open = False
         hub = heartbeat.hub()
         hub.register(self)
         try:
             await super().__call__(scope, receive, send)
         finally:
             hub.unregister(self)
+            if self.feed is not None:
+                await self.feed.unregister(self.symbol, self)
 
     async def send_heartbeat(self, frame: str) -> None:
         # Only once the stream is open (accepted, subscribed).
-        if getattr(self, "subs", None) is not None:
+        if self._open:
             await self._asgi_send({"type": "websocket.send", "text": frame})
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         # Channels joins ``self.groups`` before ``connect`` and leaves them after ``disconnect``;
-        # the symbol's own group is joined in ``connect``, once the symbol is known valid.
+        # the symbol's feed is joined in ``connect``, once the symbol is known valid.
         self.groups = [*_access_groups(self.scope), CATALOG_GROUP]
         super().websocket_connect(message)
 
     def connect(self) -> None:
         self.subs: Subscriptions | None = None
-        self.symbol_group: str | None = None
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
+        self.interval = protocol.DEFAULT_INTERVAL
         self.accept()
         catalog = catalogs.current()
         self.catalog = _catalog_index(catalog)
@@ -250,22 +325,95 @@ class SymbolConsumer(JsonWebsocketConsumer):
             return
         self.limits = frames.limits()
         self.guard = ClientGuard(self.limits)
-        self.symbol_group = symbol_group(self.symbol)
-        async_to_sync(self.channel_layer.group_add)(self.symbol_group, self.channel_name)
-        self.send(text_data=frames.hello(catalog))
-        # Open from here on: client frames, heartbeats and group messages are served.
         self.subs = Subscriptions()
-        since = frames.since_from_query(self.scope.get("query_string", b""), self.symbol)
+        # Ticks from the feed are held until the subscribe's frame is out.
+        self._hold()
         try:
-            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
-        except (redis.RedisError, OSError) as exc:
-            self.subs = None
-            self.send(text_data=_unavailable(None, exc).frame())
-            self.close(code=int(CloseCode.TRY_AGAIN_LATER))
+            async_to_sync(self._register)()
+            self.send(text_data=frames.hello(catalog))
+            # Open from here on: client frames, heartbeats and ticks are served.
+            self._open = True
+            since = frames.since_from_query(self.scope.get("query_string", b""), self.symbol)
+            try:
+                self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
+            except (redis.RedisError, OSError) as exc:
+                self.subs = None
+                self._open = False
+                self.send(text_data=_unavailable(None, exc).frame())
+                self.close(code=int(CloseCode.TRY_AGAIN_LATER))
+        finally:
+            self._release()
+
+    async def _register(self) -> None:
+        feed = symbol_feed(self.channel_layer)
+        await feed.register(self.symbol, self)
+        self.feed = feed
 
     def disconnect(self, code: int) -> None:
-        if self.symbol_group is not None:
-            async_to_sync(self.channel_layer.group_discard)(self.symbol_group, self.channel_name)
+        self._open = False
+
+    def _hold(self) -> None:
+        with self._lock:
+            self._holds += 1
+
+    def _release(self) -> None:
+        """End a hold; the outermost forwards what was held meanwhile, in order."""
+        while True:
+            with self._lock:
+                if self._holds > 1 or not self._held:
+                    self._holds -= 1
+                    return
+                entry = self._held.pop(0)
+            self._forward(entry)
+
+    def _accept(self, entry: list[Any]) -> tuple[str | None, bool]:
+        """The part of ``entry`` the client has not seen, and whether a resync is due (locked)."""
+        subs = self.subs
+        if subs is None:
+            return None, False
+        epoch, first, last, piece = entry
+        fresh = subs.accept(self.symbol, epoch, first, last, piece)
+        return fresh, bool(subs.take_resync())
+
+    def _forward(self, entry: list[Any]) -> None:
+        """A held entry, on this consumer's thread."""
+        with self._lock:
+            fresh, resync = self._accept(entry)
+        if fresh:
+            self.send(text_data=protocol.ticks_frame([fresh]))
+            metrics.FRAMES_SENT.labels("symbol").inc()
+        if resync:
+            self._resnapshot()
+
+    async def deliver_symbol(self, entry: list[Any]) -> int:
+        """Ticks of this stream's symbol from the process's feed (event loop)."""
+        if not self._open:
+            return 0
+        with self._lock:
+            if self._holds:
+                self._held.append(entry)
+                return 0
+            fresh, resync = self._accept(entry)
+        sent = 0
+        if fresh:
+            await self._asgi_send({"type": "websocket.send", "text": protocol.ticks_frame([fresh])})
+            sent = 1
+        if resync and not self._resync_asked:
+            # A new epoch: the snapshot is read on the consumer's thread.
+            self._resync_asked = True
+            await self.channel_layer.send(self.channel_name, {"type": "symbol.resync"})
+        return sent
+
+    def symbol_resync(self, event: dict[str, Any]) -> None:
+        self._resync_asked = False
+        if self.subs is not None:
+            self._resnapshot()
+
+    def _resnapshot(self) -> None:
+        try:
+            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
+        except (redis.RedisError, OSError) as exc:
+            self.send(text_data=_unavailable(None, exc).frame())
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.subs is None:
@@ -296,7 +444,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
                 except (redis.RedisError, OSError) as exc:
                     raise _unavailable(op.id, exc) from None
             else:
-                removed = [s for s in op.symbols if self.subs.remove(s)]
+                with self._lock:
+                    removed = [s for s in op.symbols if self.subs.remove(s)]
                 self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
         except ProtocolError as err:
             self.send(text_data=err.frame())
@@ -307,31 +456,20 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.interval = op.interval
         since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s == self.symbol}
         max_missed = settings.TICKER["MAX_RESUME_TICKS"]
-        state = read_subscribe(sync_redis(), [self.symbol], op.interval, since, max_missed=max_missed)[self.symbol]
-        frame, epoch, seq = subscription_frame(
-            state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
-        )
-        self.subs.add(self.symbol, epoch, seq)
-        if ack:
-            self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-        self.send(text_data=frame)
-
-    def symbol_ticks(self, event: dict[str, Any]) -> None:
-        if self.subs is None:
-            return
-        epoch, first, last, piece = event["entry"]
-        before = self.subs.ticks_accepted
-        fresh = self.subs.accept(event["symbol"], epoch, first, last, piece)
-        if fresh:
-            self.send(text_data=protocol.ticks_frame([fresh]))
-            metrics.FRAMES_SENT.labels("symbol").inc()
-            metrics.TICKS_SENT.labels("symbol").inc(self.subs.ticks_accepted - before)
-        if self.subs.take_resync():
-            # A new epoch: a fresh snapshot of it.
-            try:
-                self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
-            except (redis.RedisError, OSError) as exc:
-                self.send(text_data=_unavailable(None, exc).frame())
+        self._hold()
+        try:
+            state = read_subscribe(sync_redis(), [self.symbol], op.interval, since, max_missed=max_missed)[self.symbol]
+            frame, epoch, seq = subscription_frame(
+                state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
+            )
+            with self._lock:
+                assert self.subs is not None
+                self.subs.add(self.symbol, epoch, seq)
+            if ack:
+                self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
+            self.send(text_data=frame)
+        finally:
+            self._release()
 
     def access_revoked(self, event: dict[str, Any]) -> None:
         logger.info("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), event["reason"])

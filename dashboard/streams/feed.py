@@ -3,8 +3,20 @@
 With a channel-layer group per consumer, every producer window costs every dashboard a
 message: a Redis delivery, a msgpack decode and a dispatch of the same batch, hundreds
 of times over. Here the process joins the market group once, decodes each batch once,
-and hands it to every registered stream, which only picks and joins its pre-encoded
-pieces (``StreamConsumer.deliver``).
+and hands it to its streams.
+
+Streams "in step" share their frames. A stream is in step when, for every symbol it
+follows, its position is where the feed's own copy of the market is (``MarketFeed.last``:
+the last ``(epoch, seq)`` seen of each symbol). In-step streams with the same subscribed
+symbols form a group; each window, a group's frame is joined once and the same text is
+sent to every member through its raw ASGI send, and the metrics are counted once per
+group. Their per-symbol positions are not touched on that path: a member's positions are
+the feed's. A stream leaves its group (``detach``: its positions are written out from
+the feed's copy) before anything changes its own view (subscribe, unsubscribe, a catalog
+change, a resync), and a whole group leaves when a batch does not continue one of its
+symbols (a gap, a new epoch): then, and for streams that just subscribed, resumed or lag,
+the per-stream path (``StreamConsumer.deliver``, ``Subscriptions.select``) decides. After
+each per-stream delivery, a stream whose positions equal the feed's copy joins a group.
 """
 
 from __future__ import annotations
@@ -13,15 +25,35 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from dashboard.market.broadcast import MARKET_GROUP
+from dashboard.market.broadcast import MARKET_GROUP, symbol_group
+from dashboard.market.protocol import ticks_frame
+from ticker import metrics
 
 logger = logging.getLogger(__name__)
+
+Positions = dict[str, tuple[str, int]]
 
 
 class BatchTarget(Protocol):
     async def deliver(self, ticks: dict[str, Any]) -> None: ...
+
+
+class SharedTarget(BatchTarget, Protocol):
+    """A stream that can share frames with others (``StreamConsumer``)."""
+
+    feed_key: frozenset[str] | None
+    raw_send: Callable[[dict[str, Any]], Awaitable[None]]
+
+    def steppable(self) -> frozenset[str] | None:
+        """Its subscribed symbols when it may join a group now (nothing held or pending)."""
+
+    def in_step(self, last: Positions) -> bool: ...
+
+    def leave_step(self, last: Positions) -> None:
+        """Write its positions out from ``last``: it takes the per-stream path from now on."""
 
 
 class MarketFeed:
@@ -31,8 +63,16 @@ class MarketFeed:
         self.layer = layer
         # Weak: a stream that ends without unregistering must not be kept alive by the feed.
         self.targets: weakref.WeakSet[BatchTarget] = weakref.WeakSet()
+        # Registered streams not in a group: served one by one (``deliver``).
+        self.loose: weakref.WeakSet[BatchTarget] = weakref.WeakSet()
+        # In-step streams by subscribed symbols (members are also in ``targets``).
+        self.groups: dict[frozenset[str], weakref.WeakSet[Any]] = {}
+        self.last: Positions = {}
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self.windows = 0
+        self.shared_frames = 0
+        self.reads = SubscribeReads(self.last)
 
     async def register(self, target: BatchTarget, wait_seconds: float = 5.0) -> None:
         """Deliver to ``target`` from now on; returns once the subscription is live.
@@ -41,6 +81,8 @@ class MarketFeed:
         feed keeps trying, and batches flow as soon as it succeeds.
         """
         self.targets.add(target)
+        if getattr(target, "feed_key", None) is None:
+            self.loose.add(target)
         if self.task is None or self.task.done():
             self.ready.clear()
             self.task = asyncio.get_running_loop().create_task(self._run())
@@ -48,7 +90,88 @@ class MarketFeed:
             await asyncio.wait_for(self.ready.wait(), wait_seconds)
 
     def unregister(self, target: BatchTarget) -> None:
+        self.detach(target)
         self.targets.discard(target)
+        self.loose.discard(target)
+
+    def detach(self, target: Any) -> None:
+        """Take ``target`` out of its group, its positions written out from the feed's copy."""
+        key = getattr(target, "feed_key", None)
+        if key is None:
+            return
+        members = self.groups.get(key)
+        if members is not None:
+            members.discard(target)
+            if not members:
+                del self.groups[key]
+        target.feed_key = None
+        target.leave_step(self.last)
+        if target in self.targets:
+            self.loose.add(target)
+
+    def _try_join(self, target: Any) -> None:
+        key = target.steppable()
+        if key and target.in_step(self.last):
+            members = self.groups.get(key)
+            if members is None:
+                members = self.groups[key] = weakref.WeakSet()
+            members.add(target)
+            target.feed_key = key
+            self.loose.discard(target)
+
+    async def dispatch(self, ticks: dict[str, Any]) -> None:
+        """Deliver one window's batch (``symbol -> [epoch, first_seq, last_seq, piece]``)."""
+        self.windows += 1
+        last = self.last
+        # Symbols this batch does not simply continue (a gap, a new epoch, first sight).
+        broken = set()
+        for symbol, raw in ticks.items():
+            seen = last.get(symbol)
+            if seen is None or seen[0] != raw[0] or seen[1] + 1 != raw[1]:
+                broken.add(symbol)
+        if broken:
+            for key in [k for k in self.groups if not broken.isdisjoint(k)]:
+                for target in list(self.groups.pop(key)):
+                    target.feed_key = None
+                    target.leave_step(last)
+                    self.loose.add(target)
+        for symbol, raw in ticks.items():
+            last[symbol] = (raw[0], raw[2])
+        frames = ticks_sent = 0
+        for key, members in list(self.groups.items()):
+            pieces = []
+            count = 0
+            for symbol, raw in ticks.items():
+                if symbol in key:
+                    pieces.append(raw[3])
+                    count += raw[2] - raw[1] + 1
+            # Every member gets the frame, even one detached while others are being sent
+            # to: its positions were written out as of this batch.
+            targets = list(members)
+            if not pieces:
+                continue
+            message = {"type": "websocket.send", "text": ticks_frame(pieces)}
+            for target in targets:
+                try:
+                    await target.raw_send(message)
+                except Exception:
+                    logger.debug("shared frame not delivered to a closing stream", exc_info=True)
+            frames += len(targets)
+            ticks_sent += count * len(targets)
+        if frames:
+            # Counted once per window, not per frame (a lock, and a file in multiprocess mode).
+            self.shared_frames += frames
+            metrics.FRAMES_SENT.labels("stream").inc(frames)
+            metrics.TICKS_SENT.labels("stream").inc(ticks_sent)
+        for target in list(self.loose):
+            try:
+                await target.deliver(ticks)
+            except Exception:
+                # One broken stream must not starve the others.
+                logger.exception("market batch not delivered to a stream")
+                continue
+            if getattr(target, "feed_key", False) is None:
+                self._try_join(target)
 
     async def _run(self) -> None:
         while True:
@@ -64,20 +187,202 @@ class MarketFeed:
             while True:
                 message = await self.layer.receive(channel)
                 ticks = message.get("ticks")
-                if not ticks:
-                    continue
-                for target in list(self.targets):
-                    try:
-                        await target.deliver(ticks)
-                    except Exception:
-                        # One broken stream must not starve the others.
-                        logger.exception("market batch not delivered to a stream")
+                if ticks:
+                    await self.dispatch(ticks)
         finally:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(MARKET_GROUP, channel)
 
 
+SinceKey = tuple[str, int] | None
+# Kept reads (symbol x interval x distinct resume position): pruned of stale ones past this.
+MAX_SHARED_READS = 4096
+
+
+class SubscribeReads:
+    """Subscribe reads shared by the streams of one process, within what the feed has sent.
+
+    A crowd of dashboards subscribing at once (a deploy, a restart) would each read the
+    same 50 snapshots of 200 candles from Redis and parse them: the storm's main cost. A
+    read is the same for every stream asking about the same symbol, interval and ``since``
+    until the symbol ticks again, so one read serves them all while it is not older than
+    the feed's copy of the market (``MarketFeed.last``): a stream given a state at
+    ``(epoch, seq)`` then misses nothing, since every batch after ``seq`` is still to come
+    (held while it subscribes) and the ones before are skipped. Reads in flight are
+    shared too. The built frame is kept with the state (the same bytes for everyone).
+    """
+
+    def __init__(self, last: Positions) -> None:
+        self.last = last
+        self.states: dict[tuple[str, str, SinceKey, int], Any] = {}
+        self.frames: dict[tuple[str, str, SinceKey, int], dict[Any, Any]] = {}
+        self.pending: dict[tuple[str, str, SinceKey, int], asyncio.Future[Any]] = {}
+        self.hits = 0
+        self.reads = 0
+
+    def _fresh(self, symbol: str, state: Any) -> bool:
+        seen = self.last.get(symbol)
+        if seen is None:
+            return True
+        snap = state.snapshot
+        return snap.epoch == seen[0] and snap.seq >= seen[1]
+
+    async def read(
+        self,
+        reader: Callable[[list[str], dict[str, tuple[str, int]]], Awaitable[dict[str, Any]]],
+        symbols: list[str],
+        interval: str,
+        since: dict[str, tuple[str, int]],
+        max_missed: int,
+    ) -> dict[str, Any]:
+        """Each symbol's ``SubscribeState``; ``reader(symbols, since)`` reads the rest in one round trip."""
+        found: dict[str, Any] = {}
+        waits: dict[str, asyncio.Future[Any]] = {}
+        todo: list[str] = []
+        for symbol in symbols:
+            key = (symbol, interval, since.get(symbol), max_missed)
+            state = self.states.get(key)
+            if state is not None and self._fresh(symbol, state):
+                found[symbol] = state
+                self.hits += 1
+            elif key in self.pending:
+                waits[symbol] = self.pending[key]
+                self.hits += 1
+            else:
+                todo.append(symbol)
+        if todo:
+            loop = asyncio.get_running_loop()
+            mine = {s: (s, interval, since.get(s), max_missed) for s in todo}
+            futures = {s: loop.create_future() for s in todo}
+            for symbol, key in mine.items():
+                self.pending[key] = futures[symbol]
+            self.reads += len(todo)
+            try:
+                states = await reader(todo, {s: since[s] for s in todo if s in since})
+            except BaseException as exc:
+                for symbol, key in mine.items():
+                    self.pending.pop(key, None)
+                    if not futures[symbol].done():
+                        futures[symbol].set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                        futures[symbol].exception()  # retrieved: others may not be waiting
+                raise
+            if len(self.states) > MAX_SHARED_READS:
+                self._prune()
+            for symbol, key in mine.items():
+                self.pending.pop(key, None)
+                state = states[symbol]
+                futures[symbol].set_result(state)
+                self.states[key] = state
+                self.frames.pop(key, None)
+                found[symbol] = state
+        for symbol, future in waits.items():
+            found[symbol] = await future
+        return found
+
+    def _prune(self) -> None:
+        for key in [k for k, state in self.states.items() if not self._fresh(k[0], state)]:
+            del self.states[key]
+            self.frames.pop(key, None)
+        if len(self.states) > MAX_SHARED_READS:
+            self.states.clear()
+            self.frames.clear()
+
+    def frame(
+        self, symbol: str, interval: str, since: SinceKey, max_missed: int, state: Any, variant: Any, build: Any
+    ) -> Any:
+        """``build()`` once per state and ``variant`` (the catalog status, the resume asked for)."""
+        key = (symbol, interval, since, max_missed)
+        if self.states.get(key) is not state:
+            return build()
+        built = self.frames.setdefault(key, {})
+        result = built.get(variant)
+        if result is None:
+            result = built[variant] = build()
+        return result
+
+
+class SymbolTarget(Protocol):
+    """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
+
+    async def deliver_symbol(self, entry: list[Any]) -> int:
+        """Send what it has not seen of ``entry``; the frames sent (0 or 1)."""
+
+
+class SymbolFeed:
+    """Each symbol's group joined once per process, its messages handed to that symbol's streams.
+
+    The per-consumer path costs every single-symbol stream a channel-layer delivery, a
+    decode and a hop to the consumer's thread and back per message. Here each message is
+    decoded once, on the event loop, and each stream's frame goes straight to its socket
+    (``SymbolConsumer.deliver_symbol``); the consumer stays a sync consumer for its
+    client's frames.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        # A plain dict per symbol: registration and delivery both run on the event loop.
+        self.targets: dict[str, dict[SymbolTarget, None]] = {}
+        self.joined: set[str] = set()
+        self.channel: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def register(self, symbol: str, target: SymbolTarget) -> None:
+        """Deliver ``symbol``'s ticks to ``target`` from now on (returns once subscribed)."""
+        self.targets.setdefault(symbol, {})[target] = None
+        async with self._lock:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel()
+            if symbol not in self.joined:
+                await self.layer.group_add(symbol_group(symbol), self.channel)
+                self.joined.add(symbol)
+            if self.task is None or self.task.done():
+                self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
+
+    async def unregister(self, symbol: str, target: SymbolTarget) -> None:
+        found = self.targets.get(symbol)
+        if found is not None:
+            found.pop(target, None)
+            if not found:
+                del self.targets[symbol]
+
+    async def dispatch(self, symbol: str, entry: list[Any]) -> None:
+        frames = 0
+        for target in list(self.targets.get(symbol, ())):
+            try:
+                frames += await target.deliver_symbol(entry)
+            except Exception:
+                logger.exception("symbol ticks not delivered to a stream")
+        if frames:
+            metrics.FRAMES_SENT.labels("symbol").inc(frames)
+            metrics.TICKS_SENT.labels("symbol").inc(frames * (entry[2] - entry[1] + 1))
+
+    async def _run(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("symbol feed receive failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                continue
+            symbol, entry = message.get("symbol"), message.get("entry")
+            if symbol and entry:
+                await self.dispatch(symbol, entry)
+
+
 _feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MarketFeed] = weakref.WeakKeyDictionary()
+_symbol_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SymbolFeed] = weakref.WeakKeyDictionary()
+
+
+def symbol_feed(layer: Any) -> SymbolFeed:
+    """The single-symbol feed of the running event loop."""
+    loop = asyncio.get_running_loop()
+    found = _symbol_feeds.get(loop)
+    if found is None:
+        found = _symbol_feeds[loop] = SymbolFeed(layer)
+    return found
 
 
 def process_feed(layer: Any) -> MarketFeed:

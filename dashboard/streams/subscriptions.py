@@ -29,6 +29,7 @@ class Subscriptions:
     def __init__(self) -> None:
         self._positions: dict[str, list[Any]] = {}
         self._resync: set[str] = set()
+        self._key: frozenset[str] | None = None
         # Ticks let through since the connection opened (for metrics).
         self.ticks_accepted = 0
 
@@ -44,10 +45,35 @@ class Subscriptions:
     def add(self, symbol: str, epoch: str | None, seq: int) -> None:
         self._positions[symbol] = [epoch, seq]
         self._resync.discard(symbol)
+        self._key = None
 
     def remove(self, symbol: str) -> bool:
         self._resync.discard(symbol)
+        self._key = None
         return self._positions.pop(symbol, None) is not None
+
+    def key(self) -> frozenset[str] | None:
+        """The subscribed symbols, when a frame may be shared with others (none pending resync)."""
+        if self._resync or not self._positions:
+            return None
+        if self._key is None:
+            self._key = frozenset(self._positions)
+        return self._key
+
+    def matches(self, last: Mapping[str, Sequence[Any]]) -> bool:
+        """Whether every position equals ``last`` (``symbol -> (epoch, seq)``): in step with it."""
+        for symbol, pos in self._positions.items():
+            seen = last.get(symbol)
+            if seen is None or seen[0] != pos[0] or seen[1] != pos[1]:
+                return False
+        return True
+
+    def catch_up(self, last: Mapping[str, Sequence[Any]]) -> None:
+        """Set every position from ``last``: what a stream in step with it has been sent."""
+        for symbol, pos in self._positions.items():
+            seen = last.get(symbol)
+            if seen is not None:
+                pos[0], pos[1] = seen[0], seen[1]
 
     def position(self, symbol: str) -> tuple[str | None, int] | None:
         pos = self._positions.get(symbol)

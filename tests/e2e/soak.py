@@ -1,23 +1,34 @@
-"""`make soak`: a few hundred dashboards on the real stack for a bounded time.
+"""`make soak`: hundreds of dashboards on the real stack for a bounded time, flat or not.
 
-Prints the memory of every server process at the start and the end, ticks lost (by
-``seq``, must be 0) and the p99 tick-to-client latency of every minute, and exits non-zero
-if a tick was lost or a process died. ``SOAK_MINUTES`` (default 10) and ``SOAK_CLIENTS``
-(default 300) size it.
+Every minute it prints one line: ticks received, ticks lost (by ``seq``, must be 0), the
+p99 tick-to-client latency of that minute and the resident memory of every server
+process. Latencies go into fixed-size 1 ms histograms (as ``make bench`` does), one per
+minute and client process, reset each minute: the soak's own memory and CPU do not grow
+with its length, so a slowdown it reports is the server's.
+
+It exits non-zero when a tick was lost, a process died, the last minute's p99 is above
+``SOAK_P99_RATIO`` (1.2) times the second minute's (the first has the connect burst), or
+a process's memory has not levelled off: over the second half of the run it grew by more
+than ``SOAK_RSS_GROWTH_MIB`` (8 MiB) or 3 %, whichever is larger. ``SOAK_MINUTES``
+(default 10), ``SOAK_CLIENTS`` (default 500) and ``SOAK_CLIENT_PROCS`` (default 2: the
+dashboards' parsing is spread over processes so the client is not the bottleneck) size it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import os
+import queue
 import resource
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from array import array
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -28,77 +39,188 @@ from tests.e2e.stack import Stack
 
 logger = logging.getLogger("soak")
 SYMBOLS = [f"F{i:02d}" for i in range(50)]
+HIST_MS = 60_000  # 1 ms buckets; a later tick lands in the last one
 
 
-@dataclass
 class Minute:
-    """What all clients received in one minute."""
+    """What one client process received in one minute: counters and a fixed-size histogram."""
 
-    latencies: list[float] = field(default_factory=list)
-    lost: int = 0
-    ticks: int = 0
+    __slots__ = ("hist", "lost", "ticks")
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.lost = 0
+        self.hist = array("q", bytes(8 * HIST_MS))
+
+    def summary(self) -> dict[str, Any]:
+        return {"ticks": self.ticks, "lost": self.lost, "hist": {i: n for i, n in enumerate(self.hist) if n}}
 
 
-async def dashboard(
-    url: str, headers: dict[str, str], minutes: list[Minute], start: float, stop: asyncio.Event
-) -> None:
-    positions: dict[str, int] = {}
-    async with connect(url, additional_headers=headers, max_size=2**22) as ws:
-        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": SYMBOLS}).decode())
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(ws.recv(), 1.0)
-            except TimeoutError:
-                continue
-            frame = orjson.loads(text)
-            if frame["type"] == "snapshot":
-                positions[frame["symbol"]] = frame["seq"]
-            elif frame["type"] == "ticks":
-                now = time.time()
-                minute = minutes[min(int((time.monotonic() - start) // 60), len(minutes) - 1)]
-                for tick in frame["data"]:
-                    last = positions.get(tick["symbol"])
-                    if last is not None and tick["seq"] > last + 1:
-                        minute.lost += tick["seq"] - last - 1
-                    positions[tick["symbol"]] = tick["seq"]
-                    minute.latencies.append(now - tick["ts"] / 1000)
-                    minute.ticks += 1
+class Clients:
+    """The dashboards of one client process, all counting into the current ``Minute``."""
+
+    def __init__(self) -> None:
+        self.minute = Minute()
+        self.connected = 0
+        self.failed = 0
+
+    async def dashboard(self, url: str, headers: dict[str, str], stop: asyncio.Event) -> None:
+        positions: dict[str, int] = {}
+        try:
+            async with connect(url, additional_headers=headers, max_size=2**22) as ws:
+                await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": SYMBOLS}).decode())
+                self.connected += 1
+                while not stop.is_set():
+                    try:
+                        text = await asyncio.wait_for(ws.recv(), 1.0)
+                    except TimeoutError:
+                        continue
+                    self.on_frame(orjson.loads(text), positions)
+        except Exception as exc:
+            self.failed += 1
+            logger.warning("a dashboard ended: %r", exc)
+
+    def on_frame(self, frame: dict[str, Any], positions: dict[str, int]) -> None:
+        kind = frame["type"]
+        if kind == "snapshot":
+            positions[frame["symbol"]] = frame["seq"]
+        elif kind == "ticks":
+            now_ms = time.time() * 1000.0
+            minute = self.minute
+            hist = minute.hist
+            top = HIST_MS - 1
+            for tick in frame["data"]:
+                last = positions.get(tick["symbol"])
+                if last is not None and tick["seq"] > last + 1:
+                    minute.lost += tick["seq"] - last - 1
+                positions[tick["symbol"]] = tick["seq"]
+                lat = int(now_ms - tick["ts"])
+                hist[0 if lat < 0 else (top if lat > top else lat)] += 1
+            minute.ticks += len(frame["data"])
+
+
+def client_process(url: str, headers: dict[str, str], clients: int, minutes: int, out: Any) -> None:
+    """One client process: connect ``clients`` dashboards, report every minute on ``out``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * clients + 256)), hard))
+
+    async def run() -> None:
+        state = Clients()
+        stop = asyncio.Event()
+        start = time.monotonic()
+        tasks = []
+        for i in range(clients):
+            tasks.append(asyncio.create_task(state.dashboard(url, headers, stop)))
+            if i % 25 == 24:
+                await asyncio.sleep(0.2)  # connect in waves, as a real crowd would
+        for n in range(1, minutes + 1):
+            await asyncio.sleep(max(0.0, start + 60 * n - time.monotonic()))  # the minute's end
+            done, state.minute = state.minute, Minute()
+            out.put({"minute": n, "connected": state.connected, "failed": state.failed, **done.summary()})
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def percentile(hist: dict[int, int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= q * total:
+            return float(value)
+    return float(max(hist))
 
 
 def memory(stack: Stack) -> dict[str, float]:
     found = {}
     for name, process in stack.processes.items():
-        if process.popen is not None:
-            found[name] = psutil.Process(process.popen.pid).memory_info().rss / 2**20
+        if process.popen is not None and process.alive():
+            with contextlib.suppress(psutil.Error):
+                found[name] = psutil.Process(process.popen.pid).memory_info().rss / 2**20
     return found
 
 
-async def soak(stack: Stack, clients: int, minutes: int) -> int:
+def verdict(rows: list[dict[str, Any]], ratio: float, growth_mib: float) -> list[str]:
+    """What makes the soak fail: lost ticks, p99 drifting up, memory still growing."""
+    problems = []
+    lost = sum(r["lost"] for r in rows)
+    if lost:
+        problems.append(f"{lost} ticks lost")
+    if len(rows) >= 3:
+        second, last = rows[1]["p99"], rows[-1]["p99"]
+        if not last <= ratio * second:
+            problems.append(f"last minute's p99 {last:.0f} ms > {ratio} x the second minute's {second:.0f} ms")
+        mid = rows[len(rows) // 2]["rss"]
+        for name, end in rows[-1]["rss"].items():
+            start = mid.get(name)
+            if start is not None and end - start > max(growth_mib, 0.03 * start):
+                problems.append(f"{name} still growing: {start:.1f} -> {end:.1f} MiB over the second half")
+    return problems
+
+
+def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
     headers = {"Cookie": stack.login(), "Origin": stack.base_url}
     url = f"{stack.ws_url}/ws/stream/"
-    before = memory(stack)
-    stop = asyncio.Event()
-    per_minute = [Minute() for _ in range(minutes)]
-    start = time.monotonic()
-    tasks = []
-    for i in range(clients):
-        tasks.append(asyncio.create_task(dashboard(url, headers, per_minute, start, stop)))
-        if i % 25 == 24:
-            await asyncio.sleep(0.2)  # connect in waves, as a real crowd would
-    await asyncio.sleep(minutes * 60 - (time.monotonic() - start))
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    after = memory(stack)
-    logger.info("soak: %d dashboards x %d symbols for %d min", clients, len(SYMBOLS), minutes)
-    for i, minute in enumerate(per_minute, start=1):
-        p99 = statistics.quantiles(minute.latencies, n=100)[98] * 1000 if len(minute.latencies) > 100 else float("nan")
-        logger.info("minute %2d: %9d ticks, lost %d, p99 %.0f ms", i, minute.ticks, minute.lost, p99)
-    for name in before:
-        logger.info("%-7s RSS %7.1f MiB -> %7.1f MiB", name, before[name], after.get(name, float("nan")))
-    lost = sum(m.lost for m in per_minute)
+    ratio = float(os.environ.get("SOAK_P99_RATIO", "1.2"))
+    growth = float(os.environ.get("SOAK_RSS_GROWTH_MIB", "8"))
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    workers = [ctx.Process(target=client_process, args=(url, headers, n, minutes, out), daemon=True) for n in shares]
+    logger.info(
+        "soak: %d dashboards x %d symbols for %d min, %d client processes", clients, len(SYMBOLS), minutes, procs
+    )
+    logger.info("start   RSS MiB %s", "  ".join(f"{k} {v:.1f}" for k, v in memory(stack).items()))
+    for worker in workers:
+        worker.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in range(1, minutes + 1):
+            parts = []
+            deadline = time.monotonic() + 60 * (n + 1) + 30
+            while len(parts) < procs:
+                try:
+                    parts.append(out.get(timeout=max(1.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    logger.error("minute %d: %d client processes never reported", n, procs - len(parts))
+                    return 1
+            hist: dict[int, int] = {}
+            for part in parts:
+                for key, count in part["hist"].items():
+                    hist[key] = hist.get(key, 0) + count
+            row = {
+                "minute": n,
+                "ticks": sum(p["ticks"] for p in parts),
+                "lost": sum(p["lost"] for p in parts),
+                "connected": sum(p["connected"] for p in parts),
+                "p99": percentile(hist, 0.99),
+                "rss": memory(stack),
+            }
+            rows.append(row)
+            logger.info(
+                "minute %2d: %9d ticks, lost %d, p99 %5.0f ms, %d dashboards; RSS MiB %s",
+                n,
+                row["ticks"],
+                row["lost"],
+                row["p99"],
+                row["connected"],
+                "  ".join(f"{k} {v:.1f}" for k, v in row["rss"].items()),
+            )
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.terminate()
     dead = [name for name, p in stack.processes.items() if not p.alive()]
-    logger.info("lost %d ticks; processes exited: %s", lost, dead or "none")
-    return 0 if lost == 0 and not dead else 1
+    problems = verdict(rows, ratio, growth)
+    if dead:
+        problems.append(f"processes exited: {dead}")
+    logger.info("soak %s%s", "FAILED: " if problems else "passed", "; ".join(problems))
+    return 1 if problems else 0
 
 
 def main() -> int:
@@ -106,15 +228,16 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tests.e2e").setLevel(logging.WARNING)
     minutes = int(os.environ.get("SOAK_MINUTES", "10"))
-    clients = int(os.environ.get("SOAK_CLIENTS", "300"))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * clients + 256)), hard))
+    clients = int(os.environ.get("SOAK_CLIENTS", "500"))
+    procs = max(1, int(os.environ.get("SOAK_CLIENT_PROCS", "2")))
     # One tick per symbol every 250 ms: 200 ticks/s, the product's reference load.
     stack = Stack(Path(tempfile.mkdtemp(prefix="ticker-soak-")), fast_symbols=50, fast_interval_ms=250)
     stack.extra_env["TICKER_MAX_CONNECTIONS_PER_USER"] = str(clients + 10)
     stack.extra_env["TICKER_MAX_CONNECTS_PER_MINUTE"] = str(clients + 10)
+    # One trader for every dashboard: its read budget must cover every subscribe.
+    stack.extra_env["TICKER_READ_BURST"] = str(50 * (clients + 10))
     with started(stack):
-        return asyncio.run(soak(stack, clients, minutes))
+        return soak(stack, clients, minutes, procs)
 
 
 if __name__ == "__main__":
