@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.stack import Stack
+from tests.e2e.test_accessibility import axe_violations
 from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -95,6 +96,7 @@ def test_an_alert_set_from_the_chart_fires_and_shows_a_toast(
     dialog = page.locator("dialog.alert-dialog")
     expect(dialog).to_be_visible()
     expect(dialog.locator(".alert-symbol")).to_have_text(SYMBOL)
+    assert axe_violations(page) == [], "the alert form is accessible"
     # "At or below" 2 % over the last price: the next tick crosses it.
     dialog.locator("select[name=condition]").select_option("below")
     dialog.locator("input[name=price]").fill(f"{price * 1.02:.2f}")
@@ -106,6 +108,7 @@ def test_an_alert_set_from_the_chart_fires_and_shows_a_toast(
     expect(toast).to_be_visible(timeout=5_000)
     shown_after = time.monotonic() - set_at
     expect(toast).to_contain_text(f"{SYMBOL} at or below")
+    assert axe_violations(page) == [], "the toast is accessible"
     fired = api(context, stack_logs, "GET", "/api/alerts/?status=triggered")["alerts"]
     alert_id = int(toast.get_attribute("data-alert-id"))
     [mine] = [a for a in fired if a["id"] == alert_id]
