@@ -168,6 +168,30 @@ class Candle(models.Model):
         }
 
 
+class Clock(models.TextChoices):
+    LOCAL = "local", "The browser's time zone"
+    UTC = "utc", "UTC"
+
+
+class Palette(models.TextChoices):
+    STANDARD = "standard", "Green up, red down"
+    COLOUR_BLIND = "cb", "Blue up, orange down (colour-blind safe)"
+
+
+class Preference(models.Model):
+    """A trader's display preferences, the same in every browser they log in from."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ticker_preference")
+    clock = models.CharField(max_length=5, choices=Clock.choices, default=Clock.LOCAL)
+    palette = models.CharField(max_length=8, choices=Palette.choices, default=Palette.STANDARD)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.clock}, {self.palette}"
+
+    def to_wire(self) -> dict[str, str]:
+        return {"clock": self.clock, "palette": self.palette}
+
+
 class Watchlist(models.Model):
     """A trader's named, ordered list of symbols; the dashboard streams what it shows."""
 

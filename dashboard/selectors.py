@@ -13,7 +13,7 @@ import orjson
 from dashboard.market import store
 from dashboard.market.candles import Candle as LiveCandle
 from dashboard.market.candles import merge_history
-from dashboard.models import Candle, Symbol
+from dashboard.models import Candle, Clock, Palette, Preference, Symbol
 
 # A chart asks for DEFAULT_HISTORY candles (a day of 1-minute candles fills it); no
 # request gets more than MAX_HISTORY.
@@ -55,3 +55,14 @@ def latest_candle(symbol: str, interval: str) -> LiveCandle | None:
     if row is None:
         return None
     return LiveCandle(interval, row.start_ms, row.open, row.high, row.low, row.close, row.volume, closed=True)
+
+
+DEFAULT_PREFERENCES = {"clock": Clock.LOCAL.value, "palette": Palette.STANDARD.value}
+
+
+def preferences_for(user: Any) -> dict[str, str]:
+    """A trader's display preferences (the defaults until they choose)."""
+    if not getattr(user, "is_authenticated", False):
+        return dict(DEFAULT_PREFERENCES)
+    found = Preference.objects.filter(user=user).first()
+    return found.to_wire() if found else dict(DEFAULT_PREFERENCES)

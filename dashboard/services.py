@@ -19,7 +19,7 @@ from dashboard.market import store
 from dashboard.market.broadcast import publish_catalog
 from dashboard.market.candles import Candle as LiveCandle
 from dashboard.market.client import sync_redis
-from dashboard.models import Candle, Symbol
+from dashboard.models import Candle, Clock, Palette, Preference, Symbol
 from dashboard.selectors import catalog_entries
 
 logger = logging.getLogger(__name__)
@@ -175,3 +175,16 @@ def prune_candles(
     if deleted:
         logger.info("pruned candles: %s", ", ".join(f"{n} of {i}" for i, n in deleted.items()))
     return deleted
+
+
+def set_preferences(user: Any, changes: Mapping[str, object]) -> dict[str, str]:
+    """Store the given display preferences of ``user``; unknown names or values are refused."""
+    allowed = {"clock": set(Clock.values), "palette": set(Palette.values)}
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown preferences: {', '.join(sorted(unknown))}")
+    for name, value in changes.items():
+        if value not in allowed[name]:
+            raise ValueError(f"{name} must be one of {', '.join(sorted(allowed[name]))}")
+    preference, _ = Preference.objects.update_or_create(user=user, defaults=dict(changes))
+    return preference.to_wire()

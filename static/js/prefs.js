@@ -1,28 +1,35 @@
 // Display preferences of the logged-in trader, and the page-wide keyboard shortcuts.
 //
 // Preferences (clock: "local" or "utc"; palette: "standard" green/red or "cb" blue/orange)
-// are kept in localStorage under the username (body[data-user]), so two traders sharing a
-// browser each keep their own. They are applied as attributes on <html> (CSS switches the
-// palette from there) and announced with a "ticker:prefs" event, which the chart listens to.
+// are stored per trader on the server (/settings/preferences/), so they follow them to any
+// browser; the server renders them into <html data-clock data-palette> (CSS switches the
+// palette from there, from the first paint). A change is applied at once, saved in the
+// background and announced with a "ticker:prefs" event, which the chart listens to.
 
-const DEFAULTS = { clock: "local", palette: "standard" };
 const CHOICES = { clock: ["local", "utc"], palette: ["standard", "cb"] };
-const user = document.body.dataset.user || "";
-const KEY = `ticker.prefs.${user}`;
+const SAVE_URL = "/settings/preferences/";
 
-function load() {
-  let stored = {};
-  try {
-    stored = JSON.parse(localStorage.getItem(KEY) || "{}");
-  } catch {
-    stored = {};
-  }
-  const prefs = { ...DEFAULTS };
-  for (const [name, values] of Object.entries(CHOICES)) if (values.includes(stored[name])) prefs[name] = stored[name];
-  return prefs;
+function initial(name) {
+  const value = document.documentElement.dataset[name];
+  return CHOICES[name].includes(value) ? value : CHOICES[name][0];
 }
 
-export const prefs = load();
+export const prefs = { clock: initial("clock"), palette: initial("palette") };
+
+function save(changes) {
+  // The page's own CSRF token (every logged-in page has the logout form's).
+  const token = document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
+  fetch(SAVE_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+    body: JSON.stringify(changes),
+    credentials: "same-origin",
+  })
+    .then((response) => {
+      if (!response.ok) console.warn(`preferences not saved: HTTP ${response.status}`);
+    })
+    .catch((err) => console.warn(`preferences not saved: ${err.message}`));
+}
 
 function apply() {
   const html = document.documentElement;
@@ -34,11 +41,11 @@ function apply() {
   for (const el of document.querySelectorAll("[data-field=clock]")) if (el.textContent !== name) el.textContent = name;
 }
 
-/** Set one preference, remember it for this user, and tell the page. */
+/** Set one preference, save it for this trader, and tell the page. */
 export function setPref(name, value) {
   if (!CHOICES[name]?.includes(value) || prefs[name] === value) return;
   prefs[name] = value;
-  if (user) localStorage.setItem(KEY, JSON.stringify(prefs));
+  save({ [name]: value });
   apply();
   window.dispatchEvent(new CustomEvent("ticker:prefs", { detail: { ...prefs } }));
 }

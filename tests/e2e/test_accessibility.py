@@ -9,7 +9,6 @@ impact and the elements it names.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +18,16 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
-from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in
+from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in, manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BLOCKING = {"serious", "critical"}
+RESET_PREFERENCES = (
+    f"from dashboard.models import Preference; Preference.objects.filter(user__username={TRADER[0]!r}).delete()"
+)
 ZONE = "America/New_York"  # the browser's own zone in these tests: not UTC, so the switch shows
 
 
@@ -153,13 +155,18 @@ def test_clock_and_palette_are_each_traders_own_and_remembered(page: Page, stack
     expect(page.locator(".chart-tools [data-field=clock]")).to_have_text(f"Local ({ZONE})")
     expect_clock(page, ZONE)
 
-    page.keyboard.press("t")
+    saved = "**/settings/preferences/"
+    with page.expect_response(saved) as answer:
+        page.keyboard.press("t")
+    assert answer.value.ok
     expect(html).to_have_attribute("data-clock", "utc")
     expect(page.locator(".chart-tools button.tz")).to_have_attribute("aria-pressed", "true")
     expect(page.locator(".chart-tools [data-field=clock]")).to_have_text("UTC")
     expect_clock(page, "UTC")
 
-    page.click("[data-pref=palette]")
+    with page.expect_response(saved) as answer:
+        page.click("[data-pref=palette]")
+    assert answer.value.json() == {"clock": "utc", "palette": "cb"}
     expect(html).to_have_attribute("data-palette", "cb")
     colours = page.evaluate(
         "(() => { const o = window.tickerChart.candleSeries.options();"
@@ -175,9 +182,19 @@ def test_clock_and_palette_are_each_traders_own_and_remembered(page: Page, stack
     expect(html).to_have_attribute("data-palette", "cb")
     expect(page.locator("[data-pref=palette]")).to_have_attribute("aria-pressed", "true")
 
-    # Another trader in the same browser has their own (default) preferences.
+    # Stored on the server: the trader has them in a fresh browser too (new context)...
+    other = page.context.browser.new_context(timezone_id=ZONE, bypass_csp=True)
+    try:
+        elsewhere = other.new_page()
+        log_in(elsewhere, stack_logs)
+        expect(elsewhere.locator("html")).to_have_attribute("data-palette", "cb")
+        expect(elsewhere.locator("html")).to_have_attribute("data-clock", "utc")
+    finally:
+        other.close()
+    # ...and another trader in this browser has their own (default) preferences.
     page.click("nav.account button[type=submit]")
     log_in(page, stack_logs, user=ADMIN)
     expect(html).to_have_attribute("data-clock", "local")
     expect(html).to_have_attribute("data-palette", "standard")
-    assert re.fullmatch(r"\d+", str(page.evaluate("localStorage.length")))
+    # The trader's defaults again, for the other tests that log in as them.
+    manage(stack_logs, RESET_PREFERENCES)
