@@ -51,6 +51,10 @@ def chromium_path() -> str:
     return path
 
 
+# The watchlist dialog (the alert dialog shares its look, class wl-dialog, not its role).
+WATCHLIST_DIALOG = "dialog[aria-labelledby='wl-dialog-title']"
+
+
 # Module scope: Playwright's sync API holds an event loop on this thread while it
 # runs, which asyncio tests in other modules must not inherit.
 @pytest.fixture(scope="module")
@@ -323,8 +327,8 @@ def test_watchlist_edits_persist_across_reload_and_relogin(
 
     # Create: an empty list, and the stream drops the symbols that left the view.
     page.click("button[data-action=new]")
-    page.fill(".wl-dialog input[name=name]", "crypto e2e")
-    page.click(".wl-dialog button[value=ok]")
+    page.fill(f"{WATCHLIST_DIALOG} input[name=name]", "crypto e2e")
+    page.click(f"{WATCHLIST_DIALOG} button[value=ok]")
     active = page.locator(".wl-tabs [aria-selected=true]")
     expect(active).to_contain_text("crypto e2e")
     expect(page.locator("#grid tr.empty")).to_be_visible()
@@ -351,12 +355,12 @@ def test_watchlist_edits_persist_across_reload_and_relogin(
     # logs the 400 answer to that request on the console: expected here, and only that).
     console.allow(r"status of 400 \(Bad Request\)")
     page.click("button[data-action=rename]")
-    page.fill(".wl-dialog input[name=name]", "Market")
-    page.click(".wl-dialog button[value=ok]")
-    expect(page.locator(".wl-dialog .wl-error")).to_contain_text("already have a watchlist named")
-    page.fill(".wl-dialog input[name=name]", "Coins e2e")
-    page.click(".wl-dialog button[value=ok]")
-    expect(page.locator(".wl-dialog")).not_to_be_visible()
+    page.fill(f"{WATCHLIST_DIALOG} input[name=name]", "Market")
+    page.click(f"{WATCHLIST_DIALOG} button[value=ok]")
+    expect(page.locator(f"{WATCHLIST_DIALOG} .wl-error")).to_contain_text("already have a watchlist named")
+    page.fill(f"{WATCHLIST_DIALOG} input[name=name]", "Coins e2e")
+    page.click(f"{WATCHLIST_DIALOG} button[value=ok]")
+    expect(page.locator(WATCHLIST_DIALOG)).not_to_be_visible()
     expect(active).to_contain_text("Coins e2e")
     expect(page.locator(".watch")).to_have_attribute("data-pending", "0")
     expect(page.locator(".wl-msg")).to_have_text("")
@@ -379,8 +383,8 @@ def test_watchlist_edits_persist_across_reload_and_relogin(
         expect_order(again, ["DOGE-USD", "BTC-USD", "ETH-USD"])
         # Delete (confirmed): the default list is active again.
         again.click("button[data-action=delete]")
-        expect(again.locator(".wl-dialog .wl-error")).to_contain_text("Delete “Coins e2e”")
-        again.click(".wl-dialog button[value=ok]")
+        expect(again.locator(f"{WATCHLIST_DIALOG} .wl-error")).to_contain_text("Delete “Coins e2e”")
+        again.click(f"{WATCHLIST_DIALOG} button[value=ok]")
         expect(again.locator(".wl-tabs [role=tab]:has-text('Coins e2e')")).to_have_count(0)
         expect(again.locator(".wl-tabs [aria-selected=true]")).to_contain_text("Market")
         expect(again.locator("#grid tbody tr[data-symbol]")).to_have_count(len(shown_symbols(again)))
