@@ -642,8 +642,10 @@ class Runner:
         """The web process restarted under RESTART_STORM dashboards: how long until all are back and resumed."""
         cfg = self.config
         specs = self.specs(target, scenario)
+        procs = len(specs)
         for spec in specs:
             spec["resume"] = True
+            spec["concurrency"] = max(1, cfg.storm_concurrency // procs)  # set up quickly: it is not measured
         group.spawn(specs)
         got = group.collect("connected", set(range(len(specs))), self.budget(target) + 30)
         self.note_connected(result, got.values(), len(specs))

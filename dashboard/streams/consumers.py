@@ -200,9 +200,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
                     state, position, status, interval
                 ),
             )
+            frames.append(frame)
+            # A shared read may be a little older than what the feed already sent: the pieces
+            # sent since complete it (as if they had arrived right after it).
+            behind = reads.behind(symbol, epoch, seq)
+            if behind is not None and behind[0]:
+                frames.append(protocol.ticks_frame(behind[0]))
+                seq = behind[1]
             self.subs.add(symbol, epoch, seq)
             self.intervals[symbol] = op.interval
-            frames.append(frame)
         await self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
         for frame in frames:
             await self.send(text_data=frame)

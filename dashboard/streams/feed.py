@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -72,7 +74,10 @@ class MarketFeed:
         self.ready = asyncio.Event()
         self.windows = 0
         self.shared_frames = 0
-        self.reads = SubscribeReads(self.last)
+        # Each symbol's last pieces sent (a few seconds): a shared read a little older than
+        # the feed is completed with them instead of read again.
+        self.recent: dict[str, deque[list[Any]]] = {}
+        self.reads = SubscribeReads(self.last, self.recent)
 
     async def register(self, target: BatchTarget, wait_seconds: float = 5.0) -> None:
         """Deliver to ``target`` from now on; returns once the subscription is live.
@@ -137,6 +142,10 @@ class MarketFeed:
                     self.loose.add(target)
         for symbol, raw in ticks.items():
             last[symbol] = (raw[0], raw[2])
+            kept = self.recent.get(symbol)
+            if kept is None:
+                kept = self.recent[symbol] = deque(maxlen=RECENT_WINDOWS)
+            kept.append(raw)
         frames = ticks_sent = 0
         for key, members in list(self.groups.items()):
             pieces = []
@@ -197,6 +206,10 @@ class MarketFeed:
 SinceKey = tuple[str, int] | None
 # Kept reads (symbol x interval x distinct resume position): pruned of stale ones past this.
 MAX_SHARED_READS = 4096
+# How long one read serves later subscribers (completed with the pieces sent since), and
+# how many windows of pieces the feed keeps per symbol for that.
+MAX_SHARED_AGE = 2.0
+RECENT_WINDOWS = 40
 
 
 class SubscribeReads:
@@ -212,20 +225,42 @@ class SubscribeReads:
     shared too. The built frame is kept with the state (the same bytes for everyone).
     """
 
-    def __init__(self, last: Positions) -> None:
+    def __init__(self, last: Positions, recent: dict[str, deque[list[Any]]] | None = None) -> None:
         self.last = last
+        self.recent = recent if recent is not None else {}
+        self.read_at: dict[tuple[str, str, SinceKey, int], float] = {}
         self.states: dict[tuple[str, str, SinceKey, int], Any] = {}
         self.frames: dict[tuple[str, str, SinceKey, int], dict[Any, Any]] = {}
         self.pending: dict[tuple[str, str, SinceKey, int], asyncio.Future[Any]] = {}
         self.hits = 0
         self.reads = 0
 
-    def _fresh(self, symbol: str, state: Any) -> bool:
-        seen = self.last.get(symbol)
-        if seen is None:
-            return True
+    def _fresh(self, key: tuple[str, str, SinceKey, int], state: Any) -> bool:
+        if time.monotonic() - self.read_at.get(key, 0.0) > MAX_SHARED_AGE:
+            return False
         snap = state.snapshot
-        return snap.epoch == seen[0] and snap.seq >= seen[1]
+        return self.behind(key[0], snap.epoch, snap.seq) is not None
+
+    def behind(self, symbol: str, epoch: str | None, seq: int) -> tuple[list[str], int] | None:
+        """The pieces the feed has sent of ``symbol`` after ``(epoch, seq)`` and the seq they end at.
+
+        None when they are not all kept (another epoch, too far back): a fresh read is needed.
+        """
+        seen = self.last.get(symbol)
+        if seen is None or (seen[0] == epoch and seq >= seen[1]):
+            return [], seq
+        if seen[0] != epoch:
+            return None
+        pieces: list[str] = []
+        expected = seq + 1
+        for raw in self.recent.get(symbol, ()):
+            if raw[2] < expected:
+                continue
+            if raw[0] != epoch or raw[1] != expected:
+                return None
+            pieces.append(raw[3])
+            expected = raw[2] + 1
+        return (pieces, expected - 1) if expected - 1 == seen[1] else None
 
     async def read(
         self,
@@ -242,7 +277,7 @@ class SubscribeReads:
         for symbol in symbols:
             key = (symbol, interval, since.get(symbol), max_missed)
             state = self.states.get(key)
-            if state is not None and self._fresh(symbol, state):
+            if state is not None and self._fresh(key, state):
                 found[symbol] = state
                 self.hits += 1
             elif key in self.pending:
@@ -273,19 +308,28 @@ class SubscribeReads:
                 state = states[symbol]
                 futures[symbol].set_result(state)
                 self.states[key] = state
+                self.read_at[key] = time.monotonic()
                 self.frames.pop(key, None)
                 found[symbol] = state
         for symbol, future in waits.items():
             found[symbol] = await future
+        # A read shared from before this caller's hold may have been overtaken by batches
+        # the feed sent meanwhile and no longer kept: those symbols are read again, unshared.
+        stale = [s for s, state in found.items() if self.behind(s, state.snapshot.epoch, state.snapshot.seq) is None]
+        if stale:
+            self.reads += len(stale)
+            found.update(await reader(stale, {s: since[s] for s in stale if s in since}))
         return found
 
     def _prune(self) -> None:
-        for key in [k for k, state in self.states.items() if not self._fresh(k[0], state)]:
+        for key in [k for k, state in self.states.items() if not self._fresh(k, state)]:
             del self.states[key]
             self.frames.pop(key, None)
+            self.read_at.pop(key, None)
         if len(self.states) > MAX_SHARED_READS:
             self.states.clear()
             self.frames.clear()
+            self.read_at.clear()
 
     def frame(
         self, symbol: str, interval: str, since: SinceKey, max_missed: int, state: Any, variant: Any, build: Any

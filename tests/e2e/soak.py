@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import random
 import resource
 import sys
 import tempfile
@@ -62,23 +63,34 @@ class Clients:
     def __init__(self) -> None:
         self.minute = Minute()
         self.connected = 0
-        self.failed = 0
+        self.reconnects = 0
 
     async def dashboard(self, url: str, headers: dict[str, str], stop: asyncio.Event) -> None:
-        positions: dict[str, int] = {}
-        try:
-            async with connect(url, additional_headers=headers, max_size=2**22) as ws:
-                await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": SYMBOLS}).decode())
-                self.connected += 1
-                while not stop.is_set():
-                    try:
-                        text = await asyncio.wait_for(ws.recv(), 1.0)
-                    except TimeoutError:
-                        continue
-                    self.on_frame(orjson.loads(text), positions)
-        except Exception as exc:
-            self.failed += 1
-            logger.warning("a dashboard ended: %r", exc)
+        """One dashboard; a failed handshake or a lost socket is retried as the browser does."""
+        attempt = 0
+        live = False
+        while not stop.is_set():
+            positions: dict[str, int] = {}  # a new socket starts from its snapshots
+            try:
+                async with connect(url, additional_headers=headers, max_size=2**22) as ws:
+                    await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "symbols": SYMBOLS}).decode())
+                    attempt = 0
+                    if not live:
+                        live = True
+                        self.connected += 1
+                    while not stop.is_set():
+                        try:
+                            text = await asyncio.wait_for(ws.recv(), 1.0)
+                        except TimeoutError:
+                            continue
+                        self.on_frame(orjson.loads(text), positions)
+                    return
+            except Exception as exc:
+                self.reconnects += 1
+                attempt += 1
+                logger.debug("a dashboard reconnects: %r", exc)
+            ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
+            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)  # backoff with equal jitter
 
     def on_frame(self, frame: dict[str, Any], positions: dict[str, int]) -> None:
         kind = frame["type"]
@@ -116,7 +128,7 @@ def client_process(url: str, headers: dict[str, str], clients: int, minutes: int
         for n in range(1, minutes + 1):
             await asyncio.sleep(max(0.0, start + 60 * n - time.monotonic()))  # the minute's end
             done, state.minute = state.minute, Minute()
-            out.put({"minute": n, "connected": state.connected, "failed": state.failed, **done.summary()})
+            out.put({"minute": n, "connected": state.connected, "reconnects": state.reconnects, **done.summary()})
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -197,17 +209,19 @@ def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
                 "ticks": sum(p["ticks"] for p in parts),
                 "lost": sum(p["lost"] for p in parts),
                 "connected": sum(p["connected"] for p in parts),
+                "reconnects": sum(p["reconnects"] for p in parts),
                 "p99": percentile(hist, 0.99),
                 "rss": memory(stack),
             }
             rows.append(row)
             logger.info(
-                "minute %2d: %9d ticks, lost %d, p99 %5.0f ms, %d dashboards; RSS MiB %s",
+                "minute %2d: %9d ticks, lost %d, p99 %5.0f ms, %d dashboards (%d reconnects so far); RSS MiB %s",
                 n,
                 row["ticks"],
                 row["lost"],
                 row["p99"],
                 row["connected"],
+                row["reconnects"],
                 "  ".join(f"{k} {v:.1f}" for k, v in row["rss"].items()),
             )
     finally:
@@ -217,6 +231,8 @@ def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
                 worker.terminate()
     dead = [name for name, p in stack.processes.items() if not p.alive()]
     problems = verdict(rows, ratio, growth)
+    if rows and rows[-1]["connected"] < clients:
+        problems.append(f"only {rows[-1]['connected']} of {clients} dashboards ever connected")
     if dead:
         problems.append(f"processes exited: {dead}")
     logger.info("soak %s%s", "FAILED: " if problems else "passed", "; ".join(problems))

@@ -150,3 +150,55 @@ def test_subscribe_reads_are_shared_until_the_feed_moves_past_them() -> None:
         assert built == [1], "a stale state is built, not kept"
 
     run(scenario())
+
+
+def test_a_shared_read_a_window_old_is_completed_with_the_pieces_sent_since() -> None:
+    async def scenario() -> None:
+        feed = MarketFeed(layer=None)
+        await feed.dispatch({"A": entry("A", "e", 5, 5)})
+        calls: list[list[str]] = []
+        series = {"epoch": "e", "seq": 5}
+
+        async def reader(symbols: list[str], since: dict[str, tuple[str, int]]) -> dict[str, Any]:
+            calls.append(symbols)
+            return {s: State(series["epoch"], series["seq"]) for s in symbols}
+
+        first = await feed.reads.read(reader, ["A"], "1m", {}, 250)
+        await feed.dispatch({"A": entry("A", "e", 6, 7)})
+        again = await feed.reads.read(reader, ["A"], "1m", {}, 250)
+        assert again["A"] is first["A"]
+        assert len(calls) == 1
+        pieces, seq = feed.reads.behind("A", "e", 5)
+        assert seq == 7
+        assert [t["seq"] for t in orjson.loads("[" + ",".join(pieces) + "]")] == [6, 7]
+        await feed.dispatch({"A": entry("A", "f", 1, 1)})  # a new epoch: read again
+        series.update(epoch="f", seq=1)
+        assert feed.reads.behind("A", "e", 5) is None
+        await feed.reads.read(reader, ["A"], "1m", {}, 250)
+        assert len(calls) == 2
+
+    run(scenario())
+
+
+def test_a_read_in_flight_overtaken_by_a_new_epoch_is_read_again() -> None:
+    async def scenario() -> None:
+        feed = MarketFeed(layer=None)
+        await feed.dispatch({"A": entry("A", "e", 5, 5)})
+        release = asyncio.Event()
+        answers = [State("e", 5)]  # read before the restart; then the new epoch
+
+        async def reader(symbols: list[str], since: dict[str, tuple[str, int]]) -> dict[str, Any]:
+            await release.wait()  # a slow round trip
+            return {s: answers.pop(0) if answers else State("f", 1) for s in symbols}
+
+        first = asyncio.create_task(feed.reads.read(reader, ["A"], "1m", {}, 250))
+        await asyncio.sleep(0)  # the first read is in flight
+        # The second caller's hold starts here; then the series restarts before the read returns.
+        await feed.dispatch({"A": entry("A", "f", 1, 1)})
+        second = asyncio.create_task(feed.reads.read(reader, ["A"], "1m", {}, 250))
+        await asyncio.sleep(0)
+        release.set()
+        assert (await second)["A"].snapshot.epoch == "f", "not the overtaken read"
+        await first
+
+    run(scenario())
