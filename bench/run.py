@@ -83,7 +83,7 @@ class Config:
     concurrency: int = 25
     connect_budget: float = 45.0
     naive_connect_budget: float = 20.0
-    max_minutes: float = 14.0
+    max_minutes: float = 22.0
     profile: str = "500@200"  # CLIENTS@RATE of Ticker to repeat under py-spy ("off": none)
     profile_seconds: float = 10.0
     # Storms (Ticker): STORM dashboards opening at once through STORM_CONCURRENCY handshakes
@@ -113,7 +113,7 @@ QUICK = {
     "ref_idle": False,
     "connect_budget": 20.0,
     "naive_connect_budget": 15.0,
-    "max_minutes": 4.0,
+    "max_minutes": 8.0,
     "profile": "off",
     "storm": 300,
     "storm_base": 50,

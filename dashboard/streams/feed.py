@@ -348,8 +348,8 @@ class SubscribeReads:
 class SymbolTarget(Protocol):
     """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
 
-    async def deliver_symbol(self, entry: list[Any]) -> int:
-        """Send what it has not seen of ``entry``; the frames sent (0 or 1)."""
+    async def deliver_symbol(self, entry: list[Any], frame: str) -> int:
+        """Send what it has not seen of ``entry`` (all of it: ``frame``); the frames sent (0 or 1)."""
 
 
 class SymbolFeed:
@@ -392,9 +392,10 @@ class SymbolFeed:
 
     async def dispatch(self, symbol: str, entry: list[Any]) -> None:
         frames = 0
+        frame = ticks_frame([entry[3]])  # built once: the same text for every stream in step
         for target in list(self.targets.get(symbol, ())):
             try:
-                frames += await target.deliver_symbol(entry)
+                frames += await target.deliver_symbol(entry, frame)
             except Exception:
                 logger.exception("symbol ticks not delivered to a stream")
         if frames:

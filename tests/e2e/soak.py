@@ -6,6 +6,9 @@ process. Latencies go into fixed-size 1 ms histograms (as ``make bench`` does), 
 minute and client process, reset each minute: the soak's own memory and CPU do not grow
 with its length, so a slowdown it reports is the server's.
 
+The CPU of each server process, of the clients and of everything else on the machine
+(other users) is printed per minute too: a p99 that moves with "other" is not the server's.
+
 It exits non-zero when a tick was lost, a process died, the last minute's p99 is above
 ``SOAK_P99_RATIO`` (1.2) times the second minute's (the first has the connect burst), or
 a process's memory has not levelled off: over the second half of the run it grew by more
@@ -156,6 +159,45 @@ def memory(stack: Stack) -> dict[str, float]:
     return found
 
 
+class CpuMeter:
+    """CPU used per minute, in % of one core: each server process, the clients, and the rest of the machine."""
+
+    def __init__(self, stack: Stack, workers: list[Any]) -> None:
+        self.procs: dict[str, psutil.Process] = {}
+        for name, process in stack.processes.items():
+            if process.popen is not None:
+                with contextlib.suppress(psutil.Error):
+                    self.procs[name] = psutil.Process(process.popen.pid)
+        for i, worker in enumerate(workers):
+            with contextlib.suppress(psutil.Error):
+                self.procs[f"client{i}"] = psutil.Process(worker.pid)
+        self.last = self._sample()
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _sample(self) -> tuple[float, float, dict[str, float]]:
+        used = {}
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                used[name] = t.user + t.system + t.children_user + t.children_system
+        return time.monotonic(), self._busy(), used
+
+    def minute(self) -> dict[str, float]:
+        now = self._sample()
+        (t0, busy0, used0), (t1, busy1, used1) = self.last, now
+        self.last = now
+        span = max(t1 - t0, 1e-6)
+        pct = {n: 100.0 * (used1[n] - used0.get(n, used1[n])) / span for n in used1}
+        out = {n: v for n, v in pct.items() if not n.startswith("client")}
+        out["clients"] = sum(v for n, v in pct.items() if n.startswith("client"))
+        out["other"] = max(0.0, 100.0 * (busy1 - busy0) / span - sum(pct.values()))
+        return out
+
+
 def verdict(rows: list[dict[str, Any]], ratio: float, growth_mib: float) -> list[str]:
     """What makes the soak fail: lost ticks, p99 drifting up, memory still growing."""
     problems = []
@@ -189,6 +231,7 @@ def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
     logger.info("start   RSS MiB %s", "  ".join(f"{k} {v:.1f}" for k, v in memory(stack).items()))
     for worker in workers:
         worker.start()
+    cpu = CpuMeter(stack, workers)
     rows: list[dict[str, Any]] = []
     try:
         for n in range(1, minutes + 1):
@@ -212,10 +255,12 @@ def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
                 "reconnects": sum(p["reconnects"] for p in parts),
                 "p99": percentile(hist, 0.99),
                 "rss": memory(stack),
+                "cpu": cpu.minute(),
             }
             rows.append(row)
             logger.info(
-                "minute %2d: %9d ticks, lost %d, p99 %5.0f ms, %d dashboards (%d reconnects so far); RSS MiB %s",
+                "minute %2d: %9d ticks, lost %d, p99 %5.0f ms, %d dashboards (%d reconnects so far);"
+                " RSS MiB %s; CPU %% %s",
                 n,
                 row["ticks"],
                 row["lost"],
@@ -223,6 +268,7 @@ def soak(stack: Stack, clients: int, minutes: int, procs: int) -> int:
                 row["connected"],
                 row["reconnects"],
                 "  ".join(f"{k} {v:.1f}" for k, v in row["rss"].items()),
+                "  ".join(f"{k} {v:.0f}" for k, v in row["cpu"].items()),
             )
     finally:
         for worker in workers:
