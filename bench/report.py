@@ -103,6 +103,7 @@ STORM_COLUMNS: list[tuple[str, str, str]] = [
     ("connected p99 ms", "p99_ms", "d"),
     ("connected lost", "lost", "d"),
     ("web CPU%", "web_cpu_pct", ".0f"),
+    ("storm client CPU%", "client_cpu_text", "s"),
     ("other CPU%", "other_cpu_pct", ".0f"),
 ]
 

@@ -628,6 +628,11 @@ class Runner:
                 "web_cpu_pct": round(usage.get(web, {}).get("cpu_pct", 0.0), 1),
                 "web_rss_mib": round(usage.get(web, {}).get("rss_mib", 0.0), 1),
                 "other_cpu_pct": sampler.other_cpu_pct,
+                "client_cpu_text": "{:.0f}/{}p{}".format(
+                    sum(v["cpu_pct"] for n, v in usage.items() if n.startswith("storm-")),
+                    len(storm_specs),
+                    " sat" if any(v["cpu_pct"] >= 90 for n, v in usage.items() if n.startswith("storm-")) else "",
+                ),
                 "duration_s": window,
             }
         )

@@ -12,6 +12,7 @@ runs, by ``dashboard.streams.admission.StreamAdmission``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
@@ -34,6 +35,9 @@ from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
+
+# Subscribe answers written per event-loop turn (see ``StreamConsumer._subscribe``).
+SNAPSHOTS_PER_TURN = 10
 
 
 def _user_label(scope: dict[str, Any]) -> str:
@@ -210,7 +214,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.subs.add(symbol, epoch, seq)
             self.intervals[symbol] = op.interval
         await self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-        for frame in frames:
+        for i, frame in enumerate(frames):
+            if i % SNAPSHOTS_PER_TURN == SNAPSHOTS_PER_TURN - 1:
+                # A dashboard's 50 snapshots are ~800 KB: written a few at a time, so that a
+                # crowd subscribing at once does not hold the loop away from live frames.
+                await asyncio.sleep(0)
             await self.send(text_data=frame)
 
     async def deliver(self, ticks: dict[str, Any]) -> None:
