@@ -88,6 +88,10 @@ async def test_the_alert_arrives_within_a_window_of_its_crossing_tick(symbols, c
     stream, ok, _ = await connect("/ws/symbols/AAA/")
     assert ok
     async with running_producer(alerts=True):
+        # The series is live on this stream (its snapshot then ticks) before the alert is set:
+        # under load the producer's first windows may otherwise all land in the snapshot.
+        while json.loads(await stream.receive_from(timeout=10))["type"] != "ticks":
+            pass
         alert = await fires_now("alice")
         windows: list[list[dict]] = []
         while True:
