@@ -2,8 +2,9 @@
 
 The stack starts with a fresh market, which gets a day of generated history before it
 ticks: the chart (1-minute candles, the default) is full and the sparklines have a shape
-from the first load. The script hovers a candle so the crosshair and its OHLC readout show.
-(A fired price alert's toast could be added to the picture by the alerts feature.)
+from the first load. The script sets a price alert on the charted symbol just above its
+price with ``below`` (so the next tick fires it on the server), waits for its toast, and
+hovers a candle so the crosshair and its OHLC readout show.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import TRADER, Stack
+from tests.e2e.test_alerts_browser import api, current_price
 from tests.e2e.test_browser import CHROMIUM_ARGS, chromium_path
 
 CHARTED = "BTC-USD"
@@ -30,7 +32,8 @@ def main(out: Path, width: int = 1280, height: int = 800) -> None:
     with started(Stack(Path(tempfile.mkdtemp(prefix="ticker-shot-")))) as stack, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         # bypass_csp: wait_for_function evaluates its expression in the page, which the CSP forbids.
-        page = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True).new_page()
+        context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
+        page = context.new_page()
         page.goto(f"{stack.base_url}/")
         page.fill("input[name=username]", TRADER[0])
         page.fill("input[name=password]", TRADER[1])
@@ -43,6 +46,10 @@ def main(out: Path, width: int = 1280, height: int = 800) -> None:
         page.wait_for_function(f"window.tickerChart.info().count >= {CANDLES}", timeout=30_000)
         # A few live ticks into the forming candle and the grid's flashes.
         page.wait_for_function("window.tickerChart.info().stats.liveTicks >= 20", timeout=30_000)
+        # A price alert the server fires on the next tick: its toast is in the picture.
+        level = f"{current_price(page, CHARTED) * 1.002:.2f}"
+        api(context, stack, "POST", "/api/alerts/", {"symbol": CHARTED, "condition": "below", "price": level})
+        expect(page.locator('.toast[data-missed="false"]')).to_be_visible(timeout=10_000)
         # Crosshair on a recent closed candle: the readout shows its OHLC.
         box = page.locator("#chart").bounding_box()
         assert box is not None
