@@ -399,8 +399,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if resync:
             self._resnapshot()
 
-    async def deliver_symbol(self, entry: list[Any], frame: str) -> int:
-        """Ticks of this stream's symbol from the process's feed (event loop); ``frame`` holds them all."""
+    async def deliver_symbol(self, entry: list[Any], message: dict[str, Any]) -> int:
+        """Ticks of this stream's symbol from the process's feed (event loop); ``message`` sends them all."""
         if not self._open:
             return 0
         with self._lock:
@@ -410,8 +410,9 @@ class SymbolConsumer(JsonWebsocketConsumer):
             fresh, resync = self._accept(entry)
         sent = 0
         if fresh:
-            text = frame if fresh is entry[3] else protocol.ticks_frame([fresh])
-            await self._asgi_send({"type": "websocket.send", "text": text})
+            if fresh is not entry[3]:
+                message = {"type": "websocket.send", "text": protocol.ticks_frame([fresh])}
+            await self._asgi_send(message)
             sent = 1
         if resync and not self._resync_asked:
             # A new epoch: the snapshot is read on the consumer's thread.

@@ -348,8 +348,8 @@ class SubscribeReads:
 class SymbolTarget(Protocol):
     """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
 
-    async def deliver_symbol(self, entry: list[Any], frame: str) -> int:
-        """Send what it has not seen of ``entry`` (all of it: ``frame``); the frames sent (0 or 1)."""
+    async def deliver_symbol(self, entry: list[Any], message: dict[str, Any]) -> int:
+        """Send what it has not seen of ``entry`` (all of it: ``message``); the frames sent (0 or 1)."""
 
 
 class SymbolFeed:
@@ -392,10 +392,11 @@ class SymbolFeed:
 
     async def dispatch(self, symbol: str, entry: list[Any]) -> None:
         frames = 0
-        frame = ticks_frame([entry[3]])  # built once: the same text for every stream in step
+        # Built once: the same message for every stream in step (Daphne does not change it).
+        message = {"type": "websocket.send", "text": ticks_frame([entry[3]])}
         for target in list(self.targets.get(symbol, ())):
             try:
-                frames += await target.deliver_symbol(entry, frame)
+                frames += await target.deliver_symbol(entry, message)
             except Exception:
                 logger.exception("symbol ticks not delivered to a stream")
         if frames:
