@@ -81,6 +81,8 @@ screenshot: $(DEV_STAMP) system-packages
 ## sizes: BENCH_ARGS="--clients 100,500 --rates 200 ..." or BENCH_* variables, see docs/performance.md)
 bench: $(DEV_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+	@echo "==> Price alerts: producer CPU per window with 0 and 10,000 active alerts (bench/alerts.py)"
+	$(PY) -m bench.alerts
 
 ## bench-quick: the same, smaller (~2 min)
 bench-quick: $(DEV_STAMP)
