@@ -6,6 +6,7 @@
 // that fired while no page was open are fetched on load (GET /api/alerts/?status=unseen)
 // and shown the same way; every shown alert is marked seen (POST /api/alerts/seen/).
 
+import { api } from "./api.js";
 import { clockName, formatClock, formatPrice } from "./format.js";
 import { requestWrite } from "./frame.js";
 
@@ -17,33 +18,6 @@ const CONDITIONS = {
   rise: "rises",
   fall: "falls",
 };
-
-function csrfToken() {
-  const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-  if (cookie) return decodeURIComponent(cookie.slice("csrftoken=".length));
-  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
-}
-
-async function api(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 204) return null;
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // not JSON: fall through to the status message
-  }
-  if (!response.ok) {
-    const err = new Error(data?.message || `the server answered ${response.status}`);
-    err.field = data?.field;
-    throw err;
-  }
-  return data;
-}
 
 function element(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);

@@ -4,30 +4,9 @@
 // in order, one request at a time, each PATCH carrying the list's full ordered symbols.
 // A refused edit (400 with a message) is shown and the lists are re-read from the server.
 
+import { api } from "./api.js";
+
 const STORAGE_KEY = "ticker.watchlist";
-
-function csrfToken() {
-  const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-  if (cookie) return decodeURIComponent(cookie.slice("csrftoken=".length));
-  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
-}
-
-async function api(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 204) return null;
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // not JSON: fall through to the status message
-  }
-  if (!response.ok) throw new Error(data?.message || `the server answered ${response.status}`);
-  return data;
-}
 
 export class Watchlists {
   /**
