@@ -6,7 +6,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser
 
+from tests.e2e.chromium import launched
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import Stack
 
@@ -16,6 +18,15 @@ logger = logging.getLogger(__name__)
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with started(Stack(tmp_path_factory.mktemp("stack"))) as running:
+        yield running
+
+
+# Module scope: Playwright's sync API holds an event loop on this thread while it runs,
+# which asyncio tests in other modules must not inherit.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium for a module's browser tests."""
+    with launched() as running:
         yield running
 
 

@@ -14,12 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.e2e.chromium import launched
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import TRADER, Stack
 from tests.e2e.test_alerts_browser import api, current_price
-from tests.e2e.test_browser import CHROMIUM_ARGS, chromium_path
 
 CHARTED = "BTC-USD"
 CANDLES = 1000
@@ -29,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 def main(out: Path, width: int = 1280, height: int = 800) -> None:
     # started(): every process is stopped even when one of them fails to come up.
-    with started(Stack(Path(tempfile.mkdtemp(prefix="ticker-shot-")))) as stack, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    with started(Stack(Path(tempfile.mkdtemp(prefix="ticker-shot-")))) as stack, launched() as browser:
         # bypass_csp: wait_for_function evaluates its expression in the page, which the CSP forbids.
         context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
         page = context.new_page()
@@ -59,7 +58,6 @@ def main(out: Path, width: int = 1280, height: int = 800) -> None:
         page.mouse.move(box["x"] + x, box["y"] + box["height"] * 0.42)
         expect(page.locator(".readout")).to_have_attribute("data-hover", "true")
         page.screenshot(path=str(out))
-        browser.close()
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
-from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in, manage
+from tests.e2e.test_browser import ConsoleLog, expect_live, log_in, manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ RESET_PREFERENCES = (
     f"from dashboard.models import Preference; Preference.objects.filter(user__username={TRADER[0]!r}).delete()"
 )
 ZONE = "America/New_York"  # the browser's own zone in these tests: not UTC, so the switch shows
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

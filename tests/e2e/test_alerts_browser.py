@@ -14,24 +14,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_accessibility import axe_violations
-from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in
+from tests.e2e.test_browser import ConsoleLog, expect_live, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
 
 SYMBOL = "AAPL"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,23 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
+from tests.e2e.chromium import launched
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # A callable gc() and exact heap sizes, so the soak test can tell growth from garbage.
 MEASURE_ARGS = ["--js-flags=--expose-gc", "--enable-precise-memory-info"]
 # What a browser logs while the server it talks to is down: expected in the restart test only.
@@ -45,12 +36,6 @@ NEW_SYMBOL = "symbol='ZZ-E2E', name='E2E Corp', initial_price=10"
 SOAK_FAST_SYMBOLS = 36  # + the 14 demo symbols = 50 on the dashboard
 
 
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Chromium is required: `make test` installs it (apt-get install chromium)"
-    return path
-
-
 # The watchlist dialog (the alert dialog shares its look, class wl-dialog, not its role).
 WATCHLIST_DIALOG = "dialog[aria-labelledby='wl-dialog-title']"
 
@@ -59,10 +44,9 @@ WATCHLIST_DIALOG = "dialog[aria-labelledby='wl-dialog-title']"
 # runs, which asyncio tests in other modules must not inherit.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS + MEASURE_ARGS)
-        yield launched
-        launched.close()
+    # This module's own: the soak test needs the measurement flags.
+    with launched(MEASURE_ARGS) as running:
+        yield running
 
 
 @dataclass

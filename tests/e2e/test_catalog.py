@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.stack import ADMIN, Stack
-from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in, manage
+from tests.e2e.test_browser import ConsoleLog, expect_live, log_in, manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
@@ -36,14 +36,6 @@ WatchlistItem.objects.create(watchlist=solo, symbol=symbol)
 """
 DELETE = f"from dashboard.models import Symbol; Symbol.objects.filter(symbol={DOOMED!r}).delete()"
 CLEANUP = f"{DELETE}; from dashboard.models import Watchlist; Watchlist.objects.filter(name='Only the doomed').delete()"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

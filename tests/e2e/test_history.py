@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from dashboard.demo import DEMO_SYMBOLS
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import HttpSession, Stack, wait_for
-from tests.e2e.test_browser import CHROMIUM_ARGS, ConsoleLog, chromium_path, expect_live, log_in
+from tests.e2e.test_browser import ConsoleLog, expect_live, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
@@ -93,14 +93,6 @@ def test_the_live_price_continues_the_generated_past(fresh: FreshStack) -> None:
         quote = quotes[symbol]["quote"]
         assert quote is not None, symbol
         assert last["low"] <= quote["price"] <= last["high"] or abs(math.log(quote["price"] / last["close"])) < 0.01
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_the_chart_is_full_on_first_load(browser: Browser, fresh: FreshStack) -> None:
