@@ -31,7 +31,7 @@ def _series(results: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[str, f
     """(target, rate) -> [(dashboards, value)] for the one-process fan-out scenarios."""
     out: dict[tuple[str, float], list[tuple[float, float]]] = {}
     for r in results:
-        if r.get("kind") != "stream" or r.get("web_procs", 1) != 1 or r.get(key) is None:
+        if r.get("kind") != "stream" or r.get("web_procs", 1) != 1 or r.get("profiled") or r.get(key) is None:
             continue
         out.setdefault((r["target"], float(r["rate"])), []).append((float(r["clients_requested"]), float(r[key])))
     return {k: sorted(v) for k, v in out.items()}

@@ -3,8 +3,9 @@
 Run by the orchestrator as ``python -m bench.loadclient SPEC.json``; it talks to it with
 JSON lines. It connects its clients in bounded-concurrency waves, then prints
 ``{"event": "connected", ...}``. On the ``measure T0 T1`` command (wall-clock seconds)
-it counts what arrives between T0 and T1 and prints ``{"event": "result", ...}``; on
-``close`` (or stdin closing, or its lifetime bound) it closes every socket and exits.
+it counts what arrives between T0 and T1 (or until a ``stop`` command comes first) and
+prints ``{"event": "result", ...}``; on ``close`` (or stdin closing, or its lifetime
+bound) it closes every socket and exits.
 
 What it measures, per tick received: the sequence gap against the last ``seq`` of that
 symbol on that connection (starting from the snapshot's ``seq``: ticks lost), and
@@ -216,6 +217,8 @@ class LoadClient:
         self.gave_up = 0
         self.readers: set[asyncio.Task[None]] = set()
         self.commands: asyncio.Queue[str] = asyncio.Queue()
+        self.window_stop = asyncio.Event()
+        self.cpu0 = self.cpu1 = 0.0
         self.closing = False
         self.down = 0
 
@@ -398,7 +401,11 @@ class LoadClient:
         loop = asyncio.get_running_loop()
         # Schedule the window edges on the loop's clock from wall-clock instants.
         loop.call_at(loop.time() + max(t0 - time.time(), 0), self.start_window)
-        await asyncio.sleep(max(t1 - time.time(), 0))
+        self.window_stop.clear()
+        # Ends at T1, or earlier on ``stop`` (a storm's window ends when its last dashboard is live).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.window_stop.wait(), max(t1 - time.time(), 0))
+        t1 = min(t1, time.time())
         self.end_window()
         stats = self.stats
         hist = {str(i): n for i, n in enumerate(stats.hist) if n}
@@ -449,6 +456,7 @@ class LoadClient:
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._stdin_reader, args=(loop,), daemon=True).start()
         deadline = time.monotonic() + self.spec.max_seconds
+        window: asyncio.Task[None] | None = None
         try:
             await self.connect_all()
             while True:
@@ -461,13 +469,21 @@ class LoadClient:
                 except TimeoutError:
                     continue
                 parts = command.split()
+                if parts and parts[0] == "stop":
+                    self.window_stop.set()
+                    continue
+                if window is not None:
+                    await window  # commands apply in order: a window ends before the next one
+                    window = None
                 if not parts or parts[0] == "close":
                     break
                 if parts[0] == "measure":
-                    await self.measure(float(parts[1]), float(parts[2]))
+                    window = asyncio.create_task(self.measure(float(parts[1]), float(parts[2])))
                 elif parts[0] == "await-back":
                     await self.await_back(float(parts[1]), float(parts[2]))
         finally:
+            if window is not None and not window.done():
+                window.cancel()
             await self.close_all()
             self.emit("closed")
 

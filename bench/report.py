@@ -147,7 +147,7 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Ticker against each reference, for every fan-out load both ran."""
     by_key: dict[tuple[str, int, int, float], Mapping[str, Any]] = {}
     for r in results:
-        if r.get("kind") == "stream":
+        if r.get("kind") == "stream" and not r.get("profiled"):
             by_key.setdefault((r["target"], r["clients_requested"], r.get("web_procs", 1), r["rate"]), r)
     out = []
     for (target, clients, web, rate), ours in by_key.items():
@@ -224,7 +224,7 @@ def scaling(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """Per target and rate: how cost grows with clients, where it stops holding and why."""
     series: dict[tuple[str, float, int], list[Mapping[str, Any]]] = {}
     for r in results:
-        if r.get("kind") == "stream" and r.get("frames_per_s"):
+        if r.get("kind") == "stream" and r.get("frames_per_s") and not r.get("profiled"):
             series.setdefault((r["target"], r["rate"], r.get("web_procs", 1)), []).append(r)
     lines = []
     for (target, rate, web), rows in series.items():

@@ -95,6 +95,7 @@ class Config:
     storm_budget: float = 30.0
     restart_storm: int = 1000
     storm_profile: bool = True
+    storm_profile_seconds: float = 10.0
     ref: str = ""
     quick: bool = False
     keep: bool = False
@@ -311,7 +312,8 @@ class Scenario:
         if self.kind == "restart":
             return f"restart storm {self.clients}x{self.per_client} @{self.rate:.0f}"
         web = f" {self.web_procs}web" if self.web_procs > 1 else ""
-        return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}"
+        profiled = " profiled" if self.profiled else ""
+        return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}{profiled}"
 
 
 class Runner:
@@ -373,13 +375,10 @@ class Runner:
         if name == "ticker" and cfg.restart_storm > 0:
             plan.append(Scenario("restart", cfg.restart_storm, cfg.rates[0], cfg.per_client))
         if name == "ticker" and cfg.profile:
-            # py-spy samples Daphne during that scenario's own window (without pausing it).
+            # py-spy samples Daphne during a repeat of that scenario, never a measured one: the
+            # sampler takes CPU from the same two cores, which moved p99 by up to 40 %.
             clients, rate = parse_load(cfg.profile, cfg.rates[0])
-            match = [s for s in plan if s.kind == "stream" and (s.clients, s.rate) == (clients, rate)]
-            if match:
-                match[0].profiled = True
-            else:
-                plan.append(Scenario("stream", clients, rate, cfg.per_client, profiled=True))
+            plan.append(Scenario("stream", clients, rate, cfg.per_client, profiled=True))
         return plan
 
     # --- running --------------------------------------------------------------------
@@ -555,6 +554,10 @@ class Runner:
 
         Time to all-live: from the storm's start instant to the last dashboard holding every
         snapshot. Failures: handshakes that did not complete, ``unavailable`` error frames.
+        The connected dashboards are measured from the storm's start until its last
+        dashboard is live (not over the whole budget, which would dilute the storm with the
+        calm after it). With STORM_PROFILE, py-spy samples Daphne during a second storm,
+        which is not measured.
         """
         cfg = self.config
         base = Scenario("stream", cfg.storm_base, scenario.rate, scenario.per_client)
@@ -563,41 +566,12 @@ class Runner:
         got = group.collect("connected", set(range(len(specs))), self.budget(target) + 30)
         result["base_connected"] = sum(line.get("connected", 0) for line in got.values())
         time.sleep(cfg.warmup)  # the base dashboards settle before the storm
-        storm = ClientGroup(self.workdir, f"{target.name} {scenario.label()} storm")
-        procs = self.client_procs(scenario.clients)
-        start_at = time.time() + 3.0  # every load-client process imported and waiting
-        window = cfg.storm_budget
-        storm_specs = self.specs(target, scenario)
-        for spec in storm_specs:
-            spec.update(
-                {
-                    "retry": False,
-                    "start_at": start_at,
-                    "concurrency": max(1, cfg.storm_concurrency // procs),
-                    "connect_budget": window,
-                    "ready_timeout": window,
-                    "open_timeout": window,
-                    # Their own traders, after the base dashboards' ones.
-                    "first_index": spec["first_index"] + cfg.storm_base,
-                }
-            )
-        server = target.pids()
-        try:
-            storm.spawn(storm_specs)
-            sampler = ProcessSampler({**server, **group.pids(), **{f"storm-{k}": v for k, v in storm.pids().items()}})
-            group.send(f"measure {start_at} {start_at + window}")
-            spy = None
-            if cfg.storm_profile:
-                spy = self.start_profile(target, server[target.web_names(1)[0]], scenario, window, "storm-profile")
-            time.sleep(max(0.0, start_at - time.time()))  # until the storm starts
-            sampler.start()
-            lines = storm.collect("connected", set(range(len(storm_specs))), window + 30)
-            usage = sampler.stop()
-            base_lines = group.collect("result", set(range(len(specs))), window + 30)
-            if spy is not None:
-                self.finish_profile(spy, scenario, "storm-profile")
-        finally:
-            storm.close()
+        start_at, lines, base_lines, usage, sampler = self.storm_once(
+            target, scenario, group, len(specs), measured=True
+        )
+        if cfg.storm_profile:
+            time.sleep(cfg.warmup)  # the first storm's sockets closed and settled
+            self.storm_once(target, scenario, group, len(specs), measured=False)
         connected = sum(line.get("connected", 0) for line in lines.values())
         failures: dict[str, int] = {}
         errors: dict[str, int] = {}
@@ -625,15 +599,18 @@ class Runner:
                 "p50_ms": report.percentile(hist, 0.50),
                 "p99_ms": report.percentile(hist, 0.99),
                 "max_ms": max((line.get("max_latency_ms", 0) for line in base_lines.values()), default=None),
+                "base_ticks": sum(line.get("ticks", 0) for line in base_lines.values()),
                 "web_cpu_pct": round(usage.get(web, {}).get("cpu_pct", 0.0), 1),
                 "web_rss_mib": round(usage.get(web, {}).get("rss_mib", 0.0), 1),
                 "other_cpu_pct": sampler.other_cpu_pct,
                 "client_cpu_text": "{:.0f}/{}p{}".format(
                     sum(v["cpu_pct"] for n, v in usage.items() if n.startswith("storm-")),
-                    len(storm_specs),
+                    len(lines),
                     " sat" if any(v["cpu_pct"] >= 90 for n, v in usage.items() if n.startswith("storm-")) else "",
                 ),
-                "duration_s": window,
+                "duration_s": round(max(line.get("seconds", 0.0) for line in base_lines.values()), 2)
+                if base_lines
+                else None,
             }
         )
         if sampler.other_cpu_pct > 15:
@@ -642,6 +619,56 @@ class Runner:
             )
         if failures:
             result["notes"].append(f"failed handshakes (no retry): {failures}")
+
+    def storm_once(
+        self, target: Target, scenario: Scenario, group: ClientGroup, base_procs: int, *, measured: bool
+    ) -> tuple[
+        float, dict[int, dict[str, Any]], dict[int, dict[str, Any]], dict[str, dict[str, float]], ProcessSampler
+    ]:
+        """One connect storm beside ``group``: its start, the storm's lines, the base's, usage, sampler."""
+        cfg = self.config
+        storm = ClientGroup(self.workdir, f"{target.name} {scenario.label()} storm")
+        procs = self.client_procs(scenario.clients)
+        start_at = time.time() + 3.0  # every load-client process imported and waiting
+        window = cfg.storm_budget
+        storm_specs = self.specs(target, scenario)
+        for spec in storm_specs:
+            spec.update(
+                {
+                    "retry": False,
+                    "start_at": start_at,
+                    "concurrency": max(1, cfg.storm_concurrency // procs),
+                    "connect_budget": window,
+                    "ready_timeout": window,
+                    "open_timeout": window,
+                    # Their own traders, after the base dashboards' ones.
+                    "first_index": spec["first_index"] + cfg.storm_base,
+                }
+            )
+        server = target.pids()
+        base_lines: dict[int, dict[str, Any]] = {}
+        try:
+            storm.spawn(storm_specs)
+            sampler = ProcessSampler({**server, **group.pids(), **{f"storm-{k}": v for k, v in storm.pids().items()}})
+            if measured:
+                group.send(f"measure {start_at} {start_at + window}")
+            spy = None
+            if not measured:
+                # The storm's first seconds, while dashboards are still opening, not the calm after.
+                seconds = cfg.storm_profile_seconds
+                spy = self.start_profile(target, server[target.web_names(1)[0]], scenario, seconds, "storm-profile")
+            time.sleep(max(0.0, start_at - time.time()))  # until the storm starts
+            sampler.start()
+            lines = storm.collect("connected", set(range(len(storm_specs))), window + 30)
+            usage = sampler.stop()
+            if measured:
+                group.send("stop")  # the storm is over: its last dashboard is live (or gave up)
+                base_lines = group.collect("result", set(range(base_procs)), window + 30)
+            if spy is not None:
+                self.finish_profile(spy, scenario, "storm-profile")
+        finally:
+            storm.close()
+        return start_at, lines, base_lines, usage, sampler
 
     def restart_storm(self, target: Target, scenario: Scenario, group: ClientGroup, result: dict[str, Any]) -> None:
         """The web process restarted under RESTART_STORM dashboards: how long until all are back and resumed."""
@@ -858,7 +885,10 @@ class Runner:
                 f" {result['connect_failures']}"
             )
         if scenario.profiled:
-            result["notes"].append("py-spy sampled the web process during this window (--nonblocking, 250 Hz)")
+            result["notes"].append(
+                "a repeat for the profile: py-spy sampled the web process during this window (--nonblocking,"
+                " 250 Hz); not used in the comparisons"
+            )
         if scenario.kind != "idle" and abs(producer_tps - scenario.rate) > 0.15 * scenario.rate:
             result["notes"].append(f"producer reached {producer_tps:.0f} of {scenario.rate:.0f} ticks/s")
         if result["client_cpu_max_pct"] >= 90:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -264,6 +265,7 @@ class TickerTarget(Target):
         self.users = users
         self.cookie = ""
         self.session_keys: list[str] = []
+        self.secret_key = secrets.token_urlsafe(50)  # one per run: the seeded sessions are signed with it
 
     def seqs(self) -> dict[str, int]:
         client = self.market()
@@ -277,13 +279,22 @@ class TickerTarget(Target):
         assert self.redis is not None
         return base_env(
             {
-                "DEBUG": "1",
+                # Production settings (DEBUG off: no query log, no template debugging), reached
+                # over plain HTTP on 127.0.0.1 as a TLS-terminating proxy would reach it.
+                "DEBUG": "0",
+                "SECRET_KEY": self.secret_key,
+                "SECURE_SSL_REDIRECT": "0",
+                "SESSION_COOKIE_SECURE": "0",
+                "CSRF_COOKIE_SECURE": "0",
+                "TICKER_ORIGIN_SCHEME": "http",
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "REDIS_URL": self.redis.url,
                 "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
                 "TICKER_VAR_DIR": str(self.workdir / "var"),
                 "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "INFO"),
                 "PYTHONPATH": str(self.product),
+                # Experiments: BENCH_SET_TICKER_GC_THRESHOLD0=0 sets TICKER_GC_THRESHOLD0=0 in Ticker.
+                **{k.removeprefix("BENCH_SET_"): v for k, v in os.environ.items() if k.startswith("BENCH_SET_")},
             }
         )
 

@@ -28,6 +28,7 @@ Usage: ``python -m ticker.server [daphne options] ticker.asgi:application``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -44,6 +45,8 @@ from daphne.utils import parse_x_forwarded_for
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 from twisted.web.http_headers import Headers
+
+from ticker import gc_tuning
 
 logger = logging.getLogger("ticker.server")
 
@@ -264,6 +267,12 @@ def configure_from_settings() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     configure_from_settings()
+    from django.conf import settings
+
+    # The application is loaded before the collector is tuned, so that it is frozen with
+    # the rest of what lives as long as the process (Daphne then finds it imported).
+    importlib.import_module("ticker.asgi")
+    gc_tuning.tune(settings.TICKER["GC_THRESHOLD0"])
     BoundedCommandLineInterface().run(sys.argv[1:] if argv is None else argv)
 
 

@@ -343,6 +343,8 @@ TICKER = {
     # A client whose socket stays full this long is closed with 4408 (see ticker/server.py).
     "SLOW_CLIENT_SECONDS": env_int("TICKER_SLOW_CLIENT_SECONDS", 5, minimum=1),
     "MAX_OUTBOUND_BYTES": env_int("TICKER_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
+    # The web process's young-generation GC threshold (0: CPython's 700); see ticker/gc_tuning.py.
+    "GC_THRESHOLD0": env_int("TICKER_GC_THRESHOLD0", 7000, minimum=0),
     # Streams one user may hold open, and open per minute, in one server process.
     "MAX_CONNECTIONS_PER_USER": env_int("TICKER_MAX_CONNECTIONS_PER_USER", 20, minimum=1),
     "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
