@@ -134,7 +134,7 @@ async def _refuse(receive: Any, send: Any, code: CloseCode, frame: str | None = 
 class StreamAdmission:
     """ASGI middleware around one stream route; ``kind`` labels its metrics.
 
-    Sits inside ``AuthMiddlewareStack`` (it needs ``scope["user"]``), as channels'
+    Sits inside ``SessionAuthStack`` (it needs ``scope["user"]``), as channels'
     ``OriginValidator`` sits around the whole WebSocket app.
     """
 

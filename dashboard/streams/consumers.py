@@ -219,7 +219,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 # A dashboard's 50 snapshots are ~800 KB: written a few at a time, so that a
                 # crowd subscribing at once does not hold the loop away from live frames.
                 await asyncio.sleep(0)
-            await self.send(text_data=frame)
+            await self.raw_send({"type": "websocket.send", "text": frame})  # past channels' wrappers, as ticks go
 
     async def deliver(self, ticks: dict[str, Any]) -> None:
         """A market batch from this process's feed (``MarketFeed``)."""

@@ -232,6 +232,9 @@ class SubscribeReads:
         self.states: dict[tuple[str, str, SinceKey, int], Any] = {}
         self.frames: dict[tuple[str, str, SinceKey, int], dict[Any, Any]] = {}
         self.pending: dict[tuple[str, str, SinceKey, int], asyncio.Future[Any]] = {}
+        # ``behind`` per symbol for one (feed position, read position): a crowd subscribing
+        # within a window asks it of the same pair three times per symbol per stream.
+        self._behind: dict[str, tuple[tuple[str, int], str | None, int, tuple[list[str], int] | None]] = {}
         self.hits = 0
         self.reads = 0
 
@@ -251,6 +254,17 @@ class SubscribeReads:
             return [], seq
         if seen[0] != epoch:
             return None
+        # The feed's position moves with every piece it keeps, so an equal one means the same pieces.
+        known = self._behind.get(symbol)
+        if known is not None and known[0] == seen and known[1] == epoch and known[2] == seq:
+            return known[3]
+        found = self._pieces_after(symbol, epoch, seq, seen)
+        self._behind[symbol] = (seen, epoch, seq, found)
+        return found
+
+    def _pieces_after(
+        self, symbol: str, epoch: str | None, seq: int, seen: tuple[str, int]
+    ) -> tuple[list[str], int] | None:
         pieces: list[str] = []
         expected = seq + 1
         for raw in self.recent.get(symbol, ()):

@@ -1,7 +1,7 @@
 """WebSocket handshakes authenticated by a personal API token (``Authorization: Bearer``).
 
 For scripts and other non-browser clients (a browser cannot set that header on a
-WebSocket). Sits inside ``AuthMiddlewareStack`` and outside the router, so
+WebSocket). Sits inside ``SessionAuthStack`` and outside the router, so
 ``StreamAdmission`` sees the token's user in ``scope["user"]``:
 
 * a valid token: ``scope["user"]`` is its owner and ``scope["api_token_id"]`` its id
