@@ -26,7 +26,7 @@ server.main(["ticker.asgi:application"])
 
 
 def _probe(**env: str) -> dict:
-    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+    result = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=ROOT,
         env={**os.environ, **env},
