@@ -400,12 +400,14 @@ class LoadClient:
     async def measure(self, t0: float, t1: float) -> None:
         loop = asyncio.get_running_loop()
         # Schedule the window edges on the loop's clock from wall-clock instants.
-        loop.call_at(loop.time() + max(t0 - time.time(), 0), self.start_window)
-        self.window_stop.clear()
+        opening = loop.call_at(loop.time() + max(t0 - time.time(), 0), self.start_window)
         # Ends at T1, or earlier on ``stop`` (a storm's window ends when its last dashboard is live).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.window_stop.wait(), max(t1 - time.time(), 0))
-        t1 = min(t1, time.time())
+        opening.cancel()  # a stop before T0: the window never opens
+        if not self.stats.measuring:
+            self.cpu0 = time.process_time()
+        t1 = max(t0, min(t1, time.time()))
         self.end_window()
         stats = self.stats
         hist = {str(i): n for i, n in enumerate(stats.hist) if n}
@@ -478,6 +480,7 @@ class LoadClient:
                 if not parts or parts[0] == "close":
                     break
                 if parts[0] == "measure":
+                    self.window_stop.clear()  # before the task starts: a stop right after it counts
                     window = asyncio.create_task(self.measure(float(parts[1]), float(parts[2])))
                 elif parts[0] == "await-back":
                     await self.await_back(float(parts[1]), float(parts[2]))

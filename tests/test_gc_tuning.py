@@ -16,20 +16,28 @@ ROOT = Path(__file__).resolve().parent.parent
 # serving, then reports the collector's state instead.
 PROBE = """
 import gc, json, sys
-from ticker import server
+from ticker import gc_tuning, server
+default = gc.get_threshold()[0]
+seen = {}
+tune = gc_tuning.tune
+def watched_tune(threshold0):
+    seen["app_loaded_before_freezing"] = "ticker.asgi" in sys.modules
+    tune(threshold0)
+gc_tuning.tune = watched_tune
 def report(self, argv):
     print(json.dumps({"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
-                      "app_loaded": "ticker.asgi" in sys.modules, "argv": argv}))
+                      "default": default, "argv": argv, **seen}))
 server.BoundedCommandLineInterface.run = report
 server.main(["ticker.asgi:application"])
 """
 
 
 def _probe(**env: str) -> dict:
+    inherited = {k: v for k, v in os.environ.items() if k != "TICKER_GC_THRESHOLD0"}
     result = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**inherited, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -41,7 +49,7 @@ def _probe(**env: str) -> dict:
 @pytest.mark.usefixtures("redis_server")
 def test_the_web_process_freezes_the_loaded_application_and_raises_the_young_threshold() -> None:
     state = _probe()
-    assert state["app_loaded"], "the ASGI application is imported before freezing"
+    assert state["app_loaded_before_freezing"], "the ASGI application is imported before freezing"
     # Django, Channels, Twisted and the app: far more than an empty interpreter's few thousand.
     assert state["frozen"] > 50_000
     assert state["threshold"][0] == 7000
@@ -51,5 +59,5 @@ def test_the_web_process_freezes_the_loaded_application_and_raises_the_young_thr
 @pytest.mark.usefixtures("redis_server")
 def test_threshold_zero_keeps_cpythons_own() -> None:
     state = _probe(TICKER_GC_THRESHOLD0="0")
-    assert state["threshold"][0] == 700
+    assert state["threshold"][0] == state["default"]
     assert state["frozen"] > 50_000

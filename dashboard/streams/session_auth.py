@@ -14,12 +14,14 @@ the database thread the next handshakes queue, so a lone handshake is never dela
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from typing import Any
 
 from channels.auth import AuthMiddleware, get_user
 from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.db import close_old_connections
 
 # The most handshakes one trip resolves (the rest wait for the next, right after).
 MAX_BATCH = 64
@@ -35,6 +37,9 @@ def _users(scopes: list[dict[str, Any]]) -> list[Any]:
             found.append(_lookup(scope))
         except Exception as exc:
             found.append(exc)
+            # A lookup that broke the connection must not fail the rest of the batch with it:
+            # the next one opens a fresh connection, as a handshake of its own would.
+            close_old_connections()
     return found
 
 
@@ -50,31 +55,44 @@ class UserLoader:
     async def user(self, scope: dict[str, Any]) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((scope, future))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.create_task(self._drain())
+        if self._draining is None:
+            # In a context of its own: it serves many handshakes and outlives the first.
+            self._draining = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            self.trips += 1
-            self.lookups += len(batch)
-            try:
-                users = await database_sync_to_async(_users)([scope for scope, _ in batch])
-            except BaseException as exc:  # the trip itself failed (or was cancelled): all of it fails
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), user in zip(batch, users, strict=True):
-                if future.done():  # its handshake went away meanwhile
+        batch: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                self.trips += 1
+                self.lookups += len(batch)
+                try:
+                    users = await database_sync_to_async(_users)([scope for scope, _ in batch])
+                except Exception as exc:  # the trip itself failed: all of this batch fails
+                    _fail(batch, exc)
                     continue
-                if isinstance(user, Exception):
-                    future.set_exception(user)
-                else:
-                    future.set_result(user)
+                for (_, future), user in zip(batch, users, strict=True):
+                    if future.done():  # its handshake went away meanwhile
+                        continue
+                    if isinstance(user, Exception):
+                        future.set_exception(user)
+                    else:
+                        future.set_result(user)
+        except BaseException as exc:  # cancelled (the loop is closing): nobody is left waiting
+            _fail(batch + self._waiting, exc)
+            self._waiting = []
+            raise
+        finally:
+            self._draining = None
+
+
+def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            error = RuntimeError(f"user lookup failed: {exc!r}")
+            error.__cause__ = exc
+            future.set_exception(error)
 
 
 _loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UserLoader] = weakref.WeakKeyDictionary()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from importlib import import_module
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import Client
 
 from dashboard.streams import session_auth
@@ -93,10 +95,28 @@ async def test_one_failing_lookup_fails_only_its_own_handshake(traders, monkeypa
 
     async def attempt(cookie: str) -> str:
         try:
-            return await _who(cookie, timeout=3)
+            return await _who(cookie, timeout=5)
         except Exception as exc:  # the application raised: the handshake never completes
             return type(exc).__name__
 
+    loader = session_auth.loader()
+    trips = loader.trips
     found = await asyncio.gather(*(attempt(cookie) for _, cookie in traders))
+    assert loader.trips - trips < len(traders), "the handshakes shared a trip"
     assert found[2] == "RuntimeError", found[2]
     assert [f for i, f in enumerate(found) if i != 2] == [name for i, (name, _) in enumerate(traders) if i != 2]
+
+
+@pytest.mark.asyncio
+async def test_a_lookup_whose_handshake_went_away_leaves_the_others_their_users(traders) -> None:
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    scopes = [{"session": store(cookie.split("=", 1)[1])} for _, cookie in traders]
+    loader = session_auth.UserLoader()
+    waiting = [asyncio.ensure_future(loader.user(scope)) for scope in scopes]
+    await asyncio.sleep(0)  # all of them queued on the loader
+    waiting[0].cancel()
+    users = await asyncio.gather(*waiting[1:])
+    assert [user.username for user in users] == [name for name, _ in traders[1:]]
+    assert loader.trips == 1
+    again = await loader.user({"session": store(traders[0][1].split("=", 1)[1])})
+    assert again.username == traders[0][0], "the loader still serves new handshakes"
