@@ -25,8 +25,8 @@ def watched_tune(threshold0):
     tune(threshold0)
 gc_tuning.tune = watched_tune
 def report(self, argv):
-    print(json.dumps({"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
-                      "default": default, "argv": argv, **seen}))
+    sys.stdout.write(json.dumps({"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
+                                 "default": default, "argv": argv, **seen}) + "\n")
 server.BoundedCommandLineInterface.run = report
 server.main(["ticker.asgi:application"])
 """
