@@ -26,7 +26,7 @@ def watched_tune(threshold0):
 gc_tuning.tune = watched_tune
 def report(self, argv):
     sys.stdout.write(json.dumps({"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
-                                 "default": default, "argv": argv, **seen}) + "\n")
+                                 "default": default, "argv": argv, **seen}) + chr(10))
 server.BoundedCommandLineInterface.run = report
 server.main(["ticker.asgi:application"])
 """
