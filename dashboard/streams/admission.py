@@ -23,6 +23,7 @@ from typing import Any
 
 from dashboard.market.protocol import CloseCode, ErrorCode, error_frame
 from dashboard.streams.access import Credentials, audit
+from dashboard.streams.collector import collector
 from dashboard.streams.guard import ReadBudget
 from ticker import metrics
 
@@ -159,12 +160,15 @@ class StreamAdmission:
         stream = AdmittedStream(Credentials(user.pk, getattr(session, "session_key", None)), send, self.kind)
         audits = audit()
         audits.register(stream)
+        garbage = collector()
+        garbage.opened()
         try:
             await self.app(scope, receive, send)
         finally:
             audits.unregister(stream)
             bounds.release(user.pk)
             gauge.dec()
+            garbage.closed()
 
 
 class AdmittedStream:

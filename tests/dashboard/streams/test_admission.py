@@ -8,6 +8,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from dashboard.streams.admission import ConnectionLimiter, StreamAdmission, limiter
+from dashboard.streams.collector import collector
 
 
 def test_open_streams_are_bounded_and_released() -> None:
@@ -100,3 +101,13 @@ async def test_a_consumer_whose_setup_fails_releases_its_slot(bounds) -> None:
     with pytest.raises(RuntimeError):
         await communicator.wait(timeout=2)
     assert bounds.open_count(9) == 0
+
+
+async def test_every_admitted_stream_is_counted_by_the_wave_collector(bounds) -> None:
+    garbage = collector()
+    before = garbage.closed_since
+    app = StreamAdmission(_Consumer(), "stream")
+    communicator = await _open(app, _User(11))
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+    assert garbage.closed_since == before + 1
