@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from dashboard.market import store as market_store
 from dashboard.market.candles import INTERVALS_MS
 from dashboard.market.client import new_async_redis, sync_redis
+from tests.waiting import until
 from workers.producer import Producer, ProducerConfig
 from workers.simulator import SymbolSpec
 
@@ -152,17 +153,12 @@ async def test_run_survives_redis_errors_and_stops_cleanly(aredis) -> None:
     producer = make_producer(aredis, "p1", window_ms=20)
     stop = asyncio.Event()
     task = asyncio.create_task(producer.run(stop))
-    await asyncio.wait_for(_until(lambda: "AAA" in producer.owned), 5)
+    await until(lambda: "AAA" in producer.owned, 5, "the producer to own AAA", interval=0.01)
     await aredis.set(market_store.lease_key("AAA"), "intruder")
-    await asyncio.wait_for(_until(lambda: "AAA" not in producer.owned), 5)
+    await until(lambda: "AAA" not in producer.owned, 5, "the producer to drop the stolen AAA lease", interval=0.01)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await aredis.get(market_store.lease_key("BBB")) is None, "leases released on stop"
-
-
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
 
 
 async def test_closed_candles_are_cached_and_queued_for_the_database(aredis) -> None:
