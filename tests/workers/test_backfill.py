@@ -102,6 +102,33 @@ def test_keep_limits_how_far_back_an_interval_goes() -> None:
     assert len(history.closed["1m"]) >= 24 * 60
 
 
+def test_coarse_samples_before_fine_from_leave_the_candles_contiguous() -> None:
+    fine_from = END - HOUR_MS - (END - HOUR_MS) % 5000  # a whole 5 s candle
+    history = generate_history(SPEC, end_ms=END, seed=6, coarse_step_ms=5000, fine_from_ms=fine_from)
+    starts = [c.start for c in [*history.closed["5s"], history.forming["5s"]]]
+    assert starts == list(range(starts[0], starts[-1] + 5000, 5000))
+    # One sample per 5 s candle before ``fine_from``: it opens and closes at that sample.
+    coarse = [c for c in history.closed["5s"] if c.start < fine_from]
+    fine = [c for c in history.closed["5s"] if c.start >= fine_from]
+    assert coarse
+    assert all(c.open == c.close == c.high == c.low for c in coarse)
+    assert any(c.high > c.low for c in fine)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"end_price": 1.0, "start_price": 2.0}, "not both"),
+        ({"step_ms": 3000}, "steps must divide"),
+        ({"coarse_step_ms": 7000}, "steps must divide"),
+        ({"start_ms": END}, "start is not before end"),
+    ],
+)
+def test_impossible_requests_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_history(SPEC, end_ms=END, **kwargs)
+
+
 # --- the producer backfills, then continues from the last close ----------------------
 
 
