@@ -1,13 +1,18 @@
-"""An evicting Redis is refused at start; the safe one passes."""
+"""An evicting Redis is refused at start; the safe one passes; an unreachable one is let through with a warning."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from dashboard.market.client import sync_redis, use_redis
 from dashboard.market.redis_requirements import RedisRequirementError, enforce, problems
+from ticker.embedded_redis import free_port
 
 
 @pytest.fixture
@@ -33,6 +38,24 @@ def test_manage_py_check_reports_it(evicting) -> None:
         call_command("check", tags=["ticker"])
 
 
-def test_unreachable_redis_is_tolerated_at_start() -> None:
-    with use_redis("redis://127.0.0.1:1/0", socket_connect_timeout=0.2):
-        enforce(sync_redis())
+@pytest.fixture
+def unreachable() -> Iterator[redis.Redis]:
+    """The market client pointed at a port nobody listens on."""
+    with use_redis(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2):
+        yield sync_redis()
+
+
+def test_unreachable_redis_is_tolerated_at_start(unreachable, caplog) -> None:
+    with pytest.raises(redis.ConnectionError):
+        problems(unreachable)  # the check itself cannot run...
+    with caplog.at_level(logging.WARNING, logger="dashboard.market.redis_requirements"):
+        assert enforce(unreachable) is None  # ...and start-up goes on without it
+    [record] = [r for r in caplog.records if r.name == "dashboard.market.redis_requirements"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("Redis settings not checked, server unreachable: ")
+    assert "ConnectionError" in record.getMessage()
+
+
+def test_manage_py_check_warns_when_redis_is_unreachable(unreachable, capsys) -> None:
+    call_command("check", tags=["ticker"])  # a warning, not a SystemCheckError
+    assert "ticker.W001" in capsys.readouterr().err
