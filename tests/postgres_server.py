@@ -12,11 +12,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
 
+from tests.waiting import wait_until
 from ticker.embedded_redis import free_port
 
 
@@ -89,17 +89,21 @@ class PostgresServer:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited: {(self.root / 'server.log').read_text()[-2000:]}")
-            try:
-                with psycopg.connect(self.url(), connect_timeout=1):
-                    return
-            except psycopg.OperationalError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("postgres did not accept connections in time")
+        try:
+            wait_until(self._accepts_connections, timeout, "postgres to accept connections", interval=0.1)
+        except Exception:  # the deadline passed or the server exited: nothing left behind
+            self.stop()
+            raise
+
+    def _accepts_connections(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"postgres exited: {(self.root / 'server.log').read_text()[-2000:]}")
+        try:
+            with psycopg.connect(self.url(), connect_timeout=1):
+                return True
+        except psycopg.OperationalError:
+            return False
 
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url(), autocommit=True) as conn:
