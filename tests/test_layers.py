@@ -2,13 +2,14 @@
 
 | package              | may import (besides the standard library and third parties)        |
 |----------------------|--------------------------------------------------------------------|
-| dashboard.market     | itself, ticker.metrics; of Django/Channels only settings and layers |
+| dashboard.market     | itself, ticker.metrics; of Django/Channels only settings, layers and setting_changed |
 | dashboard.streams    | dashboard (not workers)                                             |
 | rest of dashboard    | dashboard except dashboard.streams; never workers                   |
 | workers              | dashboard, ticker.metrics, itself                                   |
 | ticker               | anything: it wires the others                                       |
 
-The pure modules (protocol, candles, simulator, backfill, alert rules) import neither Django nor Channels.
+The pure modules (protocol, candles, simulator, backfill, alert rules) import neither Django nor Channels;
+the stream session (``dashboard/streams/session.py``) imports no I/O library at all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ PURE = {
     "workers/backfill.py",
     "workers/alert_rules.py",
 }
-CORE_FRAMEWORK = ("django.conf", "channels.layers", "asgiref.sync")
+# Settings, the layer API, and the signal that says settings changed (``loop_services``).
+# Sans-I/O: driven by events, returning actions; it waits for nothing and touches no socket.
+SANS_IO = {"dashboard/streams/session.py"}
+SANS_IO_FORBIDDEN = ("asyncio", "threading", "socket", "redis", "channels", "asgiref", "django")
+CORE_FRAMEWORK = ("django.conf", "django.core.signals", "channels.layers", "asgiref.sync")
 
 
 def imports(path: Path) -> list[str]:
@@ -45,6 +50,8 @@ def violation(module: str, name: str) -> str | None:
 
     if module in PURE and within("django", "channels", "asgiref", "dashboard.models", "ticker"):
         return "a pure module imports a framework"
+    if module in SANS_IO and within(*SANS_IO_FORBIDDEN):
+        return "the sans-I/O session imports I/O"
     if module.startswith("dashboard/") and within("workers"):
         return "dashboard imports workers"
     if module.startswith("dashboard/market/"):
@@ -76,8 +83,9 @@ def test_imports_follow_the_layers(path: Path) -> None:
 
 
 def test_the_checker_sees_a_cycle() -> None:
-    assert violation("dashboard/api.py", "workers.specs") == "dashboard imports workers"
+    assert violation("dashboard/api/market.py", "workers.specs") == "dashboard imports workers"
     assert violation("dashboard/market/store.py", "dashboard.models") is not None
     assert violation("dashboard/admin.py", "dashboard.streams.consumers") is not None
     assert violation("dashboard/market/protocol.py", "django.conf") is not None
+    assert violation("dashboard/streams/session.py", "asyncio") is not None
     assert violation("workers/producer.py", "dashboard.market.store") is None

@@ -12,16 +12,16 @@ Tests swap the target with ``use_redis(url, **options)`` instead of patching glo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from dashboard.market.loop_services import services
 
 # Connections per event loop: enough for every subscribe in flight during a reconnect storm.
 ASYNC_POOL_SIZE = 64
@@ -35,9 +35,6 @@ class RedisClients:
         self.url = url
         self.options = options
         self._sync: redis.Redis | None = None
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
         self._lock = threading.Lock()
 
     def sync(self) -> redis.Redis:
@@ -54,11 +51,7 @@ class RedisClients:
             return self._sync
 
     def for_running_loop(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._per_loop.get(loop)
-        if client is None:
-            client = self._per_loop[loop] = self.new_async()
-        return client
+        return services.get(self.new_async)
 
     def new_async(self) -> aioredis.Redis:
         # A blocking pool: past its size a command waits for a free connection (up to the

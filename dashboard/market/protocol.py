@@ -290,9 +290,19 @@ def ticks_frame(pieces: Iterable[str], *, recovered: bool = False) -> str:
 # --- producer batches -------------------------------------------------------------------
 
 
+# Fields of a batch entry's wire form, by position. The fan-out reads them for every
+# symbol of every window, where a list index is what a dataclass attribute would cost
+# to build; these names say which field each index is.
+BATCH_EPOCH, BATCH_FIRST_SEQ, BATCH_LAST_SEQ, BATCH_PIECE = range(4)
+
+
 @dataclass(frozen=True)
 class BatchEntry:
-    """One symbol's ticks of one producer window, already encoded."""
+    """One symbol's ticks of one producer window, already encoded.
+
+    On the wire (``to_wire``) a list ``[epoch, first_seq, last_seq, piece]``, indexed by
+    the ``BATCH_*`` constants.
+    """
 
     epoch: str
     first_seq: int
@@ -304,4 +314,6 @@ class BatchEntry:
 
     @classmethod
     def from_wire(cls, raw: Sequence[Any]) -> BatchEntry:
-        return cls(epoch=raw[0], first_seq=raw[1], last_seq=raw[2], piece=raw[3])
+        return cls(
+            epoch=raw[BATCH_EPOCH], first_seq=raw[BATCH_FIRST_SEQ], last_seq=raw[BATCH_LAST_SEQ], piece=raw[BATCH_PIECE]
+        )

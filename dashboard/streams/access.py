@@ -25,8 +25,11 @@ from django.contrib.sessions.models import Session
 from django.db import close_old_connections
 from django.utils import timezone
 
+from dashboard.market.loop_services import BackgroundTask, services
+
 logger = logging.getLogger(__name__)
 
+# Primary keys per IN (...) query: well under SQLite's 999 bound variables.
 CHUNK = 500
 
 
@@ -73,12 +76,11 @@ class AccessAudit:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.streams: weakref.WeakSet[Revocable] = weakref.WeakSet()
-        self.task: asyncio.Task[None] | None = None
+        self.checks = BackgroundTask(self._run)
 
     def register(self, stream: Revocable) -> None:
         self.streams.add(stream)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
+        self.checks.ensure()
 
     def unregister(self, stream: Revocable) -> None:
         self.streams.discard(stream)
@@ -115,13 +117,10 @@ class AccessAudit:
         return closed
 
 
-_audits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AccessAudit] = weakref.WeakKeyDictionary()
+def _new_audit() -> AccessAudit:
+    return AccessAudit(settings.TICKER["ACCESS_CHECK_SECONDS"])
 
 
 def audit() -> AccessAudit:
     """The audit of the running event loop (Daphne runs one loop per process)."""
-    loop = asyncio.get_running_loop()
-    found = _audits.get(loop)
-    if found is None or found.interval != settings.TICKER["ACCESS_CHECK_SECONDS"]:
-        found = _audits[loop] = AccessAudit(settings.TICKER["ACCESS_CHECK_SECONDS"])
-    return found
+    return services.get(_new_audit)

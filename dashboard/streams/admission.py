@@ -21,6 +21,9 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from django.conf import settings
+
+from dashboard.market.loop_services import services
 from dashboard.market.protocol import CloseCode, ErrorCode, error_frame
 from dashboard.streams.access import Credentials, audit
 from dashboard.streams.collector import collector
@@ -28,6 +31,9 @@ from dashboard.streams.guard import ReadBudget
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
+
+# ``MAX_CONNECTS_PER_MINUTE`` counts the connects of this many seconds.
+CONNECT_WINDOW_SECONDS = 60.0
 
 
 class ConnectionLimiter:
@@ -51,7 +57,7 @@ class ConnectionLimiter:
         now = time.monotonic() if now is None else now
         with self._lock:
             recent = self._recent[user_id]
-            while recent and now - recent[0] >= 60.0:
+            while recent and now - recent[0] >= CONNECT_WINDOW_SECONDS:
                 recent.popleft()
             if len(recent) >= self.max_per_minute:
                 return f"more than {self.max_per_minute} new connections per minute"
@@ -89,35 +95,20 @@ class ConnectionLimiter:
             self._budgets.clear()
 
 
-_limiter: ConnectionLimiter | None = None
-_limiter_lock = threading.Lock()
+def _new_limiter() -> ConnectionLimiter:
+    cfg = settings.TICKER
+    return ConnectionLimiter(
+        cfg["MAX_CONNECTIONS_PER_USER"],
+        cfg["MAX_CONNECTS_PER_MINUTE"],
+        cfg["READS_PER_SECOND"],
+        # A subscribe of the most symbols allowed must always fit.
+        max(cfg["READ_BURST"], cfg["MAX_SYMBOLS_PER_CONNECTION"]),
+    )
 
 
 def limiter() -> ConnectionLimiter:
-    global _limiter
-    from django.conf import settings
-
-    cfg = settings.TICKER
-    with _limiter_lock:
-        wanted = (
-            cfg["MAX_CONNECTIONS_PER_USER"],
-            cfg["MAX_CONNECTS_PER_MINUTE"],
-            cfg["READS_PER_SECOND"],
-            # A subscribe of the most symbols allowed must always fit.
-            max(cfg["READ_BURST"], cfg["MAX_SYMBOLS_PER_CONNECTION"]),
-        )
-        if (
-            _limiter is None
-            or (
-                _limiter.max_open,
-                _limiter.max_per_minute,
-                _limiter.reads_per_second,
-                _limiter.read_burst,
-            )
-            != wanted
-        ):
-            _limiter = ConnectionLimiter(*wanted)
-        return _limiter
+    """The running event loop's limiter (Daphne runs one loop per process)."""
+    return services.get(_new_limiter)
 
 
 async def _refuse(receive: Any, send: Any, code: CloseCode, frame: str | None = None) -> None:

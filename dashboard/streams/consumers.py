@@ -1,13 +1,14 @@
-"""WebSocket consumers: thin translators between sockets and ``dashboard.market.protocol``.
+"""WebSocket consumers: thin shells around one ``StreamSession`` each.
 
-``StreamConsumer`` (async, ``/ws/stream/``) serves the multi-symbol dashboard: it gets
-every producer window from its process's market feed (one market-group subscription per
-process, ``dashboard.streams.feed``) and forwards the pre-encoded pieces of the symbols
-its client subscribed to. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``)
-serves one symbol from that symbol's group. Both screen client frames the same way
-(``guard.screen``) and answer (re)subscribes the same way
-(``subscriptions.subscription_frame``). Who may connect at all is decided before either
-runs, by ``dashboard.streams.admission.StreamAdmission``.
+The protocol (subscriptions, guard, catalog, the hold while a read is out, resume) lives
+in ``dashboard.streams.session``; a consumer only waits in its own way. ``StreamConsumer``
+(async, ``/ws/stream/``) serves the multi-symbol dashboard: every producer window comes
+from its process's market feed (``dashboard.streams.feed``), and reads go through the
+feed's shared reads. ``SymbolConsumer`` (sync, ``/ws/symbols/<SYM>/``) serves one symbol:
+client frames and reads run on its thread, the symbol's ticks arrive on the event loop.
+Each writes its session's outbox through one writer at a time, so frames leave in the
+order the session put them. Who may connect at all is decided before either runs, by
+``dashboard.streams.admission.StreamAdmission``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -22,22 +25,22 @@ from asgiref.sync import async_to_sync
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
 from django.conf import settings
 
-from dashboard.market import protocol
 from dashboard.market.broadcast import CATALOG_GROUP, session_group, token_group, user_group
 from dashboard.market.client import async_redis, sync_redis
-from dashboard.market.protocol import CloseCode, ErrorCode, Ping, ProtocolError, Subscribe
+from dashboard.market.protocol import CloseCode, Limits
 from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.streams import catalog as catalogs
 from dashboard.streams import frames, heartbeat
 from dashboard.streams.feed import process_feed, symbol_feed
-from dashboard.streams.guard import ClientGuard, charge_reads, screen
-from dashboard.streams.subscriptions import Subscriptions, subscription_frame
+from dashboard.streams.session import Read, StreamSession
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
 
-# Subscribe answers written per event-loop turn (see ``StreamConsumer._subscribe``).
-SNAPSHOTS_PER_TURN = 10
+# Frames written per event-loop turn: a dashboard's 50 snapshots are ~800 KB, and a crowd
+# subscribing at once must not hold the loop away from live frames.
+FRAMES_PER_TURN = 10
+STORE_ERRORS = (redis.RedisError, OSError)
 
 
 def _user_label(scope: dict[str, Any]) -> str:
@@ -56,19 +59,10 @@ def _access_groups(scope: dict[str, Any]) -> list[str]:
     return groups
 
 
-def _unavailable(op_id: int | str | None, exc: Exception) -> ProtocolError:
-    logger.warning("subscribe failed, market data store unreachable: %r", exc)
-    return ProtocolError(ErrorCode.UNAVAILABLE, "market data temporarily unavailable; retry shortly", op_id)
-
-
-def _catalog_index(catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {entry["symbol"]: entry for entry in catalog}
-
-
 def _raw_send(send: Any) -> Any:
     """The server's own send callable under channels' wrappers (the session middleware's).
 
-    Tick frames need none of what the wrappers do (a session save on HTTP responses).
+    Stream frames need none of what the wrappers do (a session save on HTTP responses).
     """
     while True:
         inner = getattr(getattr(send, "__self__", None), "real_send", None)
@@ -77,20 +71,44 @@ def _raw_send(send: Any) -> Any:
         send = inner
 
 
+def _new_session(scope: dict[str, Any], limits: Limits, **options: Any) -> StreamSession:
+    return StreamSession(
+        limits,
+        budget=scope["ticker.read_budget"],
+        max_missed=settings.TICKER["MAX_RESUME_TICKS"],
+        clock=time.monotonic,
+        wall=frames.server_time,
+        **options,
+    )
+
+
+def _log_close(scope: dict[str, Any], what: str, code: CloseCode) -> None:
+    logger.warning("closing %s of %s: %s", what, _user_label(scope), code.name)
+    metrics.PROTOCOL_CLOSES.labels(str(int(code))).inc()
+
+
+def _log_unavailable(exc: Exception) -> None:
+    logger.warning("subscribe failed, market data store unreachable: %r", exc)
+
+
 class StreamConsumer(AsyncWebsocketConsumer):
     """Multi-symbol dashboard stream: subscribe/unsubscribe at run time, ticks per window.
 
     While in step with its process's feed it is in one of the feed's groups, which get
     each window's frame built once (``dashboard.streams.feed``); anything that changes
-    what it follows takes it out of the group first (``feed.detach``).
+    what it follows takes it out of the group first (the session's ``on_change``).
     """
 
     feed_key: frozenset[str] | None = None
     feed: Any = None
+    session: StreamSession | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Shared tick frames go straight to the server (``MarketFeed``).
+        # Every frame goes straight to the server, shared tick frames too (``MarketFeed``).
         self.raw_send = _raw_send(send)
+        self._writing = False
+        self._close_sent = False
+        self._reads: set[asyncio.Task[None]] = set()
         await super().__call__(scope, receive, send)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
@@ -101,169 +119,70 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.frames_sent = metrics.FRAMES_SENT.labels("stream")
         self.ticks_sent = metrics.TICKS_SENT.labels("stream")
-        self.limits = frames.limits()
-        self.guard = ClientGuard(self.limits)
-        self.max_missed = settings.TICKER["MAX_RESUME_TICKS"]
-        self.subs = Subscriptions()
-        self.intervals: dict[str, str] = {}
-        # Market batches arrive through the process's feed, not this consumer's channel:
-        # held while a (re)subscribe reads Redis, so none is lost or forwarded early.
-        self._holds = 0
-        self._draining = False
-        self._held: list[dict[str, Any]] = []
         await self.accept()
-        self.feed = process_feed(self.channel_layer)
-        await self.feed.register(self)
+        feed = process_feed(self.channel_layer)
+        self.session = _new_session(self.scope, frames.limits(), shared=feed.reads, on_change=self._leave_group)
+        self.feed = feed
+        await feed.register(self)
         catalog = await catalogs.acurrent()
-        self.catalog = _catalog_index(catalog)
-        await self.send(text_data=frames.hello(catalog))
+        self.session.open(catalog, frames.hello(catalog))
+        await self._write()
         heartbeat.hub().register(self)
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
         if self.feed is not None:
             self.feed.unregister(self)
+        for task in self._reads:
+            task.cancel()
+
+    def _leave_group(self) -> None:
+        if self.feed is not None:
+            self.feed.detach(self)
+
+    # --- what the feed asks (``feed.SharedTarget``) -----------------------------------
 
     def steppable(self) -> frozenset[str] | None:
-        """Its symbols, when it may share frames now (nothing held, nothing pending)."""
-        if self._holds or self._draining or self._held:
+        """Its symbols, when it may share frames now (nothing held, pending or unsent)."""
+        if self._writing or self.session is None:
             return None
-        return self.subs.key()
+        return self.session.steppable()
 
     def in_step(self, last: dict[str, tuple[str, int]]) -> bool:
-        return self.subs.matches(last)
+        return self.session is not None and self.session.subs.matches(last)
 
     def leave_step(self, last: dict[str, tuple[str, int]]) -> None:
-        self.subs.catch_up(last)
+        if self.session is not None:
+            self.session.subs.catch_up(last)
+
+    async def deliver(self, ticks: dict[str, Any]) -> None:
+        """A market batch from this process's feed (``MarketFeed``), on the per-stream path."""
+        session = self.session
+        if session is None:
+            return
+        session.batch(ticks)
+        if session.outbox:
+            await self._write()
+        if session.has_reads():  # a series changed epoch: its snapshot is read beside the feed
+            task = asyncio.get_running_loop().create_task(self._read())
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
 
     async def send_heartbeat(self, frame: str) -> None:
         await self.raw_send({"type": "websocket.send", "text": frame})
 
+    # --- client frames and channel-layer events ---------------------------------------
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        screened = screen(self.guard, self.limits, text_data, bytes_data)
-        for frame in screened.replies:
-            await self.send(text_data=frame)
-        if screened.close is not None:
-            logger.warning("closing stream of %s: %s", _user_label(self.scope), screened.close.name)
-            metrics.PROTOCOL_CLOSES.labels(str(int(screened.close))).inc()
-            await self.close(code=int(screened.close))
+        session = self.session
+        if session is None:
             return
-        op = screened.op
-        if op is not None and not isinstance(op, Ping) and self.feed is not None:
-            self.feed.detach(self)  # its own positions from here on
-        try:
-            if isinstance(op, Ping):
-                await self.send(text_data=protocol.pong_frame(op.id, frames.server_time()))
-            elif isinstance(op, Subscribe):
-                try:
-                    await self._holding(self._subscribe(op))
-                except (redis.RedisError, OSError) as exc:
-                    raise _unavailable(op.id, exc) from None
-            elif op is not None:
-                removed = [s for s in op.symbols if self.subs.remove(s)]
-                for symbol in removed:
-                    self.intervals.pop(symbol, None)
-                await self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
-        except ProtocolError as err:
-            await self.send(text_data=err.frame())
-
-    async def _subscribe(self, op: Subscribe) -> None:
-        unknown = [s for s in op.symbols if s not in self.catalog]
-        if unknown:
-            raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"unknown or disabled symbols: {', '.join(unknown)}", op.id)
-        # New symbols, and subscribed ones the client asks to resume (it saw a gap).
-        todo = [s for s in op.symbols if s not in self.subs or s in op.since]
-        if len(set(self.subs.symbols()) | set(todo)) > self.limits.max_symbols:
-            raise ProtocolError(
-                ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
-            )
-        if todo:
-            charge_reads(self.scope["ticker.read_budget"], len(todo), op.id)
-        since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s in todo}
-        interval, max_missed = op.interval, self.max_missed
-
-        async def read(symbols: list[str], since: dict[str, tuple[str, int]]) -> dict[str, Any]:
-            return await aread_subscribe(async_redis(), symbols, interval, since, max_missed=max_missed)
-
-        # Shared with the process's other streams while no newer batch has been sent (``SubscribeReads``).
-        reads = self.feed.reads
-        states = await reads.read(read, todo, interval, since, max_missed)
-        frames = []
-        # No await between reading the state and recording the positions: no batch can
-        # slip in between, so nothing older is forwarded and nothing newer skipped.
-        for symbol in todo:
-            state, status, position = states[symbol], self.catalog[symbol]["status"], op.since.get(symbol)
-            frame, epoch, seq = reads.frame(
-                symbol,
-                interval,
-                since.get(symbol),
-                max_missed,
-                state,
-                status,
-                lambda state=state, position=position, status=status: subscription_frame(
-                    state, position, status, interval
-                ),
-            )
-            frames.append(frame)
-            # A shared read may be a little older than what the feed already sent: the pieces
-            # sent since complete it (as if they had arrived right after it).
-            behind = reads.behind(symbol, epoch, seq)
-            if behind is not None and behind[0]:
-                frames.append(protocol.ticks_frame(behind[0]))
-                seq = behind[1]
-            self.subs.add(symbol, epoch, seq)
-            self.intervals[symbol] = op.interval
-        await self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-        for i, frame in enumerate(frames):
-            if i % SNAPSHOTS_PER_TURN == SNAPSHOTS_PER_TURN - 1:
-                # A dashboard's 50 snapshots are ~800 KB: written a few at a time, so that a
-                # crowd subscribing at once does not hold the loop away from live frames.
-                await asyncio.sleep(0)
-            await self.raw_send({"type": "websocket.send", "text": frame})  # past channels' wrappers, as ticks go
-
-    async def deliver(self, ticks: dict[str, Any]) -> None:
-        """A market batch from this process's feed (``MarketFeed``)."""
-        if self._holds or self._draining:
-            self._held.append(ticks)
-        else:
-            await self._forward(ticks)
-
-    async def _forward(self, ticks: dict[str, Any]) -> None:
-        before = self.subs.ticks_accepted
-        pieces = self.subs.select(ticks)
-        if pieces:
-            await self.send(text_data=protocol.ticks_frame(pieces))
-            self.frames_sent.inc()
-            self.ticks_sent.inc(self.subs.ticks_accepted - before)
-        resync = self.subs.take_resync()
-        if resync:
-            await self._holding(self._resnapshot(resync))
-
-    async def _holding(self, work: Any) -> None:
-        """Run ``work`` with batches held, then forward the held ones in order."""
-        self._holds += 1
-        try:
-            await work
-        finally:
-            self._holds -= 1
-            # Also after a refused subscribe: what was held still goes out, in order.
-            if self._holds == 0 and not self._draining:
-                self._draining = True
-                try:
-                    while self._held:
-                        await self._forward(self._held.pop(0))
-                finally:
-                    self._draining = False
-
-    async def _resnapshot(self, symbols: list[str]) -> None:
-        """A series changed epoch: the client gets a fresh snapshot of it."""
-        for symbol in symbols:
-            if symbol in self.subs and symbol in self.catalog:
-                interval = self.intervals.get(symbol, protocol.DEFAULT_INTERVAL)
-                state = (await aread_subscribe(async_redis(), [symbol], interval, {}))[symbol]
-                frame, epoch, seq = subscription_frame(state, None, self.catalog[symbol]["status"], interval)
-                self.subs.add(symbol, epoch, seq)
-                await self.send(text_data=frame)
+        closing = session.client_frame(text_data, bytes_data)
+        if closing is not None:
+            _log_close(self.scope, "stream", closing)
+        await self._write()
+        if session.has_reads():
+            await self._read()
 
     async def access_revoked(self, event: dict[str, Any]) -> None:
         logger.info("closing stream of %s: %s", _user_label(self.scope), event["reason"])
@@ -271,16 +190,61 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def alert_fired(self, event: dict[str, Any]) -> None:
         """One of this user's price alerts fired: the producer built the frame."""
-        await self.send(text_data=event["frame"])
+        if self.session is not None:
+            self.session.alert(event["frame"])
+            await self._write()
 
     async def catalog_changed(self, event: dict[str, Any]) -> None:
-        self.catalog = _catalog_index(event["catalog"])
-        if self.feed is not None:
-            self.feed.detach(self)
-        for symbol in self.subs.symbols():
-            if symbol not in self.catalog:
-                self.subs.remove(symbol)
-        await self.send(text_data=event["frame"])
+        if self.session is not None:
+            self.session.catalog_changed(event["catalog"], event["frame"])
+            await self._write()
+
+    # --- waiting, the async way --------------------------------------------------------
+
+    async def _read(self) -> None:
+        """Make the reads the session asks for, through the feed's shared reads."""
+        session = self.session
+        assert session is not None
+        max_missed = session.max_missed
+        for read in session.take_reads():
+
+            async def reader(symbols: list[str], since: dict[str, tuple[str, int]], read: Read = read) -> Any:
+                return await aread_subscribe(async_redis(), symbols, read.interval, since, max_missed=max_missed)
+
+            try:
+                states = await self.feed.reads.read(
+                    reader, list(read.symbols), read.interval, read.since_keys(), max_missed
+                )
+            except STORE_ERRORS as exc:
+                _log_unavailable(exc)
+                session.read_failed(read)
+            else:
+                # No await between the result and its answer: no batch slips in between.
+                session.read_done(read, states)
+        await self._write()
+
+    async def _write(self) -> None:
+        """Send the session's outbox; one writer at a time keeps the order."""
+        session = self.session
+        if self._writing or session is None:
+            return
+        self._writing = True
+        try:
+            outbox, written = session.outbox, 0
+            while outbox:
+                await self.raw_send({"type": "websocket.send", "text": outbox.popleft()})
+                written += 1
+                if written % FRAMES_PER_TURN == 0:
+                    await asyncio.sleep(0)
+        finally:
+            self._writing = False
+        frames_sent, ticks_sent = session.take_sent()
+        if frames_sent:
+            self.frames_sent.inc(frames_sent)
+            self.ticks_sent.inc(ticks_sent)
+        if session.close_code is not None and not self._close_sent:
+            self._close_sent = True
+            await self.close(code=int(session.close_code))
 
 
 class SymbolConsumer(JsonWebsocketConsumer):
@@ -288,23 +252,22 @@ class SymbolConsumer(JsonWebsocketConsumer):
 
     Its ticks come from the process's symbol feed (``dashboard.streams.feed.SymbolFeed``)
     on the event loop, straight to the socket (``deliver_symbol``): no channel-layer
-    message and no hop to this consumer's thread per tick. Client frames, subscribes and
-    the access/catalog groups are handled on its thread as before. While a (re)subscribe
-    reads Redis on the thread, arriving ticks are held (under ``_lock``, which is never
-    held across a send) and forwarded in order once its frame is out.
+    message and no hop to this consumer's thread per tick. Client frames, reads and the
+    access/catalog groups are handled on its thread. The session is driven under
+    ``_lock`` from both sides; the lock is never held across a send or a read.
     """
 
     feed: Any = None
+    session: StreamSession | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # The heartbeat hub and the symbol feed run on the event loop: they send through
         # the raw ASGI callable instead of this consumer's thread-bound wrapper.
         self._asgi_send = _raw_send(send)
         self._lock = threading.Lock()
-        self._holds = 0
-        self._held: list[list[Any]] = []
+        self._writing = False
+        self._close_sent = False
         self._resync_asked = False
-        self._open = False
         hub = heartbeat.hub()
         hub.register(self)
         try:
@@ -315,8 +278,8 @@ class SymbolConsumer(JsonWebsocketConsumer):
                 await self.feed.unregister(self.symbol, self)
 
     async def send_heartbeat(self, frame: str) -> None:
-        # Only once the stream is open (accepted, subscribed).
-        if self._open:
+        # Only once the stream is open (accepted, its symbol listed).
+        if self.session is not None and self.session.serving:
             await self._asgi_send({"type": "websocket.send", "text": frame})
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
@@ -326,37 +289,18 @@ class SymbolConsumer(JsonWebsocketConsumer):
         super().websocket_connect(message)
 
     def connect(self) -> None:
-        self.subs: Subscriptions | None = None
         self.symbol = self.scope["url_route"]["kwargs"]["symbol"]
-        self.interval = protocol.DEFAULT_INTERVAL
         self.accept()
         catalog = catalogs.current()
-        self.catalog = _catalog_index(catalog)
-        if self.symbol not in self.catalog:
-            message = f"unknown or disabled symbol: {self.symbol[:20]}"
-            self.send(text_data=protocol.error_frame(ErrorCode.UNKNOWN_SYMBOL, message))
-            self.close(code=int(CloseCode.POLICY))
-            return
-        self.limits = frames.limits()
-        self.guard = ClientGuard(self.limits)
-        self.subs = Subscriptions()
-        # Ticks from the feed are held until the subscribe's frame is out.
-        self._hold()
-        try:
+        session = _new_session(self.scope, frames.limits(), only=self.symbol)
+        since = frames.since_from_query(self.scope.get("query_string", b""), self.symbol)
+        with self._lock:
+            session.open(catalog, frames.hello(catalog), since)
+            self.session = session
+        if session.serving:
+            # Joined before the read: the ticks that arrive meanwhile are held, not lost.
             async_to_sync(self._register)()
-            self.send(text_data=frames.hello(catalog))
-            # Open from here on: client frames, heartbeats and ticks are served.
-            self._open = True
-            since = frames.since_from_query(self.scope.get("query_string", b""), self.symbol)
-            try:
-                self._subscribe(Subscribe(id=None, symbols=(self.symbol,), since=since), ack=False)
-            except (redis.RedisError, OSError) as exc:
-                self.subs = None
-                self._open = False
-                self.send(text_data=_unavailable(None, exc).frame())
-                self.close(code=int(CloseCode.TRY_AGAIN_LATER))
-        finally:
-            self._release()
+        self._drive(lambda: None)
 
     async def _register(self) -> None:
         feed = symbol_feed(self.channel_layer)
@@ -364,128 +308,37 @@ class SymbolConsumer(JsonWebsocketConsumer):
         self.feed = feed
 
     def disconnect(self, code: int) -> None:
-        self._open = False
-
-    def _hold(self) -> None:
         with self._lock:
-            self._holds += 1
+            if self.session is not None:
+                self.session.disconnected()
 
-    def _release(self) -> None:
-        """End a hold; the outermost forwards what was held meanwhile, in order."""
-        while True:
-            with self._lock:
-                if self._holds > 1 or not self._held:
-                    self._holds -= 1
-                    return
-                entry = self._held.pop(0)
-            self._forward(entry)
-
-    def _accept(self, entry: list[Any]) -> tuple[str | None, bool]:
-        """The part of ``entry`` the client has not seen, and whether a resync is due (locked)."""
-        subs = self.subs
-        if subs is None:
-            return None, False
-        epoch, first, last, piece = entry
-        fresh = subs.accept(self.symbol, epoch, first, last, piece)
-        return fresh, bool(subs.take_resync())
-
-    def _forward(self, entry: list[Any]) -> None:
-        """A held entry, on this consumer's thread."""
-        with self._lock:
-            fresh, resync = self._accept(entry)
-        if fresh:
-            self.send(text_data=protocol.ticks_frame([fresh]))
-            metrics.FRAMES_SENT.labels("symbol").inc()
-        if resync:
-            self._resnapshot()
-
-    async def deliver_symbol(self, entry: list[Any], message: dict[str, Any]) -> int:
-        """Ticks of this stream's symbol from the process's feed (event loop); ``message`` sends them all."""
-        if not self._open:
+    async def deliver_symbol(self, entries: Mapping[str, Sequence[Any]], message: dict[str, Any]) -> int:
+        """Ticks of this stream's symbol (event loop); ``message`` sends all of them. Frames made: 0 or 1."""
+        session = self.session
+        if session is None:
             return 0
         with self._lock:
-            if self._holds:
-                self._held.append(entry)
-                return 0
-            fresh, resync = self._accept(entry)
-        sent = 0
-        if fresh:
-            if fresh is not entry[3]:
-                message = {"type": "websocket.send", "text": protocol.ticks_frame([fresh])}
-            await self._asgi_send(message)
-            sent = 1
-        if resync and not self._resync_asked:
-            # A new epoch: the snapshot is read on the consumer's thread.
-            self._resync_asked = True
+            session.batch(entries, message["text"])
+            made, _ = session.take_sent()
+            resync = session.has_reads() and not self._resync_asked
+            if resync:
+                self._resync_asked = True
+        if session.outbox:
+            await self._write_from_loop(message)
+        if resync:  # a new epoch: the snapshot is read on the consumer's thread
             await self.channel_layer.send(self.channel_name, {"type": "symbol.resync"})
-        return sent
+        return made
 
     def symbol_resync(self, event: dict[str, Any]) -> None:
-        self._resync_asked = False
-        if self.subs is not None:
-            self._resnapshot()
-
-    def _resnapshot(self) -> None:
-        try:
-            self._subscribe(Subscribe(id=None, symbols=(self.symbol,), interval=self.interval), ack=False)
-        except (redis.RedisError, OSError) as exc:
-            self.send(text_data=_unavailable(None, exc).frame())
+        with self._lock:
+            self._resync_asked = False
+        self._drive(lambda: None)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.subs is None:
-            return  # refused at connect; the close is on its way
-        screened = screen(self.guard, self.limits, text_data, bytes_data)
-        for frame in screened.replies:
-            self.send(text_data=frame)
-        if screened.close is not None:
-            logger.warning("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), screened.close.name)
-            metrics.PROTOCOL_CLOSES.labels(str(int(screened.close))).inc()
-            self.close(code=int(screened.close))
-            return
-        op = screened.op
-        try:
-            if isinstance(op, Ping):
-                self.send(text_data=protocol.pong_frame(op.id, frames.server_time()))
-                return
-            if op is None:
-                return
-            others = [s for s in op.symbols if s != self.symbol]
-            if others:
-                message = f"this stream serves {self.symbol} only; use /ws/stream/ for others"
-                raise ProtocolError(ErrorCode.FORBIDDEN, message, op.id)
-            if isinstance(op, Subscribe):
-                charge_reads(self.scope["ticker.read_budget"], 1, op.id)
-                try:
-                    self._subscribe(op, ack=True)
-                except (redis.RedisError, OSError) as exc:
-                    raise _unavailable(op.id, exc) from None
-            else:
-                with self._lock:
-                    removed = [s for s in op.symbols if self.subs.remove(s)]
-                self.send(text_data=protocol.ack_frame(op.id, "unsubscribe", removed))
-        except ProtocolError as err:
-            self.send(text_data=err.frame())
-
-    def _subscribe(self, op: Subscribe, *, ack: bool) -> None:
-        if self.symbol not in self.catalog:
-            raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"{self.symbol} is no longer listed", op.id)
-        self.interval = op.interval
-        since = {s: (p.epoch, p.seq) for s, p in op.since.items() if s == self.symbol}
-        max_missed = settings.TICKER["MAX_RESUME_TICKS"]
-        self._hold()
-        try:
-            state = read_subscribe(sync_redis(), [self.symbol], op.interval, since, max_missed=max_missed)[self.symbol]
-            frame, epoch, seq = subscription_frame(
-                state, op.since.get(self.symbol), self.catalog[self.symbol]["status"], op.interval
-            )
-            with self._lock:
-                assert self.subs is not None
-                self.subs.add(self.symbol, epoch, seq)
-            if ack:
-                self.send(text_data=protocol.ack_frame(op.id, "subscribe", op.symbols))
-            self.send(text_data=frame)
-        finally:
-            self._release()
+        assert self.session is not None
+        closing = self._drive(lambda: self.session.client_frame(text_data, bytes_data))  # type: ignore[union-attr]
+        if closing is not None:
+            _log_close(self.scope, f"{self.symbol} stream", closing)
 
     def access_revoked(self, event: dict[str, Any]) -> None:
         logger.info("closing %s stream of %s: %s", self.symbol, _user_label(self.scope), event["reason"])
@@ -493,11 +346,101 @@ class SymbolConsumer(JsonWebsocketConsumer):
 
     def alert_fired(self, event: dict[str, Any]) -> None:
         """One of this user's price alerts fired: the producer built the frame."""
-        if self.subs is not None:
-            self.send(text_data=event["frame"])
+        self._drive(lambda: self.session.alert(event["frame"]))  # type: ignore[union-attr]
 
     def catalog_changed(self, event: dict[str, Any]) -> None:
-        if self.subs is None:
-            return  # refused at connect
-        self.catalog = _catalog_index(event["catalog"])
-        self.send(text_data=event["frame"])
+        self._drive(lambda: self.session.catalog_changed(event["catalog"], event["frame"]))  # type: ignore[union-attr]
+
+    # --- waiting, the thread's way -----------------------------------------------------
+
+    def _drive(self, event: Callable[[], Any]) -> Any:
+        """Feed the session ``event`` on this thread, then make its reads and write its outbox."""
+        session = self.session
+        assert session is not None
+        with self._lock:
+            result = event()
+            reads = session.take_reads()
+        self._write()
+        while reads:
+            for read in reads:
+                self._read(session, read)
+                self._write()
+            with self._lock:
+                reads = session.take_reads()
+        with self._lock:
+            frames_sent, ticks_sent = session.take_sent()
+        if frames_sent:
+            metrics.FRAMES_SENT.labels("symbol").inc(frames_sent)
+            metrics.TICKS_SENT.labels("symbol").inc(ticks_sent)
+        return result
+
+    def _read(self, session: StreamSession, read: Read) -> None:
+        try:
+            states = read_subscribe(
+                sync_redis(), list(read.symbols), read.interval, read.since_keys(), max_missed=session.max_missed
+            )
+        except STORE_ERRORS as exc:
+            _log_unavailable(exc)
+            with self._lock:
+                session.read_failed(read)
+        else:
+            with self._lock:
+                session.read_done(read, states)
+
+    # One writer at a time, on either side: the other only appends to the outbox, and the
+    # writer sends what it finds there before it stops, the session's close last.
+
+    def _begin_writing(self) -> bool:
+        with self._lock:
+            if self._writing:
+                return False
+            self._writing = True
+            return True
+
+    def _next_out(self) -> str | CloseCode | None:
+        """The next frame to write, the close once they are out, or None (writing ends)."""
+        session = self.session
+        assert session is not None
+        with self._lock:
+            if session.outbox:
+                return session.outbox.popleft()
+            if session.close_code is not None and not self._close_sent:
+                self._close_sent = True
+                return session.close_code
+            self._writing = False
+            return None
+
+    def _stop_writing(self) -> None:
+        with self._lock:
+            self._writing = False
+
+    def _write(self) -> None:
+        """Write the outbox from this thread, unless the event loop is writing it."""
+        if not self._begin_writing():
+            return
+        try:
+            while (out := self._next_out()) is not None:
+                if isinstance(out, CloseCode):
+                    self.close(code=int(out))
+                else:
+                    self.send(text_data=out)
+        except BaseException:
+            self._stop_writing()
+            raise
+
+    async def _write_from_loop(self, shared: dict[str, Any]) -> None:
+        """Write the outbox from the event loop; ``shared``: the feed's message, sent as it is."""
+        if not self._begin_writing():
+            return
+        try:
+            while (out := self._next_out()) is not None:
+                if isinstance(out, CloseCode):
+                    message = {"type": "websocket.close", "code": int(out)}
+                elif out is shared["text"]:
+                    message = shared
+                else:
+                    message = {"type": "websocket.send", "text": out}
+                await self._asgi_send(message)
+        except BaseException:
+            self._stop_writing()
+            raise

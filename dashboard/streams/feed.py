@@ -24,19 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from dashboard.market.broadcast import MARKET_GROUP, symbol_group
-from dashboard.market.protocol import ticks_frame
+from dashboard.market.loop_services import BackgroundTask, services
+from dashboard.market.protocol import BATCH_EPOCH, BATCH_FIRST_SEQ, BATCH_LAST_SEQ, BATCH_PIECE, ticks_frame
+from dashboard.streams.shared_reads import RECENT_WINDOWS, SubscribeReads
 from ticker import metrics
 
 logger = logging.getLogger(__name__)
 
 Positions = dict[str, tuple[str, int]]
+# An unreachable channel layer is retried this often (a Redis restart takes seconds).
+LAYER_RETRY_SECONDS = 1.0
 
 
 class BatchTarget(Protocol):
@@ -70,7 +73,7 @@ class MarketFeed:
         # In-step streams by subscribed symbols (members are also in ``targets``).
         self.groups: dict[frozenset[str], weakref.WeakSet[Any]] = {}
         self.last: Positions = {}
-        self.task: asyncio.Task[None] | None = None
+        self.subscription = BackgroundTask(self._run)
         self.ready = asyncio.Event()
         self.windows = 0
         self.shared_frames = 0
@@ -88,9 +91,9 @@ class MarketFeed:
         self.targets.add(target)
         if getattr(target, "feed_key", None) is None:
             self.loose.add(target)
-        if self.task is None or self.task.done():
+        if not self.subscription.running():
             self.ready.clear()
-            self.task = asyncio.get_running_loop().create_task(self._run())
+            self.subscription.ensure()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), wait_seconds)
 
@@ -132,7 +135,7 @@ class MarketFeed:
         broken = set()
         for symbol, raw in ticks.items():
             seen = last.get(symbol)
-            if seen is None or seen[0] != raw[0] or seen[1] + 1 != raw[1]:
+            if seen is None or seen[0] != raw[BATCH_EPOCH] or seen[1] + 1 != raw[BATCH_FIRST_SEQ]:
                 broken.add(symbol)
         if broken:
             for key in [k for k in self.groups if not broken.isdisjoint(k)]:
@@ -141,19 +144,20 @@ class MarketFeed:
                     target.leave_step(last)
                     self.loose.add(target)
         for symbol, raw in ticks.items():
-            last[symbol] = (raw[0], raw[2])
+            last[symbol] = (raw[BATCH_EPOCH], raw[BATCH_LAST_SEQ])
             kept = self.recent.get(symbol)
             if kept is None:
                 kept = self.recent[symbol] = deque(maxlen=RECENT_WINDOWS)
             kept.append(raw)
-        frames = ticks_sent = 0
+        sent = ticks_sent = 0
         for key, members in list(self.groups.items()):
             pieces = []
             count = 0
             for symbol, raw in ticks.items():
                 if symbol in key:
-                    pieces.append(raw[3])
-                    count += raw[2] - raw[1] + 1
+                    _epoch, first_seq, last_seq, piece = raw
+                    pieces.append(piece)
+                    count += last_seq - first_seq + 1
             # Every member gets the frame, even one detached while others are being sent
             # to: its positions were written out as of this batch.
             targets = list(members)
@@ -165,12 +169,12 @@ class MarketFeed:
                     await target.raw_send(message)
                 except Exception:
                     logger.debug("shared frame not delivered to a closing stream", exc_info=True)
-            frames += len(targets)
+            sent += len(targets)
             ticks_sent += count * len(targets)
-        if frames:
+        if sent:
             # Counted once per window, not per frame (a lock, and a file in multiprocess mode).
-            self.shared_frames += frames
-            metrics.FRAMES_SENT.labels("stream").inc(frames)
+            self.shared_frames += sent
+            metrics.FRAMES_SENT.labels("stream").inc(sent)
             metrics.TICKS_SENT.labels("stream").inc(ticks_sent)
         for target in list(self.loose):
             try:
@@ -190,7 +194,7 @@ class MarketFeed:
                 break
             except Exception as exc:
                 logger.warning("market feed not subscribed yet, retrying: %r", exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(LAYER_RETRY_SECONDS)
         self.ready.set()
         try:
             while True:
@@ -203,167 +207,11 @@ class MarketFeed:
                 await self.layer.group_discard(MARKET_GROUP, channel)
 
 
-SinceKey = tuple[str, int] | None
-# Kept reads (symbol x interval x distinct resume position): pruned of stale ones past this.
-MAX_SHARED_READS = 4096
-# How long one read serves later subscribers (completed with the pieces sent since), and
-# how many windows of pieces the feed keeps per symbol for that.
-MAX_SHARED_AGE = 2.0
-RECENT_WINDOWS = 40
-
-
-class SubscribeReads:
-    """Subscribe reads shared by the streams of one process, within what the feed has sent.
-
-    A crowd of dashboards subscribing at once (a deploy, a restart) would each read the
-    same 50 snapshots of 200 candles from Redis and parse them: the storm's main cost. A
-    read is the same for every stream asking about the same symbol, interval and ``since``
-    until the symbol ticks again, so one read serves them all while it is not older than
-    the feed's copy of the market (``MarketFeed.last``): a stream given a state at
-    ``(epoch, seq)`` then misses nothing, since every batch after ``seq`` is still to come
-    (held while it subscribes) and the ones before are skipped. Reads in flight are
-    shared too. The built frame is kept with the state (the same bytes for everyone).
-    """
-
-    def __init__(self, last: Positions, recent: dict[str, deque[list[Any]]] | None = None) -> None:
-        self.last = last
-        self.recent = recent if recent is not None else {}
-        self.read_at: dict[tuple[str, str, SinceKey, int], float] = {}
-        self.states: dict[tuple[str, str, SinceKey, int], Any] = {}
-        self.frames: dict[tuple[str, str, SinceKey, int], dict[Any, Any]] = {}
-        self.pending: dict[tuple[str, str, SinceKey, int], asyncio.Future[Any]] = {}
-        # ``behind`` per symbol for one (feed position, read position): a crowd subscribing
-        # within a window asks it of the same pair three times per symbol per stream.
-        self._behind: dict[str, tuple[tuple[str, int], str | None, int, tuple[list[str], int] | None]] = {}
-        self.hits = 0
-        self.reads = 0
-
-    def _fresh(self, key: tuple[str, str, SinceKey, int], state: Any) -> bool:
-        if time.monotonic() - self.read_at.get(key, 0.0) > MAX_SHARED_AGE:
-            return False
-        snap = state.snapshot
-        return self.behind(key[0], snap.epoch, snap.seq) is not None
-
-    def behind(self, symbol: str, epoch: str | None, seq: int) -> tuple[list[str], int] | None:
-        """The pieces the feed has sent of ``symbol`` after ``(epoch, seq)`` and the seq they end at.
-
-        None when they are not all kept (another epoch, too far back): a fresh read is needed.
-        """
-        seen = self.last.get(symbol)
-        if seen is None or (seen[0] == epoch and seq >= seen[1]):
-            return [], seq
-        if seen[0] != epoch:
-            return None
-        # The feed's position moves with every piece it keeps, so an equal one means the same pieces.
-        known = self._behind.get(symbol)
-        if known is not None and known[0] == seen and known[1] == epoch and known[2] == seq:
-            return known[3]
-        found = self._pieces_after(symbol, epoch, seq, seen)
-        self._behind[symbol] = (seen, epoch, seq, found)
-        return found
-
-    def _pieces_after(
-        self, symbol: str, epoch: str | None, seq: int, seen: tuple[str, int]
-    ) -> tuple[list[str], int] | None:
-        pieces: list[str] = []
-        expected = seq + 1
-        for raw in self.recent.get(symbol, ()):
-            if raw[2] < expected:
-                continue
-            if raw[0] != epoch or raw[1] != expected:
-                return None
-            pieces.append(raw[3])
-            expected = raw[2] + 1
-        return (pieces, expected - 1) if expected - 1 == seen[1] else None
-
-    async def read(
-        self,
-        reader: Callable[[list[str], dict[str, tuple[str, int]]], Awaitable[dict[str, Any]]],
-        symbols: list[str],
-        interval: str,
-        since: dict[str, tuple[str, int]],
-        max_missed: int,
-    ) -> dict[str, Any]:
-        """Each symbol's ``SubscribeState``; ``reader(symbols, since)`` reads the rest in one round trip."""
-        found: dict[str, Any] = {}
-        waits: dict[str, asyncio.Future[Any]] = {}
-        todo: list[str] = []
-        for symbol in symbols:
-            key = (symbol, interval, since.get(symbol), max_missed)
-            state = self.states.get(key)
-            if state is not None and self._fresh(key, state):
-                found[symbol] = state
-                self.hits += 1
-            elif key in self.pending:
-                waits[symbol] = self.pending[key]
-                self.hits += 1
-            else:
-                todo.append(symbol)
-        if todo:
-            loop = asyncio.get_running_loop()
-            mine = {s: (s, interval, since.get(s), max_missed) for s in todo}
-            futures = {s: loop.create_future() for s in todo}
-            for symbol, key in mine.items():
-                self.pending[key] = futures[symbol]
-            self.reads += len(todo)
-            try:
-                states = await reader(todo, {s: since[s] for s in todo if s in since})
-            except BaseException as exc:
-                for symbol, key in mine.items():
-                    self.pending.pop(key, None)
-                    if not futures[symbol].done():
-                        futures[symbol].set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-                        futures[symbol].exception()  # retrieved: others may not be waiting
-                raise
-            if len(self.states) > MAX_SHARED_READS:
-                self._prune()
-            for symbol, key in mine.items():
-                self.pending.pop(key, None)
-                state = states[symbol]
-                futures[symbol].set_result(state)
-                self.states[key] = state
-                self.read_at[key] = time.monotonic()
-                self.frames.pop(key, None)
-                found[symbol] = state
-        for symbol, future in waits.items():
-            found[symbol] = await future
-        # A read shared from before this caller's hold may have been overtaken by batches
-        # the feed sent meanwhile and no longer kept: those symbols are read again, unshared.
-        stale = [s for s, state in found.items() if self.behind(s, state.snapshot.epoch, state.snapshot.seq) is None]
-        if stale:
-            self.reads += len(stale)
-            found.update(await reader(stale, {s: since[s] for s in stale if s in since}))
-        return found
-
-    def _prune(self) -> None:
-        for key in [k for k, state in self.states.items() if not self._fresh(k, state)]:
-            del self.states[key]
-            self.frames.pop(key, None)
-            self.read_at.pop(key, None)
-        if len(self.states) > MAX_SHARED_READS:
-            self.states.clear()
-            self.frames.clear()
-            self.read_at.clear()
-
-    def frame(
-        self, symbol: str, interval: str, since: SinceKey, max_missed: int, state: Any, variant: Any, build: Any
-    ) -> Any:
-        """``build()`` once per state and ``variant`` (the catalog status, the resume asked for)."""
-        key = (symbol, interval, since, max_missed)
-        if self.states.get(key) is not state:
-            return build()
-        built = self.frames.setdefault(key, {})
-        result = built.get(variant)
-        if result is None:
-            result = built[variant] = build()
-        return result
-
-
 class SymbolTarget(Protocol):
     """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
 
-    async def deliver_symbol(self, entry: list[Any], message: dict[str, Any]) -> int:
-        """Send what it has not seen of ``entry`` (all of it: ``message``); the frames sent (0 or 1)."""
+    async def deliver_symbol(self, entries: Mapping[str, Sequence[Any]], message: dict[str, Any]) -> int:
+        """Send what it has not seen of ``entries`` (all of it: ``message``); the frames made (0 or 1)."""
 
 
 class SymbolFeed:
@@ -382,7 +230,7 @@ class SymbolFeed:
         self.targets: dict[str, dict[SymbolTarget, None]] = {}
         self.joined: set[str] = set()
         self.channel: str | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.receiving = BackgroundTask(self._run)
         self._lock = asyncio.Lock()
 
     async def register(self, symbol: str, target: SymbolTarget) -> None:
@@ -394,8 +242,7 @@ class SymbolFeed:
             if symbol not in self.joined:
                 await self.layer.group_add(symbol_group(symbol), self.channel)
                 self.joined.add(symbol)
-            if self.task is None or self.task.done():
-                self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
+            self.receiving.ensure()
 
     async def unregister(self, symbol: str, target: SymbolTarget) -> None:
         found = self.targets.get(symbol)
@@ -405,19 +252,22 @@ class SymbolFeed:
                 del self.targets[symbol]
 
     async def dispatch(self, symbol: str, entry: list[Any]) -> None:
-        frames = 0
-        # Built once: the same message for every stream in step (Daphne does not change it).
-        message = {"type": "websocket.send", "text": ticks_frame([entry[3]])}
+        sent = 0
+        # Built once: the same batch and message for every stream in step (Daphne does not change it).
+        entries = {symbol: entry}
+        message = {"type": "websocket.send", "text": ticks_frame([entry[BATCH_PIECE]])}
         for target in list(self.targets.get(symbol, ())):
             try:
-                frames += await target.deliver_symbol(entry, message)
+                sent += await target.deliver_symbol(entries, message)
             except Exception:
                 logger.exception("symbol ticks not delivered to a stream")
-        if frames:
-            metrics.FRAMES_SENT.labels("symbol").inc(frames)
-            metrics.TICKS_SENT.labels("symbol").inc(frames * (entry[2] - entry[1] + 1))
+        if sent:
+            metrics.FRAMES_SENT.labels("symbol").inc(sent)
+            metrics.TICKS_SENT.labels("symbol").inc(sent * (entry[BATCH_LAST_SEQ] - entry[BATCH_FIRST_SEQ] + 1))
 
-    async def _run(self, channel: str) -> None:
+    async def _run(self) -> None:
+        channel = self.channel
+        assert channel is not None
         while True:
             try:
                 message = await self.layer.receive(channel)
@@ -425,30 +275,18 @@ class SymbolFeed:
                 raise
             except Exception as exc:
                 logger.warning("symbol feed receive failed, retrying: %r", exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(LAYER_RETRY_SECONDS)
                 continue
             symbol, entry = message.get("symbol"), message.get("entry")
             if symbol and entry:
                 await self.dispatch(symbol, entry)
 
 
-_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MarketFeed] = weakref.WeakKeyDictionary()
-_symbol_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SymbolFeed] = weakref.WeakKeyDictionary()
-
-
 def symbol_feed(layer: Any) -> SymbolFeed:
     """The single-symbol feed of the running event loop."""
-    loop = asyncio.get_running_loop()
-    found = _symbol_feeds.get(loop)
-    if found is None:
-        found = _symbol_feeds[loop] = SymbolFeed(layer)
-    return found
+    return services.get(SymbolFeed, layer)
 
 
 def process_feed(layer: Any) -> MarketFeed:
     """The feed of the running event loop (Daphne runs one loop per process)."""
-    loop = asyncio.get_running_loop()
-    found = _feeds.get(loop)
-    if found is None:
-        found = _feeds[loop] = MarketFeed(layer)
-    return found
+    return services.get(MarketFeed, layer)

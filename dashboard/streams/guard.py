@@ -32,6 +32,9 @@ from dashboard.market.protocol import (
 
 # Malformed input, as opposed to a well-formed request the server refuses.
 ABUSE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.UNKNOWN_OP, ErrorCode.FRAME_TOO_LARGE})
+# A buggy client sends a few bad frames; more than this many within the window is abuse (4400).
+MAX_BAD_FRAMES = 10
+BAD_WINDOW_SECONDS = 10.0
 
 
 class Verdict(IntEnum):
@@ -51,7 +54,9 @@ class ClientGuard:
     ``max_bad_frames`` bad frames within ``bad_window`` seconds closes with 4400.
     """
 
-    def __init__(self, limits: Limits, *, max_bad_frames: int = 10, bad_window: float = 10.0) -> None:
+    def __init__(
+        self, limits: Limits, *, max_bad_frames: int = MAX_BAD_FRAMES, bad_window: float = BAD_WINDOW_SECONDS
+    ) -> None:
         self.rate = float(limits.max_client_frames_per_second)
         self.tokens = self.rate
         self.updated: float | None = None
@@ -92,9 +97,8 @@ class Screened:
     close: CloseCode | None = None
 
 
-def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | None) -> Screened:
-    """Rate-limit and parse a client frame, the same way for both consumers."""
-    now = time.monotonic()
+def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | None, now: float) -> Screened:
+    """Rate-limit and parse a client frame received at ``now`` (monotonic seconds)."""
     verdict = guard.admit(now)
     if verdict is Verdict.CLOSE:
         return Screened(close=CloseCode.RATE_LIMITED)
@@ -135,9 +139,9 @@ class ReadBudget:
             return (reads - self.tokens) / self.per_second
 
 
-def charge_reads(budget: ReadBudget, reads: int, op_id: int | str | None) -> None:
+def charge_reads(budget: ReadBudget, reads: int, op_id: int | str | None, now: float | None = None) -> None:
     """Charge a client's subscribe for the reads it causes, or refuse it whole (``rate_limited``)."""
-    wait = budget.charge(reads)
+    wait = budget.charge(reads, now)
     if wait:
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,

@@ -16,14 +16,20 @@ import weakref
 from typing import Protocol
 
 import orjson
+from django.conf import settings
 
 from dashboard.market import protocol, store
 from dashboard.market.client import async_redis
+from dashboard.market.loop_services import BackgroundTask, services
 from dashboard.streams.frames import server_time
 
 logger = logging.getLogger(__name__)
 # Which web process a published open-stream count belongs to (host:pid).
 PROCESS_HOST = socket.gethostname()
+# A published count outlives a few missed beats, not a dead process.
+REPORT_TTL_BEATS = 3
+# A slow Redis may delay the count, never the next beat.
+REPORT_TIMEOUT_SECONDS = 1.0
 
 
 class HeartbeatTarget(Protocol):
@@ -36,13 +42,12 @@ class HeartbeatHub:
     def __init__(self, interval_ms: int) -> None:
         self.interval = interval_ms / 1000.0
         self.targets: weakref.WeakSet[HeartbeatTarget] = weakref.WeakSet()
-        self.task: asyncio.Task[None] | None = None
+        self.beats = BackgroundTask(self._beat)
         self.report: asyncio.Task[None] | None = None
 
     def register(self, target: HeartbeatTarget) -> None:
         self.targets.add(target)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._beat())
+        self.beats.ensure()
 
     def unregister(self, target: HeartbeatTarget) -> None:
         self.targets.discard(target)
@@ -72,27 +77,22 @@ class HeartbeatHub:
             kinds[kind] = kinds.get(kind, 0) + 1
         entry = {"host": PROCESS_HOST, "pid": os.getpid(), "streams": sum(kinds.values()), "by_kind": kinds}
         entry["ts"] = server_time()
-        ttl_ms = int(self.interval * 3000)
+        ttl_ms = int(self.interval * 1000 * REPORT_TTL_BEATS)
         self.report = asyncio.get_running_loop().create_task(_publish(orjson.dumps(entry), ttl_ms))
 
 
 async def _publish(entry: bytes, ttl_ms: int) -> None:
     try:
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(REPORT_TIMEOUT_SECONDS):
             await async_redis().set(store.web_streams_key(f"{PROCESS_HOST}:{os.getpid()}"), entry, px=ttl_ms)
     except Exception as exc:
         logger.debug("open-stream count not published: %r", exc)
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatHub] = weakref.WeakKeyDictionary()
+def _new_hub() -> HeartbeatHub:
+    return HeartbeatHub(settings.TICKER["HEARTBEAT_MS"])
 
 
 def hub() -> HeartbeatHub:
     """The hub of the running event loop."""
-    from django.conf import settings
-
-    loop = asyncio.get_running_loop()
-    found = _hubs.get(loop)
-    if found is None:
-        found = _hubs[loop] = HeartbeatHub(settings.TICKER["HEARTBEAT_MS"])
-    return found
+    return services.get(_new_hub)

@@ -3,8 +3,9 @@
 Channels' ``AuthMiddleware`` sends every handshake to the database thread on its own:
 one thread hop, a fresh connection opened and closed around it (``close_old_connections``
 with ``CONN_MAX_AGE=0``), a session query and a user query. In a crowd of dashboards
-opening at once (``make bench``'s connect storm) that thread was 31 % of the web
-process's samples, and the event loop waited on it for the GIL. ``BatchedAuthMiddleware``
+opening at once (``make bench``'s connect storm) that thread took a large share of the
+web process's samples, and the event loop waited on it for the GIL (docs/performance.md,
+"What made the storm fit"). ``BatchedAuthMiddleware``
 keeps Channels' lookup (``channels.auth.get_user``, so every rule of Django's session
 authentication holds as it is) but runs the handshakes that wait together in one trip:
 one hop and one connection for the batch. Batches form by themselves: while one is in
@@ -14,14 +15,14 @@ the database thread the next handshakes queue, so a lone handshake is never dela
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import weakref
 from typing import Any
 
 from channels.auth import AuthMiddleware, get_user
 from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.db import close_old_connections
+
+from dashboard.market.loop_services import BackgroundTask, services
 
 # The most handshakes one trip resolves (the rest wait for the next, right after).
 MAX_BATCH = 64
@@ -48,16 +49,15 @@ class UserLoader:
 
     def __init__(self) -> None:
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
-        self._draining: asyncio.Task[None] | None = None
+        # In a context of its own: it serves many handshakes and outlives the first.
+        self._draining = BackgroundTask(self._drain, isolated=True)
         self.trips = 0
         self.lookups = 0
 
     async def user(self, scope: dict[str, Any]) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((scope, future))
-        if self._draining is None:
-            # In a context of its own: it serves many handshakes and outlives the first.
-            self._draining = asyncio.create_task(self._drain(), context=contextvars.Context())
+        self._draining.ensure()
         return await future
 
     async def _drain(self) -> None:
@@ -83,8 +83,6 @@ class UserLoader:
             _fail(batch + self._waiting, exc)
             self._waiting = []
             raise
-        finally:
-            self._draining = None
 
 
 def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], exc: BaseException) -> None:
@@ -95,16 +93,9 @@ def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], exc: BaseExce
             future.set_exception(error)
 
 
-_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UserLoader] = weakref.WeakKeyDictionary()
-
-
 def loader() -> UserLoader:
     """This event loop's loader (futures belong to one loop)."""
-    loop = asyncio.get_running_loop()
-    found = _loaders.get(loop)
-    if found is None:
-        found = _loaders[loop] = UserLoader()
-    return found
+    return services.get(UserLoader)
 
 
 class BatchedAuthMiddleware(AuthMiddleware):

@@ -18,7 +18,6 @@ from channels.testing import WebsocketCommunicator
 from dashboard.market.client import new_async_redis
 from dashboard.models import Symbol
 from dashboard.streams import catalog as catalogs
-from dashboard.streams.admission import limiter
 from ticker.asgi import application
 from workers.alerts import AlertWatcher
 from workers.producer import Producer, ProducerConfig
@@ -28,9 +27,9 @@ ORIGIN = b"http://127.0.0.1"
 
 
 @pytest.fixture(autouse=True)
-def fresh_connection_limits() -> None:
-    """Each test starts with no streams counted (user ids repeat across tests)."""
-    limiter().clear()
+def fresh_catalog() -> None:
+    """Each test reads the catalog of its own database (connection counts and the other
+    per-loop services start afresh with each test's event loop: ``loop_services``)."""
     catalogs.forget()
 
 

@@ -57,10 +57,10 @@ class _Consumer:
 
 
 @pytest.fixture
-def bounds(settings) -> ConnectionLimiter:
+async def bounds(settings) -> ConnectionLimiter:
     settings.TICKER = {**settings.TICKER, "MAX_CONNECTIONS_PER_USER": 1, "MAX_CONNECTS_PER_MINUTE": 100}
     found = limiter()
-    found.clear()
+    assert (found.max_open, found.max_per_minute) == (1, 100), "built from the settings in force"
     return found
 
 
