@@ -6,8 +6,11 @@ import asyncio
 import json
 
 import pytest
+import redis
 
+from dashboard.market.store import read_quotes
 from tests.dashboard.conftest import collect_ticks, live_snapshot, next_frame, running_producer
+from tests.waiting import until
 
 STREAM = "/ws/stream/"
 SYMBOL_AAA = "/ws/symbols/AAA/"
@@ -77,14 +80,27 @@ async def test_more_symbols_than_the_limit_are_refused(connect, symbols, setting
     assert (error["code"], error["id"]) == ("too_many_symbols", 2)
 
 
-async def test_resume_sends_exactly_the_missed_ticks(connect, producer) -> None:
+MISSED = 5  # ticks a resuming client has missed, at least
+
+
+async def market_moved_on(redis_client: redis.Redis, symbol: str, last_seen: int) -> None:
+    """While the client is away, wait until the producer has stored ``MISSED`` ticks after ``last_seen``."""
+
+    async def moved_on() -> bool:
+        quotes = await asyncio.to_thread(read_quotes, redis_client, [symbol])  # off the producer's loop
+        return quotes[symbol].seq >= last_seen + MISSED
+
+    await until(moved_on, 10, f"{MISSED} {symbol} ticks after seq {last_seen}")
+
+
+async def test_resume_sends_exactly_the_missed_ticks(connect, producer, redis_client) -> None:
     first = await opened(connect, STREAM)
     await first.send_to(text_data=json.dumps({"op": "subscribe", "id": 1, "symbols": ["AAA"]}))
     snapshot = await live_snapshot(first)
     seen = await collect_ticks(first, 5)
     position = {"epoch": snapshot["epoch"], "seq": seen[-1]["seq"]}
     await first.disconnect()
-    await asyncio.sleep(0.5)  # the market moves on while the client is away
+    await market_moved_on(redis_client, "AAA", position["seq"])
 
     second = await opened(connect, STREAM)
     await second.send_to(
@@ -95,7 +111,7 @@ async def test_resume_sends_exactly_the_missed_ticks(connect, producer) -> None:
     assert frame["type"] == "ticks", "no snapshot when every missed tick is held"
     assert frame["recovered"] is True
     missed = [t["seq"] for t in frame["data"]]
-    assert len(missed) >= 5
+    assert len(missed) >= MISSED
     assert missed == list(range(position["seq"] + 1, position["seq"] + 1 + len(missed)))
     live = await collect_ticks(second, 5)
     assert live[0]["seq"] == missed[-1] + 1
@@ -141,17 +157,18 @@ async def test_resume_beyond_what_is_held_gets_a_snapshot(connect, producer, red
     assert (await next_frame(communicator, "snapshot"))["recovered"] is False
 
 
-async def test_symbol_stream_resumes_on_connect_from_the_url(connect, producer) -> None:
+async def test_symbol_stream_resumes_on_connect_from_the_url(connect, producer, redis_client) -> None:
     first = await opened(connect, SYMBOL_AAA)
     snapshot = await live_snapshot(first)
     seen = await collect_ticks(first, 5)
     await first.disconnect()
-    await asyncio.sleep(0.5)
+    await market_moved_on(redis_client, "AAA", seen[-1]["seq"])
     second = await opened(connect, f"{SYMBOL_AAA}?epoch={snapshot['epoch']}&seq={seen[-1]['seq']}")
     frame = json.loads(await second.receive_from(timeout=5))
     assert (frame["type"], frame["recovered"]) == ("ticks", True)
     missed = [t["seq"] for t in frame["data"]]
-    assert missed[0] == seen[-1]["seq"] + 1
+    assert missed == list(range(seen[-1]["seq"] + 1, seen[-1]["seq"] + 1 + len(missed)))
+    assert len(missed) >= MISSED
     live = await collect_ticks(second, 3)
     assert live[0]["seq"] == missed[-1] + 1
 
