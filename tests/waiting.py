@@ -43,10 +43,11 @@ async def until(
     predicate: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = DEFAULT_INTERVAL
 ) -> T:
     """``wait_until`` for coroutines: ``predicate`` may be sync or return an awaitable (an async
-    function, ``lambda: asyncio.to_thread(...)``). A predicate still running at the deadline is
-    cancelled and the wait fails the same way."""
+    function, ``lambda: asyncio.to_thread(...)``). An evaluation still running at the deadline
+    is cancelled and the wait fails the same way."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    last: object = "no evaluation finished"
     while True:
         result = predicate()
         if inspect.isawaitable(result):
@@ -57,9 +58,10 @@ async def until(
             except TimeoutError:
                 if not scope.expired():
                     raise  # the predicate's own timeout, not the deadline
-                raise _timed_out(what, timeout, "the predicate had not returned") from None
+                raise _timed_out(what, timeout, last) from None
         if result:
             return result
+        last = result
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise _timed_out(what, timeout, result)
