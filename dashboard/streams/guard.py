@@ -118,11 +118,11 @@ def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | N
 class ReadBudget:
     """A user's symbol reads: a token bucket of ``burst`` refilled at ``per_second``; thread-safe."""
 
-    def __init__(self, per_second: float, burst: float) -> None:
+    def __init__(self, per_second: float, burst: float, now: float | None = None) -> None:
         self.per_second = per_second
         self.burst = burst
         self.tokens = burst
-        self.updated = time.monotonic()
+        self.updated = time.monotonic() if now is None else now
         self._lock = threading.Lock()
 
     def charge(self, reads: int, now: float | None = None) -> float:
@@ -142,11 +142,14 @@ class ReadBudget:
 def charge_reads(budget: ReadBudget, reads: int, op_id: int | str | None, now: float | None = None) -> None:
     """Charge a client's subscribe for the reads it causes, or refuse it whole (``rate_limited``)."""
     wait = budget.charge(reads, now)
-    if wait:
-        raise ProtocolError(
-            ErrorCode.RATE_LIMITED,
-            f"subscribing {reads} symbols now exceeds your read budget ({budget.per_second:g} per second);"
-            " nothing was subscribed, retry later",
-            op_id,
-            retry_after_ms=math.ceil(wait * 1000),
-        )
+    if not wait:
+        return
+    message = f"subscribing {reads} symbols now exceeds your read budget ({budget.per_second:g} per second)"
+    if math.isinf(wait):  # more than the whole burst: no wait makes it fit
+        raise ProtocolError(ErrorCode.RATE_LIMITED, f"{message}; nothing was subscribed, subscribe fewer", op_id)
+    raise ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        f"{message}; nothing was subscribed, retry later",
+        op_id,
+        retry_after_ms=math.ceil(wait * 1000),
+    )

@@ -259,7 +259,9 @@ class StreamSession:
         # New symbols, ones the client asks to resume (it saw a gap), ones in another interval.
         subs, intervals = self.subs, self.intervals
         todo = [s for s in op.symbols if s not in subs or s in op.since or intervals.get(s) != op.interval]
-        if len(set(subs.symbols()) | set(todo)) > self.limits.max_symbols:
+        # Counting the symbols of subscribes still being read: a client cannot outrun the bound.
+        being_read = {s for o in self._outstanding if not o.read.resync for s in o.read.symbols}
+        if len(set(subs.symbols()) | being_read | set(todo)) > self.limits.max_symbols:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
