@@ -26,9 +26,13 @@ logger = logging.getLogger(__name__)
 
 MIN_SHOCK_PERCENT = -90.0
 MAX_SHOCK_PERCENT = 900.0
+# Rows per database write of the flush, the history backfill and the prune: large enough
+# to amortise a round trip, small enough that other writers get the database in between.
 FLUSH_BATCH = 1000
 HISTORY_BATCH = 1000
 PRUNE_BATCH = 5000
+# Batches per flush call: a beat run stays short however far behind it is.
+FLUSH_MAX_BATCHES = 20
 
 
 def announce_catalog_change() -> None:
@@ -75,7 +79,7 @@ def _control(symbols: Iterable[Symbol], command: dict[str, object]) -> list[str]
     return codes
 
 
-def flush_pending_candles(redis: Any, *, batch: int = FLUSH_BATCH, max_batches: int = 20) -> int:
+def flush_pending_candles(redis: Any, *, batch: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES) -> int:
     """Move pending closed candles into the database; returns how many were written.
 
     Each batch is read, inserted (duplicates ignored), then trimmed from the queue, so a
@@ -84,33 +88,37 @@ def flush_pending_candles(redis: Any, *, batch: int = FLUSH_BATCH, max_batches: 
     written = 0
     symbol_ids = dict(Symbol.objects.values_list("symbol", "id"))
     for _ in range(max_batches):
-        raw = redis.lrange(store.PENDING_CANDLES_KEY, 0, batch - 1)
-        if not raw:
-            break
-        rows = []
-        for encoded in raw:
-            data = orjson.loads(encoded)
-            symbol_id = symbol_ids.get(data["symbol"])
-            if symbol_id is None:
-                continue  # the symbol was deleted meanwhile
-            rows.append(
-                Candle(
-                    symbol_id=symbol_id,
-                    interval=data["interval"],
-                    start_ms=data["ts"],
-                    open=data["open"],
-                    high=data["high"],
-                    low=data["low"],
-                    close=data["close"],
-                    volume=data["volume"],
-                )
-            )
-        Candle.objects.bulk_create(rows, ignore_conflicts=True)
-        redis.ltrim(store.PENDING_CANDLES_KEY, len(raw), -1)
+        with store.pending_candles(redis, batch) as raw:
+            rows = _candle_rows(raw, symbol_ids)
+            Candle.objects.bulk_create(rows, ignore_conflicts=True)
         written += len(rows)
         if len(raw) < batch:
             break
     return written
+
+
+def _candle_rows(raw: Iterable[bytes], symbol_ids: Mapping[str, int]) -> list[Candle]:
+    """Database rows of encoded pending candles; those of a symbol deleted meanwhile are dropped."""
+    rows = []
+    for encoded in raw:
+        data = orjson.loads(encoded)
+        symbol_id = symbol_ids.get(data["symbol"])
+        if symbol_id is not None:
+            rows.append(_row(symbol_id, LiveCandle.from_wire(data["interval"], data)))
+    return rows
+
+
+def _row(symbol_id: int, candle: LiveCandle) -> Candle:
+    return Candle(
+        symbol_id=symbol_id,
+        interval=candle.interval,
+        start_ms=candle.start,
+        open=candle.open,
+        high=candle.high,
+        low=candle.low,
+        close=candle.close,
+        volume=candle.volume,
+    )
 
 
 def store_history(symbol: str, candles: Iterable[LiveCandle], *, batch: int = HISTORY_BATCH) -> int:
@@ -121,19 +129,7 @@ def store_history(symbol: str, candles: Iterable[LiveCandle], *, batch: int = HI
     symbol_id = Symbol.objects.filter(symbol=symbol).values_list("id", flat=True).first()
     if symbol_id is None:
         return 0
-    rows = [
-        Candle(
-            symbol_id=symbol_id,
-            interval=c.interval,
-            start_ms=c.start,
-            open=c.open,
-            high=c.high,
-            low=c.low,
-            close=c.close,
-            volume=c.volume,
-        )
-        for c in candles
-    ]
+    rows = [_row(symbol_id, c) for c in candles]
     for i in range(0, len(rows), batch):
         # One transaction per batch: other writers (web sessions, the flush) get the
         # database between batches instead of waiting for a whole day of candles.

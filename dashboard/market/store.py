@@ -10,7 +10,8 @@ no ``(symbol, epoch, seq)`` is ever written twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,17 @@ def commit_keys(symbol: str) -> list[str]:
 
 def control_key(symbol: str) -> str:
     return f"{KEY_PREFIX}control:{symbol}"
+
+
+@contextmanager
+def pending_candles(redis: Any, limit: int) -> Iterator[list[bytes]]:
+    """The oldest ``limit`` closed candles waiting for the database (``encode_candle``),
+    trimmed from ``PENDING_CANDLES_KEY`` only when the block completes: a crash before
+    then leaves them queued, to be written again (the writer must ignore duplicates)."""
+    batch = redis.lrange(PENDING_CANDLES_KEY, 0, limit - 1)
+    yield batch
+    if batch:
+        redis.ltrim(PENDING_CANDLES_KEY, len(batch), -1)
 
 
 def bump_alerts_version(redis: Any) -> None:

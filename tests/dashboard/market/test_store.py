@@ -59,6 +59,26 @@ def test_closed_candles_go_to_the_recent_list_and_the_pending_queue(redis_client
     assert json.loads(redis_client.lindex(store.PENDING_CANDLES_KEY, 0))["symbol"] == "AAA"
 
 
+def test_pending_candles_are_trimmed_only_once_the_block_completes(redis_client) -> None:
+    encoded = [store.encode_candle("AAA", Candle("1m", i * 60_000, 1, 1, 1, 1, 1, closed=True)) for i in range(3)]
+    redis_client.rpush(store.PENDING_CANDLES_KEY, *encoded)
+
+    def failed_write() -> None:
+        with store.pending_candles(redis_client, 2):
+            raise RuntimeError("the database write failed")
+
+    with pytest.raises(RuntimeError):
+        failed_write()
+    assert redis_client.llen(store.PENDING_CANDLES_KEY) == 3, "a failed write leaves the batch queued"
+    with store.pending_candles(redis_client, 2) as batch:
+        assert batch == encoded[:2], "the oldest first, at most the limit"
+    assert redis_client.lrange(store.PENDING_CANDLES_KEY, 0, -1) == encoded[2:]
+    with store.pending_candles(redis_client, 2) as batch:
+        assert batch == encoded[2:]
+    with store.pending_candles(redis_client, 2) as batch:
+        assert batch == []
+
+
 def test_a_resume_in_the_same_epoch_reads_only_the_missed_ticks(redis_client, commit) -> None:
     redis_client.set(store.lease_key("AAA"), OWNER, px=3000)
     commit(OWNER, range(1, 11), closed=(Candle("1m", 0, 1, 1, 1, 1, 1, closed=True),))
