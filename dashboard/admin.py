@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from dashboard import services
-from dashboard.alerts_api import announce_change
+from dashboard.alert_services import announce_change
 from dashboard.market.client import sync_redis
 from dashboard.market.store import read_quotes
 from dashboard.models import Alert, Candle, Symbol

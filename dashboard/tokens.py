@@ -6,7 +6,7 @@ hash means no secret is ever compared in Python. The first characters (``prefix`
 kept in clear so a trader can tell tokens apart on the settings page.
 
 Both doors use ``authenticate``: the HTTP API (``Authorization: Bearer``, in
-``dashboard.api``) and the WebSocket handshake (``dashboard.streams.token_auth``).
+``dashboard.api.auth``) and the WebSocket handshake (``dashboard.streams.token_auth``).
 Revoking deletes the row and closes the streams opened with it (``token_group``).
 """
 

@@ -16,7 +16,10 @@ from django.db.models import Max
 from dashboard.models import Symbol, Watchlist, WatchlistItem
 
 DEFAULT_NAME = "Market"
+# Lists per user: more than a trader uses, few enough that one account cannot fill the table.
 MAX_WATCHLISTS = 50
+# The length of the name column (Watchlist.name).
+MAX_NAME = 40
 # Positions order a user's lists; far beyond any real count, well inside the column (2**31 - 1).
 MAX_POSITION = 10_000
 
@@ -47,8 +50,8 @@ def _clean_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise WatchlistError("a watchlist needs a name")
     name = name.strip()
-    if len(name) > 40:
-        raise WatchlistError("watchlist names are at most 40 characters")
+    if len(name) > MAX_NAME:
+        raise WatchlistError(f"watchlist names are at most {MAX_NAME} characters")
     return name
 
 

@@ -1,4 +1,5 @@
-"""Price alerts over HTTP (``dashboard/alerts_api.py`` mounted at ``/api/alerts/``): session login, JSON."""
+"""Price alerts over HTTP (``dashboard/api/alerts.py`` mounted at ``/api/alerts/``, rules in
+``dashboard/alert_services.py``): session login, JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from dashboard import alert_services
 from dashboard.api import api
 from dashboard.market import store as market_store
 from dashboard.models import Alert, Symbol
@@ -121,6 +123,15 @@ def test_active_alerts_per_user_are_capped(trader, other, aaa, settings) -> None
     assert post(other, {"symbol": "AAA", "condition": "above", "price": "103"}).status_code == 201
     Alert.objects.filter(user=trader.user).update(triggered_at=datetime.now(tz=UTC), triggered_price=101.0)
     assert post(trader, {"symbol": "AAA", "condition": "above", "price": "103"}).status_code == 201
+
+
+def test_the_cap_is_the_services_and_a_refused_alert_is_rolled_back(trader, aaa, settings) -> None:
+    settings.TICKER = {**settings.TICKER, "MAX_ALERTS_PER_USER": 1}
+    alert_services.create(trader.user, "AAA", "above", price=Decimal("101"))
+    with pytest.raises(alert_services.AlertError) as refused:
+        alert_services.create(trader.user, "AAA", "below", price=Decimal("99"))
+    assert (refused.value.code, refused.value.field) == ("too_many_alerts", None)
+    assert Alert.objects.filter(user=trader.user).count() == 1
 
 
 def test_delete_removes_the_alert_and_tells_the_producers(
