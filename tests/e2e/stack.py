@@ -13,16 +13,16 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from tests.waiting import wait_until
 from ticker.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,15 +31,8 @@ TRADER = ("e2e-trader", "e2e-trader-pass-1")
 ADMIN = ("e2e-admin", "e2e-admin-pass-1")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+# The suite's poll helper, under the name the e2e modules import it by.
+wait_for = wait_until
 
 
 FAST_SYMBOLS_SCRIPT = """
@@ -186,11 +179,11 @@ class Stack:
         env["PORT"] = str(self.web_port)
         for process in self.processes.values():
             process.start(env)
-        wait_for(self.web_ready, 30, "Daphne to serve the login page")
+        wait_until(self.web_ready, 30, "Daphne to serve the login page")
         # On a fresh market each symbol's history is generated before it ticks (one at a
         # time, in random order, well under a second each): tests start once every symbol
         # the producer holds has its series (50 symbols take about 20 s on 2 busy cores).
-        wait_for(self.all_series_started, 90, "every symbol's history and series (AAPL's included)")
+        wait_until(self.all_series_started, 90, "every symbol's history and series (AAPL's included)")
 
     def all_series_started(self) -> bool:
         market = self.market()
@@ -247,7 +240,7 @@ class Stack:
         env = self.env()
         env["PORT"] = str(self.web_port)
         self.processes["web"].start(env)
-        wait_for(self.web_ready, 30, "Daphne to serve again after a restart")
+        wait_until(self.web_ready, 30, "Daphne to serve again after a restart")
 
     def restart_web(self) -> None:
         self.kill_web()

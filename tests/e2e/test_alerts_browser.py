@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from tests.e2e.stack import Stack
 from tests.e2e.test_accessibility import axe_violations
 from tests.e2e.test_browser import ConsoleLog, expect_live, log_in
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
@@ -140,12 +141,14 @@ def test_an_alert_that_fired_while_offline_is_shown_on_the_next_visit(
         "/api/alerts/",
         {"symbol": SYMBOL, "condition": "above", "price": f"{price * 0.98:.2f}"},
     )
-    deadline = time.monotonic() + 10
-    while not any(
-        a["id"] == created["id"] for a in api(context, stack_logs, "GET", "/api/alerts/?status=unseen")["alerts"]
-    ):
-        assert time.monotonic() < deadline, "the alert fired with no page open"
-        time.sleep(0.1)
+    wait_until(
+        lambda: any(
+            a["id"] == created["id"] for a in api(context, stack_logs, "GET", "/api/alerts/?status=unseen")["alerts"]
+        ),
+        10,
+        "the alert to fire with no page open",
+        interval=0.1,
+    )
     page = watched(context, console)
     page.goto(f"{stack_logs.base_url}/symbols/{SYMBOL}/")
     expect_live(page)

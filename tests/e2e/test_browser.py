@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, e
 from tests.e2e.chromium import launched
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 logger = logging.getLogger(__name__)
@@ -255,9 +256,7 @@ def test_switching_symbol_and_interval_loads_history_then_updates_live(page: Pag
         server.update({c["ts"] // 1000: c for c in answer.json()["candles"] if c["closed"]})
         return all(c["time"] in server for c in built)
 
-    deadline = time.monotonic() + 5
-    while not server_has_them():
-        assert time.monotonic() < deadline, "the server's closed candles"
+    wait_until(server_has_them, 5, "the server's closed candles", interval=0.1)
     for candle in built:
         theirs = server[candle["time"]]
         for key in ("open", "high", "low", "close"):

@@ -14,8 +14,9 @@ import redis
 
 from tests.e2e.client import ResumingClient
 from tests.e2e.lifecycle import started
-from tests.e2e.stack import ADMIN, wait_for
+from tests.e2e.stack import ADMIN
 from tests.e2e.topology import FIRST_ADMIN, Topology
+from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ async def test_every_process_serves_the_same_series_and_survives_a_daphne_kill(
     victim.popen.wait()
     reconnects = []
     for client in moved:
-        await asyncio.wait_for(_reconnected(client, killed_at), 15)
+        await until(lambda c=client: reconnected(c, killed_at), 15, "a moved client to reconnect")
         arrived, _ = await client.wait_for(lambda f: f["type"] == "ticks", timeout=10, after=killed_at)
         reconnects.append(arrived - killed_at)
         assert client.servers[-1] == "web2"
@@ -111,9 +112,9 @@ async def test_every_process_serves_the_same_series_and_survives_a_daphne_kill(
     await asyncio.to_thread(topology.restart_web, 1)
 
 
-async def _reconnected(client: ResumingClient, after: float) -> None:
-    while not (client.drops and client.drops[-1] >= after and client.connected.is_set()):
-        await asyncio.sleep(0.05)
+def reconnected(client: ResumingClient, after: float) -> bool:
+    """Dropped at or after ``after`` and connected again since."""
+    return bool(client.drops and client.drops[-1] >= after and client.connected.is_set())
 
 
 def test_the_first_admin_of_the_guide_reaches_the_admin_through_the_balancer(topology: Topology) -> None:
@@ -134,4 +135,4 @@ def test_the_two_workers_share_the_market_evenly(topology: Topology) -> None:
         return sorted(counts.values())
 
     # 14 demo symbols over 2 live producers: 7 each (leases move one per acquire round).
-    wait_for(lambda: split() == [7, 7], 30, "an even split of the leases")
+    wait_until(lambda: split() == [7, 7], 30, "an even split of the leases")

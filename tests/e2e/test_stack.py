@@ -10,10 +10,13 @@ import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.stack import Stack, wait_for
+from dashboard.market.store import read_quotes
+from tests.e2e.stack import Stack
+from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -112,8 +115,8 @@ async def test_foreign_origin_is_refused(stack_logs: Stack, foreign: str) -> Non
 
 def test_beat_schedules_the_watchdog_on_the_worker(stack_logs: Stack) -> None:
     market = stack_logs.market()
-    first = wait_for(lambda: market.get("ticker:watchdog:last_run_ms"), 20, "beat's first watchdog run")
-    wait_for(lambda: (market.get("ticker:watchdog:last_run_ms") or b"0") > first, 20, "beat's next watchdog run")
+    first = wait_until(lambda: market.get("ticker:watchdog:last_run_ms"), 20, "beat's first watchdog run")
+    wait_until(lambda: (market.get("ticker:watchdog:last_run_ms") or b"0") > first, 20, "beat's next watchdog run")
     assert all(p.alive() for p in stack_logs.processes.values())
 
 
@@ -146,6 +149,15 @@ async def test_metrics_aggregate_web_and_worker_processes(stack_logs: Stack) -> 
     assert value('ticker_ticks_sent_total{endpoint="stream"}') > 0
 
 
+MISSED = 4  # ticks the reconnecting client misses, at least
+
+
+async def seq_reached(market: redis.Redis, symbol: str, seq: int) -> bool:
+    """Whether the producer has stored ``symbol``'s tick ``seq`` (read off the loop's thread)."""
+    quotes = await asyncio.to_thread(read_quotes, market, [symbol])
+    return quotes[symbol].seq >= seq
+
+
 async def test_reconnect_with_since_gets_exactly_the_missed_ticks(stack_logs: Stack) -> None:
     from tests.e2e.client import Recorder
 
@@ -155,7 +167,9 @@ async def test_reconnect_with_since_gets_exactly_the_missed_ticks(stack_logs: St
         _, snapshot = await first.wait_for(lambda f: f["type"] == "snapshot", timeout=10)
         await first.wait_for(lambda f: f["type"] == "ticks", timeout=10)
         last = first.ticks("BTC-USD")[-1][1]["seq"]
-    await asyncio.sleep(1.0)  # the market moves on while the client is away
+    # The market moves on while the client is away: at least MISSED more BTC-USD ticks.
+    market = stack_logs.market()
+    await until(lambda: seq_reached(market, "BTC-USD", last + MISSED), 15, f"{MISSED} BTC-USD ticks after seq {last}")
     async with Recorder(url, headers) as second:
         since = {"BTC-USD": {"epoch": snapshot["epoch"], "seq": last}}
         await second.send({"op": "subscribe", "id": 2, "symbols": ["BTC-USD"], "since": since})
@@ -163,7 +177,7 @@ async def test_reconnect_with_since_gets_exactly_the_missed_ticks(stack_logs: St
         assert recovered["recovered"] is True
         missed = [t["seq"] for t in recovered["data"]]
         assert missed == list(range(last + 1, last + 1 + len(missed)))
-        assert len(missed) >= 4, "about a second of BTC-USD ticks"
+        assert len(missed) >= MISSED, "every tick produced while the client was away"
         assert [f for _, f in second.frames if f["type"] == "snapshot"] == []
         await second.wait_for(lambda f: f["type"] == "ticks" and not f.get("recovered"), timeout=5)
         live = [t["seq"] for _, t in second.ticks("BTC-USD")]
