@@ -2,21 +2,20 @@
 
 CPython's full (generation 2) collection scans every container object the process
 holds, and it runs whenever the long-lived heap has grown by a quarter since the last
-one. A crowd of dashboards opening at once grows the heap fast: in the connect storm
-(1,000 dashboards beside 100 connected ones, ``make bench``) full collections came every
-2 s, each stopping the event loop for 96-212 ms, the largest stalls of the storm and
-the tail of the connected dashboards' latency.
+one. A crowd of dashboards opening at once grows the heap fast: in ``make bench``'s
+connect storm full collections came every few seconds, each a stall of the event loop
+and the tail of the connected dashboards' latency (docs/performance.md, "What made the
+storm fit", has the figures).
 
 Two changes, applied once the application is loaded and before the first connection:
 
 * ``gc.freeze()``: what is alive then (Django, the URL conf, the models, Channels,
-  Twisted; ~124,000 objects) lives as long as the process, so no collection scans it
-  again. Frozen objects are still freed by reference counting.
+  Twisted) lives as long as the process, so no collection scans it again. Frozen
+  objects are still freed by reference counting.
 * a young-generation threshold of ``TICKER_GC_THRESHOLD0`` (7,000 instead of CPython's
   700): a connection's objects are long-lived, so the young collections that promote
   them, and the full collections that follow every tenth of the older ones, become ten
-  times rarer. The same storm then ran no full collection at all; a middle-generation
-  collection (at most 70,000 young objects) took 14-26 ms.
+  times rarer.
 
 Steady streaming allocates few lasting objects (no full collection in minutes of
 1,000 dashboards), so garbage cycles left by closed connections are still collected,

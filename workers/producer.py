@@ -42,6 +42,12 @@ MAX_CATCH_UP_MS = 1000
 ACQUIRE_EVERY_MS = 500
 # While a symbol's history is generated its lease is held this long, renewed every acquire round.
 BACKFILL_LEASE_MS = 30_000
+# A Redis outage fails every window: log the first failure and then one in this many.
+LOG_EVERY_FAILURES = 50
+# Failing windows back off by this much per failure in a row, up to the cap, so an outage
+# costs neither a busy loop nor more than a couple of seconds once Redis is back.
+FAILURE_BACKOFF_SECONDS = 0.2
+MAX_FAILURE_BACKOFF_SECONDS = 2.0
 
 
 @dataclass
@@ -123,7 +129,7 @@ class Producer:
                 # Redis holds the truth: forget what we owned and re-acquire it later.
                 self.owned.clear()
                 self._acquire_due_ms = 0
-                if failures == 1 or failures % 50 == 0:
+                if failures == 1 or failures % LOG_EVERY_FAILURES == 0:
                     logger.warning("producer window failed (%d in a row): %r", failures, exc)
             next_at += window
             delay = next_at - time.monotonic()
@@ -132,7 +138,7 @@ class Producer:
                 next_at = time.monotonic()
                 delay = 0
             if failures:
-                delay = max(delay, min(0.2 * failures, 2.0))
+                delay = max(delay, min(FAILURE_BACKOFF_SECONDS * failures, MAX_FAILURE_BACKOFF_SECONDS))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
         await self.release_all()

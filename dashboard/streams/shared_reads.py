@@ -51,7 +51,8 @@ class SubscribeReads:
         # within a window asks it of the same pair three times per symbol per stream.
         self._behind: dict[str, tuple[tuple[str, int], str | None, int, tuple[list[str], int] | None]] = {}
         self.hits = 0
-        self.reads = 0
+        # Symbols read from Redis (``hits``: answered from a shared read instead).
+        self.fetched = 0
 
     def _fresh(self, key: tuple[str, str, SinceKey, int], state: Any) -> bool:
         if time.monotonic() - self.read_at.get(key, 0.0) > MAX_SHARED_AGE:
@@ -120,7 +121,7 @@ class SubscribeReads:
             futures = {s: loop.create_future() for s in todo}
             for symbol, key in mine.items():
                 self.pending[key] = futures[symbol]
-            self.reads += len(todo)
+            self.fetched += len(todo)
             try:
                 states = await reader(todo, {s: since[s] for s in todo if s in since})
             except BaseException as exc:
@@ -146,7 +147,7 @@ class SubscribeReads:
         # the feed sent meanwhile and no longer kept: those symbols are read again, unshared.
         stale = [s for s, state in found.items() if self.behind(s, state.snapshot.epoch, state.snapshot.seq) is None]
         if stale:
-            self.reads += len(stale)
+            self.fetched += len(stale)
             found.update(await reader(stale, {s: since[s] for s in stale if s in since}))
         return found
 

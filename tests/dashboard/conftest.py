@@ -16,8 +16,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from dashboard.market.client import new_async_redis
+from dashboard.market.store import state_key
 from dashboard.models import Symbol
 from dashboard.streams import catalog as catalogs
+from tests.waiting import until
 from ticker.asgi import application
 from workers.alerts import AlertWatcher
 from workers.producer import Producer, ProducerConfig
@@ -53,6 +55,10 @@ def session_cookie(transactional_db, django_user_model, client) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
+async def _all_exist(client: Any, keys: list[str]) -> bool:
+    return await client.exists(*keys) == len(keys)
+
+
 @contextlib.asynccontextmanager
 async def running_producer(*, wait_for_ticks: bool = True, alerts: bool = False) -> AsyncIterator[Producer]:
     """The real producer, on the test's event loop, reading the catalog (and with ``alerts``, price alerts)
@@ -71,9 +77,8 @@ async def running_producer(*, wait_for_ticks: bool = True, alerts: bool = False)
     task = asyncio.create_task(running.run(stop))
     try:
         if wait_for_ticks:
-            async with asyncio.timeout(10):
-                while not all([await client.exists(f"ticker:state:{s}") for s in ("AAA", "BBB")]):
-                    await asyncio.sleep(0.02)
+            keys = [state_key(s) for s in ("AAA", "BBB")]
+            await until(lambda: _all_exist(client, keys), 10, "the producer's first ticks of AAA and BBB")
         yield running
     finally:
         stop.set()
