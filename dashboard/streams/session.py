@@ -25,17 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dashboard.market import protocol
-from dashboard.market.protocol import (
-    BATCH_PIECE,
-    CloseCode,
-    ErrorCode,
-    Limits,
-    Ping,
-    Position,
-    ProtocolError,
-    Subscribe,
-    Unsubscribe,
-)
+from dashboard.market.protocol import BATCH_PIECE, CloseCode, ErrorCode, Limits, Position, ProtocolError
 from dashboard.streams.guard import ClientGuard, ReadBudget, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 
@@ -167,11 +157,11 @@ class StreamSession:
             return screened.close
         op = screened.op
         try:
-            if isinstance(op, Ping):
+            if isinstance(op, protocol.Ping):
                 self.outbox.append(protocol.pong_frame(op.id, self.wall()))
-            elif isinstance(op, Subscribe):
+            elif isinstance(op, protocol.Subscribe):
                 self._subscribe(op)
-            elif isinstance(op, Unsubscribe):
+            elif isinstance(op, protocol.Unsubscribe):
                 self._unsubscribe(op)
         except ProtocolError as err:
             self.outbox.append(err.frame())
@@ -251,7 +241,7 @@ class StreamSession:
 
     # --- inside ---------------------------------------------------------------------
 
-    def _subscribe(self, op: Subscribe) -> None:
+    def _subscribe(self, op: protocol.Subscribe) -> None:
         self._only(op.symbols, op.id)
         unknown = [s for s in op.symbols if s not in self.catalog]
         if unknown:
@@ -272,7 +262,7 @@ class StreamSession:
         since = {s: p for s, p in op.since.items() if s in todo}
         self._ask(Read(tuple(todo), op.interval, since, op_id=op.id, ack=op.symbols))
 
-    def _unsubscribe(self, op: Unsubscribe) -> None:
+    def _unsubscribe(self, op: protocol.Unsubscribe) -> None:
         self._only(op.symbols, op.id)
         self.on_change()
         removed = [s for s in op.symbols if self.subs.remove(s)]
