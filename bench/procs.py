@@ -2,7 +2,9 @@
 
 Every process is started with ``start_new_session`` so that stopping it signals its
 whole group (a ``sh -c exec`` wrapper, Celery's threads, anything it forked). Readiness
-is polled against deadlines, never slept for.
+is polled against deadlines, never slept for. Also here: the environment children get
+(``base_env``), the throwaway Redis every target starts (``BenchRedis``), and the
+sampler of CPU and memory (``ProcessSampler``, its maths in ``bench.results``).
 """
 
 from __future__ import annotations
@@ -12,16 +14,31 @@ import logging
 import os
 import resource
 import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+import redis
+
+from bench import results
+from ticker.embedded_redis import SERVER_BINARY
 
 logger = logging.getLogger(__name__)
+
+# A sampling window shorter than this is treated as this long (no division by zero).
+MIN_ELAPSED_S = 1e-6
+# Resident memory counts as settled once it moves by no more than this fraction between samples...
+RSS_SETTLED = 0.01
+# ...taken this far apart.
+RSS_INTERVAL_S = 0.5
 
 T = TypeVar("T")
 
@@ -112,6 +129,88 @@ class ManagedProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    """The harness's environment minus anything that would point a child at another setup."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_SETTINGS", "PYTEST_", "TICKER_", "DEMO_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BenchRedis:
+    """A throwaway Valkey server (the embedded one's binary) on 127.0.0.1, output in a log."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            SERVER_BINARY,
+            *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir)),
+            *("--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--loglevel", "warning"),
+        ]
+        self.process = ManagedProcess("redis", argv, workdir / "redis.log", self.dir, base_env({}))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ping(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        self.process.start()
+        wait_for(self.ping, 15, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def port_open(port: int) -> bool:
+    """True once something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ready(url: str) -> bool:
+    """True once the server answers HTTP at all (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - 127.0.0.1 only
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 @dataclass
 class ProcessSampler:
     """CPU seconds and RSS of a set of processes (each with its children), read with psutil."""
@@ -173,30 +272,27 @@ class ProcessSampler:
 
     def stop(self) -> dict[str, dict[str, float]]:
         """Per process: CPU seconds and % of one core since ``start``, RSS now and at peak (MiB)."""
-        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        elapsed = max(time.monotonic() - self.t0, MIN_ELAPSED_S)
         rss = self.sample_rss()
         host = max(self.host_busy() - self.host0, 0.0)
         out: dict[str, dict[str, float]] = {}
         for name, proc in self.procs.items():
             cpu = max(self._cpu(proc) - self.cpu0.get(name, 0.0), 0.0)
-            out[name] = {
-                "cpu_s": round(cpu, 3),
-                "cpu_pct": round(100.0 * cpu / elapsed, 1),
-                "rss_mib": round(rss.get(name, 0) / 2**20, 1),
-                "peak_rss_mib": round(self.peak_rss.get(name, 0) / 2**20, 1),
-            }
+            out[name] = results.process_usage(cpu, elapsed, rss.get(name, 0), self.peak_rss.get(name, 0))
         ours = sum(v["cpu_s"] for v in out.values())
         # What else ran on the machine meanwhile (other test runs, the harness itself): it
         # competes for the same cores, so it is reported with every scenario.
-        self.other_cpu_pct = round(100.0 * max(host - ours, 0.0) / elapsed, 1)
-        self.host_cpu_pct = round(100.0 * host / elapsed, 1)
-        times1 = psutil.cpu_times()
-        self.host_breakdown = {
-            f: round(100.0 * (getattr(times1, f) - getattr(self.times0, f)) / elapsed, 1)
-            for f in times1._fields
-            if f not in ("idle", "guest", "guest_nice")
-        }
+        self.other_cpu_pct = results.busy_pct(host - ours, elapsed)
+        self.host_cpu_pct = results.busy_pct(host, elapsed)
+        self.host_breakdown = results.host_breakdown(self.times0._asdict(), psutil.cpu_times()._asdict(), elapsed)
         return out
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """Percent of one core the machine spends busy over ``seconds`` (a sampling interval) right now."""
+    before = ProcessSampler.host_busy()
+    time.sleep(seconds)  # the sampling interval
+    return round(100.0 * (ProcessSampler.host_busy() - before) / seconds, 1)
 
 
 def rss_of(pid: int) -> int:
@@ -205,6 +301,19 @@ def rss_of(pid: int) -> int:
         return psutil.Process(pid).memory_info().rss
     except psutil.Error:
         return 0
+
+
+def stable_rss(pid: int, timeout: float = 10.0) -> int:
+    """RSS of ``pid`` once it stops moving by more than ``RSS_SETTLED`` over half a second (bounded)."""
+    deadline = time.monotonic() + timeout
+    last = rss_of(pid)
+    while time.monotonic() < deadline:
+        time.sleep(RSS_INTERVAL_S)  # the sampling interval
+        now = rss_of(pid)
+        if abs(now - last) <= RSS_SETTLED * max(last, 1):
+            return now
+        last = now
+    return last
 
 
 def cpu_seconds(pid: int) -> float:

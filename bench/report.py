@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bench.results import CLIENT_SATURATED_PCT
 
 COLUMNS: list[tuple[str, str, str]] = [
     # (header, result key, format)
@@ -27,29 +29,6 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("ms CPU/frame", "cpu_per_frame_ms", ".3f"),
     ("KiB/conn", "kib_per_conn", ".1f"),
 ]
-
-
-def merge_hist(hists: Iterable[Mapping[str, int]]) -> dict[int, int]:
-    """Sum 1 ms latency histograms (JSON keys are strings)."""
-    merged: dict[int, int] = {}
-    for hist in hists:
-        for key, count in hist.items():
-            merged[int(key)] = merged.get(int(key), 0) + count
-    return merged
-
-
-def percentile(hist: Mapping[int, int], q: float) -> int | None:
-    """The smallest latency (ms) at or below which a fraction ``q`` of ticks arrived."""
-    total = sum(hist.values())
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for value in sorted(hist):
-        seen += hist[value]
-        if seen >= rank:
-            return value
-    return max(hist)
 
 
 def _cell(result: Mapping[str, Any], key: str, fmt: str) -> str:
@@ -179,6 +158,14 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # A fan-out scenario "holds" when nothing is lost, (almost) everything is delivered and p99 is in target.
 HOLD_P99_MS = 250
 HOLD_DELIVERED_PCT = 97.0
+# A web process above this share of a core is CPU-bound (the event loop has no slack left).
+WEB_CPU_BOUND_PCT = 85
+# A producer below this fraction of its asked rate is the limit, not the web tier.
+PRODUCER_SHORT_FRACTION = 0.85
+# The server processes above this share of the machine's two cores (200 %) leave nothing for anyone.
+MACHINE_CPU_BOUND_PCT = 170
+# Milliseconds of web CPU one web process has per second: a full core.
+CORE_MS_PER_S = 1000.0
 
 
 def holds(result: Mapping[str, Any]) -> bool:
@@ -194,18 +181,18 @@ def holds(result: Mapping[str, Any]) -> bool:
 def why_not(result: Mapping[str, Any]) -> str:
     """The most likely limit of a scenario that did not hold, from what was measured."""
     reasons = []
-    if (result.get("web_cpu_pct") or 0) >= 85 * result.get("web_procs", 1):
+    if (result.get("web_cpu_pct") or 0) >= WEB_CPU_BOUND_PCT * result.get("web_procs", 1):
         reasons.append(f"web process CPU-bound ({result['web_cpu_pct']:.0f} % of a core)")
-    if result.get("client_cpu_max_pct", 0) >= 90:
+    if result.get("client_cpu_max_pct", 0) >= CLIENT_SATURATED_PCT:
         reasons.append("load client CPU-bound")
     rate = result.get("rate") or 0
-    if rate and (result.get("producer_tps") or 0) < 0.85 * rate:
+    if rate and (result.get("producer_tps") or 0) < PRODUCER_SHORT_FRACTION * rate:
         reasons.append(f"producer reached {result['producer_tps']:.0f} of {rate:.0f} ticks/s")
     if result.get("lost"):
         reasons.append(f"{result['lost']} ticks dropped")
     if result.get("clients_connected") != result.get("clients_requested"):
         reasons.append(f"only {result.get('clients_connected')} of {result['clients_requested']} handshakes completed")
-    if (result.get("stack_cpu_pct") or 0) >= 170:
+    if (result.get("stack_cpu_pct") or 0) >= MACHINE_CPU_BOUND_PCT:
         reasons.append(f"machine CPU-bound (server processes {result['stack_cpu_pct']:.0f} % of 200 %)")
     p99 = result.get("p99_ms")
     if not reasons and p99 is not None and p99 > HOLD_P99_MS:
@@ -218,6 +205,11 @@ def why_not(result: Mapping[str, Any]) -> str:
             f" written one after another, {burst:.0f} ms of CPU per window per web process{older}"
         )
     return "; ".join(reasons) or "latency above target"
+
+
+def capacity_dashboards(cpu_per_frame_ms: float, frames_per_s_per_dashboard: float, web_procs: int = 1) -> float:
+    """Dashboards a full core per web process would serve at that CPU per frame and frame rate."""
+    return CORE_MS_PER_S / (cpu_per_frame_ms * frames_per_s_per_dashboard) * web_procs
 
 
 def scaling(results: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -245,13 +237,18 @@ def scaling(results: Sequence[Mapping[str, Any]]) -> list[str]:
         best = [r["cpu_per_frame_ms"] for r in rows if r.get("cpu_per_frame_ms")]
         per_client_fps = rows[0]["frames_per_s"] / max(1, rows[0].get("clients_connected") or 1)
         if best and per_client_fps:
-            capacity = 1000.0 / (min(best) * per_client_fps) * web
+            capacity = capacity_dashboards(min(best), per_client_fps, web)
             head += (
                 f" At {min(best):.3f} ms per frame and {per_client_fps:.1f} frames/s per dashboard, a full core"
                 f" per web process would serve about {capacity:.0f} dashboards."
             )
         lines.append(head)
     return lines
+
+
+# Rows of the profiles quoted in the markdown: enough to see the tail, short enough to read.
+PROFILE_TOP_SELF = 15
+PROFILE_TOP_STORM = 30
 
 
 def _fmt(value: float | None, fmt: str, suffix: str = "") -> str:
@@ -339,39 +336,52 @@ def render_markdown(run: Mapping[str, Any]) -> str:
     skipped = run.get("skipped", [])
     if skipped:
         lines += ["", "## Not run", "", *(f"- {s}" for s in skipped)]
-    profile = run.get("profile")
-    if profile and profile.get("samples"):
-        lines += [
-            "",
-            f"## Profile: {profile['scenario']} (py-spy, {profile['samples']} samples of the busy Daphne process)",
-            "",
-            "Each sample is charged to the first non-standard-library frame from the top of its stack.",
-            "",
-            *_per_tick(run, profile),
-            "| share | component |",
-            "|---|---|",
-        ]
-        lines += [f"| {pct:.1f} % | {name} |" for name, pct in profile["categories"]]
-        lines += ["", "| inclusive | function |", "|---|---|"]
-        lines += [f"| {pct:.1f} % | `{name}` |" for name, pct in profile["markers"] if pct]
-        lines += ["", "| self | function |", "|---|---|"]
-        lines += [f"| {row['self_pct']:.1f} % | `{row['function']}` |" for row in profile["top_self"][:15]]
-    storm = run.get("storm_profile")
-    if storm and storm.get("samples"):
-        lines += [
-            "",
-            f"## Profile: {storm['scenario']} (py-spy, {storm['samples']} samples, every thread of Daphne)",
-            "",
-            "| share | component |",
-            "|---|---|",
-            *(f"| {pct:.1f} % | {name} |" for name, pct in storm["categories"]),
-            "",
-            "| inclusive | function |",
-            "|---|---|",
-            *(f"| {row['inclusive_pct']:.1f} % | `{row['function']}` |" for row in storm["top"][:30]),
-        ]
+    lines += _profile_section(run)
+    lines += _storm_profile_section(run)
     lines.append("")
     return "\n".join(lines)
+
+
+def _profile_section(run: Mapping[str, Any]) -> list[str]:
+    """The fan-out profile: shares by component, named functions inclusive, the top self-time functions."""
+    profile = run.get("profile")
+    if not profile or not profile.get("samples"):
+        return []
+    lines = [
+        "",
+        f"## Profile: {profile['scenario']} (py-spy, {profile['samples']} samples of the busy Daphne process)",
+        "",
+        "Each sample is charged to the first non-standard-library frame from the top of its stack.",
+        "",
+        *_per_tick(run, profile),
+        "| share | component |",
+        "|---|---|",
+    ]
+    lines += [f"| {pct:.1f} % | {name} |" for name, pct in profile["categories"]]
+    lines += ["", "| inclusive | function |", "|---|---|"]
+    lines += [f"| {pct:.1f} % | `{name}` |" for name, pct in profile["markers"] if pct]
+    lines += ["", "| self | function |", "|---|---|"]
+    lines += [f"| {row['self_pct']:.1f} % | `{row['function']}` |" for row in profile["top_self"][:PROFILE_TOP_SELF]]
+    return lines
+
+
+def _storm_profile_section(run: Mapping[str, Any]) -> list[str]:
+    """The connect storm's profile: shares by component and the top inclusive functions."""
+    storm = run.get("storm_profile")
+    if not storm or not storm.get("samples"):
+        return []
+    return [
+        "",
+        f"## Profile: {storm['scenario']} (py-spy, {storm['samples']} samples, every thread of Daphne)",
+        "",
+        "| share | component |",
+        "|---|---|",
+        *(f"| {pct:.1f} % | {name} |" for name, pct in storm["categories"]),
+        "",
+        "| inclusive | function |",
+        "|---|---|",
+        *(f"| {row['inclusive_pct']:.1f} % | `{row['function']}` |" for row in storm["top"][:PROFILE_TOP_STORM]),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,7 @@ import logging
 import os
 import re
 import secrets
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -29,90 +27,21 @@ from pathlib import Path
 
 import redis
 
-from bench.procs import ManagedProcess, wait_for
-from ticker.embedded_redis import SERVER_BINARY
+from bench.procs import (
+    BENCH_DIR,
+    BIN,
+    PYTHON,
+    REPO,
+    BenchRedis,
+    ManagedProcess,
+    base_env,
+    free_port,
+    http_ready,
+    port_open,
+    wait_for,
+)
 
 logger = logging.getLogger(__name__)
-
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-BIN = Path(sys.executable).parent
-PYTHON = sys.executable
-
-
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    """The harness's environment minus anything that would point a child at another setup."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_SETTINGS", "PYTEST_", "TICKER_", "DEMO_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
-    }
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class BenchRedis:
-    """A throwaway Valkey server (the embedded one's binary) on 127.0.0.1, output in a log."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            SERVER_BINARY,
-            *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir)),
-            *("--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--loglevel", "warning"),
-        ]
-        self.process = ManagedProcess("redis", argv, workdir / "redis.log", self.dir, base_env({}))
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def ping(self) -> bool:
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def start(self) -> None:
-        self.process.start()
-        wait_for(self.ping, 15, f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def http_ready(url: str) -> bool:
-    """True once the server answers HTTP at all (any status)."""
-    try:
-        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - 127.0.0.1 only
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def symbol_names(count: int) -> list[str]:
@@ -335,8 +264,7 @@ class TickerTarget(Target):
         self._add("beat", ["/bin/sh", "-c", f"exec {commands['beat']}"], env, self.product)
         for process in self.processes.values():
             process.start()
-        for port in self.web_ports:
-            wait_for(lambda p=port: http_ready(f"http://127.0.0.1:{p}/accounts/login/"), 60, f"Daphne on {port}", 0.1)
+        self.wait_web()
         self._wait_producer()
         self.cookie = self.login()
 
