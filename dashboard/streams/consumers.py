@@ -32,6 +32,7 @@ from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.streams import catalog as catalogs
 from dashboard.streams import frames, heartbeat
 from dashboard.streams.feed import process_feed, symbol_feed
+from dashboard.streams.outbox import SharedWriter
 from dashboard.streams.session import Read, StreamSession
 from ticker import metrics
 
@@ -87,8 +88,12 @@ def _log_close(scope: dict[str, Any], what: str, code: CloseCode) -> None:
     metrics.PROTOCOL_CLOSES.labels(str(int(code))).inc()
 
 
-def _log_unavailable(exc: Exception) -> None:
-    logger.warning("subscribe failed, market data store unreachable: %r", exc)
+def _log_read_failure(exc: Exception) -> None:
+    """Any failed read is answered (``unavailable``): one never answered would hold the stream's ticks."""
+    if isinstance(exc, STORE_ERRORS):
+        logger.warning("subscribe failed, market data store unreachable: %r", exc)
+    else:
+        logger.error("subscribe read failed", exc_info=exc)
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -215,11 +220,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 states = await self.feed.reads.read(
                     reader, list(read.symbols), read.interval, read.since_keys(), max_missed
                 )
-            except STORE_ERRORS as exc:
-                _log_unavailable(exc)
+            except Exception as exc:
+                _log_read_failure(exc)
                 session.read_failed(read)
             else:
-                # No await between the result and its answer: no batch slips in between.
                 session.read_done(read, states)
         await self._write()
 
@@ -265,8 +269,6 @@ class SymbolConsumer(JsonWebsocketConsumer):
         # the raw ASGI callable instead of this consumer's thread-bound wrapper.
         self._asgi_send = _raw_send(send)
         self._lock = threading.Lock()
-        self._writing = False
-        self._close_sent = False
         self._resync_asked = False
         hub = heartbeat.hub()
         hub.register(self)
@@ -297,6 +299,7 @@ class SymbolConsumer(JsonWebsocketConsumer):
         with self._lock:
             session.open(catalog, frames.hello(catalog), since)
             self.session = session
+            self._writer = SharedWriter(session, self._lock)
         if session.serving:
             # Joined before the read: the ticks that arrive meanwhile are held, not lost.
             async_to_sync(self._register)()
@@ -379,68 +382,18 @@ class SymbolConsumer(JsonWebsocketConsumer):
             states = read_subscribe(
                 sync_redis(), list(read.symbols), read.interval, read.since_keys(), max_missed=session.max_missed
             )
-        except STORE_ERRORS as exc:
-            _log_unavailable(exc)
+        except Exception as exc:
+            _log_read_failure(exc)
             with self._lock:
                 session.read_failed(read)
         else:
             with self._lock:
                 session.read_done(read, states)
 
-    # One writer at a time, on either side: the other only appends to the outbox, and the
-    # writer sends what it finds there before it stops, the session's close last.
-
-    def _begin_writing(self) -> bool:
-        with self._lock:
-            if self._writing:
-                return False
-            self._writing = True
-            return True
-
-    def _next_out(self) -> str | CloseCode | None:
-        """The next frame to write, the close once they are out, or None (writing ends)."""
-        session = self.session
-        assert session is not None
-        with self._lock:
-            if session.outbox:
-                return session.outbox.popleft()
-            if session.close_code is not None and not self._close_sent:
-                self._close_sent = True
-                return session.close_code
-            self._writing = False
-            return None
-
-    def _stop_writing(self) -> None:
-        with self._lock:
-            self._writing = False
-
     def _write(self) -> None:
         """Write the outbox from this thread, unless the event loop is writing it."""
-        if not self._begin_writing():
-            return
-        try:
-            while (out := self._next_out()) is not None:
-                if isinstance(out, CloseCode):
-                    self.close(code=int(out))
-                else:
-                    self.send(text_data=out)
-        except BaseException:
-            self._stop_writing()
-            raise
+        self._writer.write(self.base_send)
 
     async def _write_from_loop(self, shared: dict[str, Any]) -> None:
         """Write the outbox from the event loop; ``shared``: the feed's message, sent as it is."""
-        if not self._begin_writing():
-            return
-        try:
-            while (out := self._next_out()) is not None:
-                if isinstance(out, CloseCode):
-                    message = {"type": "websocket.close", "code": int(out)}
-                elif out is shared["text"]:
-                    message = shared
-                else:
-                    message = {"type": "websocket.send", "text": out}
-                await self._asgi_send(message)
-        except BaseException:
-            self._stop_writing()
-            raise
+        await self._writer.awrite(self._asgi_send, shared)
