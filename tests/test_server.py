@@ -10,6 +10,7 @@ without the market behind them. The full stack's slow-reader test is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -136,12 +137,21 @@ class WebServer:
         with connect(f"ws://127.0.0.1:{self.port}/", additional_headers=headers, compression=None) as ws:
             return json.loads(ws.recv(timeout=10))
 
-    def stalled_flood(self, tag: str) -> RawWebSocket:
-        """A client that asks for a flood and never reads."""
+    @contextlib.contextmanager
+    def stalled_flood(self, tag: str) -> Iterator[RawWebSocket]:
+        """A client that asks for a flood and stops reading."""
         client = RawWebSocket("127.0.0.1", self.port, f"/{tag}", {}, rcvbuf=STALLED_RCVBUF)
-        assert client.status == 101
-        client.send_text(json.dumps({"flood": tag}))
-        return client
+        try:
+            assert client.status == 101
+            client.send_text(json.dumps({"flood": tag}))
+            yield client
+        finally:
+            client.close()
+
+    def close_reason(self, client: RawWebSocket) -> str:
+        """Why the server says it closed ``client`` with 4408, once it has."""
+        line = self.wait_for_log(f"closing slow client 127.0.0.1:{client.local_port}", "the 4408 close")
+        return line.split(f" with {CloseCode.TOO_SLOW:d}: ", 1)[1]
 
     def wait_for_log(self, text: str, what: str) -> str:
         """The log's first line holding ``text``, once it is there."""
@@ -187,40 +197,29 @@ def byte_bound_server(tmp_path_factory: pytest.TempPathFactory, redis_server: An
 
 
 def test_a_client_that_stops_reading_is_closed_4408_and_gets_the_close_frame(slow_after_server: WebServer) -> None:
-    client = slow_after_server.stalled_flood("reads-late")
-    try:
-        line = slow_after_server.wait_for_log(f"closing slow client 127.0.0.1:{client.local_port}", "the 4408 close")
-        assert f"with {CloseCode.TOO_SLOW:d}: write buffer full for" in line
+    with slow_after_server.stalled_flood("reads-late") as client:
+        assert slow_after_server.close_reason(client).startswith("write buffer full for")
         # Reading again now (within autobahn's 1 s close-handshake timeout), it gets what was
         # in flight, then the close frame.
         assert client.close_code(CLOSE_DEADLINE_SECONDS) == CloseCode.TOO_SLOW
-    finally:
-        client.close()
     slow_after_server.wait_for_log("flood reads-late: disconnected", "the application's disconnect")
 
 
 def test_a_client_that_never_reads_again_is_aborted_and_its_frames_counted(slow_after_server: WebServer) -> None:
-    client = slow_after_server.stalled_flood("never-reads")
-    try:
-        slow_after_server.wait_for_log(f"closing slow client 127.0.0.1:{client.local_port}", "the 4408 close")
+    with slow_after_server.stalled_flood("never-reads") as client:
+        slow_after_server.close_reason(client)
         # Not even the close frame gets through: the connection is aborted, the application
         # told, and the frames it sent meanwhile are reported, not dropped silently.
         slow_after_server.wait_for_log("flood never-reads: disconnected", "the application's disconnect")
         line = slow_after_server.wait_for_log(f"not delivered to 127.0.0.1:{client.local_port}", "the drop report")
         assert line.endswith("connection closing (too slow)")
-    finally:
-        client.close()
     assert "Traceback" not in slow_after_server.log()
 
 
 def test_pending_bytes_past_the_bound_close_the_client_at_once(byte_bound_server: WebServer) -> None:
-    client = byte_bound_server.stalled_flood("over-bound")
-    try:
-        line = byte_bound_server.wait_for_log(f"closing slow client 127.0.0.1:{client.local_port}", "the 4408 close")
-        assert f"with {CloseCode.TOO_SLOW:d}: outbound buffer over the limit" in line
+    with byte_bound_server.stalled_flood("over-bound") as client:
+        assert byte_bound_server.close_reason(client).startswith("outbound buffer over the limit")
         assert client.close_code(CLOSE_DEADLINE_SECONDS) == CloseCode.TOO_SLOW
-    finally:
-        client.close()
 
 
 # Daphne sends no frame for an empty text, so the shortest is one byte.
