@@ -144,7 +144,7 @@ def parse_client_frame(text: str | None, bytes_data: bytes | None = None, *, lim
         interval = data.get("interval", DEFAULT_INTERVAL)
         if interval not in INTERVALS:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"'interval' must be one of {', '.join(INTERVALS)}", op_id)
-        since = _parse_since(data.get("since"), op_id)
+        since = _parse_since(data.get("since"), op_id, symbols)
         return Subscribe(id=op_id, symbols=symbols, interval=interval, since=since)
     if op == "unsubscribe":
         return Unsubscribe(id=op_id, symbols=_parse_symbols(data.get("symbols"), op_id, limits))
@@ -177,14 +177,21 @@ def _parse_symbols(raw: Any, op_id: int | str | None, limits: Limits) -> tuple[s
     return tuple(symbols)
 
 
-def _parse_since(raw: Any, op_id: int | str | None) -> dict[str, Position]:
+def _parse_since(raw: Any, op_id: int | str | None, symbols: tuple[str, ...]) -> dict[str, Position]:
+    """The resume positions of a subscribe: only of its own ``symbols`` (so at most
+    ``max_symbols`` of them), checked by size before any key is looked at."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_FRAME, "'since' must be an object", op_id)
+    if len(raw) > len(symbols):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "'since' names more symbols than 'symbols'", op_id)
+    wanted = set(symbols)
     since: dict[str, Position] = {}
     for symbol, pos in raw.items():
-        if not SYMBOL_RE.match(symbol) or not isinstance(pos, dict):
+        if symbol not in wanted:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "'since' names a symbol that 'symbols' does not", op_id)
+        if not isinstance(pos, dict):
             raise ProtocolError(ErrorCode.BAD_FRAME, "'since' maps symbols to {epoch, seq}", op_id)
         epoch, seq = pos.get("epoch"), pos.get("seq")
         if not isinstance(epoch, str) or isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:

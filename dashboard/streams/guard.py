@@ -32,6 +32,12 @@ from dashboard.market.protocol import (
 
 # Malformed input, as opposed to a well-formed request the server refuses.
 ABUSE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.UNKNOWN_OP, ErrorCode.FRAME_TOO_LARGE})
+# Requests refused for what they ask (not for the server's state, as ``unavailable`` is):
+# each costs the server as much as a bad frame, so it counts toward the same close.
+REFUSED_CODES = frozenset(
+    {ErrorCode.UNKNOWN_SYMBOL, ErrorCode.TOO_MANY_SYMBOLS, ErrorCode.RATE_LIMITED, ErrorCode.FORBIDDEN}
+)
+COUNTED_CODES = ABUSE_CODES | REFUSED_CODES
 # A buggy client sends a few bad frames; more than this many within the window is abuse (4400).
 MAX_BAD_FRAMES = 10
 BAD_WINDOW_SECONDS = 10.0
@@ -110,7 +116,7 @@ def screen(guard: ClientGuard, limits: Limits, text: str | None, data: bytes | N
     try:
         return Screened(op=parse_client_frame(text, data, limits=limits))
     except ProtocolError as err:
-        if err.code in ABUSE_CODES and guard.bad_frame(now) is Verdict.CLOSE:
+        if err.code in COUNTED_CODES and guard.bad_frame(now) is Verdict.CLOSE:
             return Screened(replies=[err.frame()], close=CloseCode.PROTOCOL_ABUSE)
         return Screened(replies=[err.frame()])
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from dashboard.market import protocol
 from dashboard.market.protocol import BATCH_PIECE, CloseCode, ErrorCode, Limits, Position, ProtocolError
-from dashboard.streams.guard import ClientGuard, ReadBudget, charge_reads, screen
+from dashboard.streams.guard import REFUSED_CODES, ClientGuard, ReadBudget, Verdict, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 
 Catalog = dict[str, dict[str, Any]]
@@ -165,6 +165,9 @@ class StreamSession:
                 self._unsubscribe(op)
         except ProtocolError as err:
             self.outbox.append(err.frame())
+            if err.code in REFUSED_CODES and self.guard.bad_frame(self.clock()) is Verdict.CLOSE:
+                self.close_code = CloseCode.PROTOCOL_ABUSE
+                return self.close_code
         return None
 
     def batch(self, entries: Batch, frame: str | None = None) -> None:
@@ -245,6 +248,7 @@ class StreamSession:
         self._only(op.symbols, op.id)
         unknown = [s for s in op.symbols if s not in self.catalog]
         if unknown:
+            charge_reads(self.budget, 1, op.id, self.clock())  # even a refused subscribe costs a unit
             raise ProtocolError(ErrorCode.UNKNOWN_SYMBOL, f"unknown or disabled symbols: {', '.join(unknown)}", op.id)
         # New symbols, ones the client asks to resume (it saw a gap), ones in another interval.
         subs, intervals = self.subs, self.intervals
@@ -255,10 +259,11 @@ class StreamSession:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
+        # Every subscribe costs at least one unit, one that reads nothing too.
+        charge_reads(self.budget, max(len(todo), 1), op.id, self.clock())
         if not todo:
             self.outbox.append(protocol.ack_frame(op.id, "subscribe", op.symbols))
             return
-        charge_reads(self.budget, len(todo), op.id, self.clock())
         since = {s: p for s, p in op.since.items() if s in todo}
         self._ask(Read(tuple(todo), op.interval, since, op_id=op.id, ack=op.symbols))
 

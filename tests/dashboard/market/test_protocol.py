@@ -110,3 +110,29 @@ def test_hello_frame() -> None:
     assert frame["protocol"] == 1
     assert frame["limits"]["max_frame_bytes"] == 64 * 1024
     assert frame["symbols"] == [{"symbol": "A"}]
+
+
+def test_since_may_name_only_the_subscribes_own_symbols() -> None:
+    frame = '{"op":"subscribe","id":3,"symbols":["A"],"since":{"A":{"epoch":"e","seq":1},"B":{"epoch":"e","seq":1}}}'
+    with pytest.raises(ProtocolError, match="more symbols") as err:
+        parse_client_frame(frame)
+    assert (err.value.code, err.value.id) == (ErrorCode.BAD_FRAME, 3)
+    frame = '{"op":"subscribe","id":4,"symbols":["A","C"],"since":{"B":{"epoch":"e","seq":1}}}'
+    with pytest.raises(ProtocolError, match="does not"):
+        parse_client_frame(frame)
+
+
+def test_a_bloated_since_is_refused_by_its_size_before_any_key_is_read() -> None:
+    class Counting(dict):
+        """A since that counts how often its keys are read."""
+
+        reads = 0
+
+        def items(self):
+            Counting.reads += 1
+            return super().items()
+
+    bloat = Counting({f"X{i}": {"epoch": "e", "seq": 1} for i in range(2000)})
+    with pytest.raises(ProtocolError, match="more symbols"):
+        protocol._parse_since(bloat, 1, ("A",))
+    assert Counting.reads == 0

@@ -417,3 +417,62 @@ def test_a_shared_read_older_than_the_feed_is_completed_with_the_pieces_sent_sin
     assert tick_seqs(frames) == [("AAA", 6), ("AAA", 7)]
     assert session.subs.position("AAA") == ("e1", 7)
     assert session.subs.matches(last), "in step with the feed: it may join a group"
+
+
+# --- every frame costs a bounded, charged amount ------------------------------------
+
+
+def test_a_subscribe_that_reads_nothing_is_still_charged_a_unit(clock) -> None:
+    budget = ReadBudget(per_second=1.0, burst=2.0, now=clock.now)
+    session = make(clock, budget=budget)
+    session.open(CATALOG, HELLO)
+    subscribed(session, "AAA", "e1", 1)
+    send(session, {"op": "subscribe", "id": 2, "symbols": ["AAA"]})
+    assert kinds(drain(session)) == ["ack"]
+    send(session, {"op": "subscribe", "id": 3, "symbols": ["AAA"]})
+    (error,) = drain(session)
+    assert (error["code"], error["id"]) == ("rate_limited", 3), "1 + 1 units: the burst of 2 is spent"
+
+
+def test_an_unknown_symbol_subscribe_is_charged_too(clock) -> None:
+    session = make(clock, budget=ReadBudget(per_second=1.0, burst=1.0, now=clock.now))
+    session.open(CATALOG, HELLO)
+    drain(session)
+    send(session, {"op": "subscribe", "id": 1, "symbols": ["NOPE"]})
+    send(session, {"op": "subscribe", "id": 2, "symbols": ["NOPE"]})
+    assert [f["code"] for f in drain(session)] == ["unknown_symbol", "rate_limited"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"op": "subscribe", "symbols": ["NOPE"]},
+        {"op": "subscribe", "symbols": ["AAA", "BBB", "CCC", "DDD"]},
+        {"op": "unsubscribe", "symbols": ["AAA"]},
+    ],
+    ids=["unknown_symbol", "too_many_symbols", "forbidden"],
+)
+def test_refused_requests_count_toward_the_abuse_close(clock, frame) -> None:
+    only = "AAA" if frame["op"] == "unsubscribe" else None
+    if only:
+        frame = {**frame, "symbols": ["BBB"]}  # a single-symbol stream refuses another symbol
+    session = make(clock, only=only)
+    session.open(CATALOG, HELLO)
+    for read in session.take_reads():
+        session.read_done(read, {"AAA": state("AAA", "e1", 1)})
+    session.catalog.update({"CCC": {"status": "trading"}, "DDD": {"status": "trading"}})
+    codes = []
+    for i in range(11):
+        clock.now += 0.06  # under the frame rate: this is about what is asked
+        codes.append(send(session, {**frame, "id": i}))
+    assert codes == [None] * 10 + [CloseCode.PROTOCOL_ABUSE]
+    assert session.close_code is CloseCode.PROTOCOL_ABUSE
+
+
+def test_an_unavailable_store_is_not_held_against_the_client(stream, clock) -> None:
+    for i in range(15):
+        clock.now += 0.06
+        send(stream, {"op": "subscribe", "id": i, "symbols": ["AAA"]})
+        for read in stream.take_reads():
+            stream.read_failed(read)
+    assert stream.serving
