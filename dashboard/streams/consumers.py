@@ -165,7 +165,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         session = self.session
         if session is None:
             return
-        session.batch(ticks)
+        ticks_sent = session.batch(ticks)
+        if ticks_sent:
+            self.frames_sent.inc()
+            self.ticks_sent.inc(ticks_sent)
         if session.outbox:
             await self._write()
         if session.has_reads():  # a series changed epoch: its snapshot is read beside the feed
@@ -321,13 +324,13 @@ class SymbolConsumer(JsonWebsocketConsumer):
         if session is None:
             return 0
         with self._lock:
-            session.batch(entries, message["text"])
-            made, _ = session.take_sent()
+            made = 1 if session.batch(entries, message["text"]) else 0
+            first = self._writer.claim()
             resync = session.has_reads() and not self._resync_asked
             if resync:
                 self._resync_asked = True
-        if session.outbox:
-            await self._write_from_loop(message)
+        if first is not None:
+            await self._writer.awrite_from(first, self._asgi_send, message)
         if resync:  # a new epoch: the snapshot is read on the consumer's thread
             await self.channel_layer.send(self.channel_name, {"type": "symbol.resync"})
         return made
@@ -393,7 +396,3 @@ class SymbolConsumer(JsonWebsocketConsumer):
     def _write(self) -> None:
         """Write the outbox from this thread, unless the event loop is writing it."""
         self._writer.write(self.base_send)
-
-    async def _write_from_loop(self, shared: dict[str, Any]) -> None:
-        """Write the outbox from the event loop; ``shared``: the feed's message, sent as it is."""
-        await self._writer.awrite(self._asgi_send, shared)

@@ -43,11 +43,31 @@ class SharedWriter:
     async def awrite(self, send: Callable[[Message], Awaitable[None]], shared: Message | None = None) -> None:
         """``write`` for the event loop; ``shared``: a message built once for many streams, sent
         as it is when its text is the next frame."""
-        if not self._begin():
-            return
+        with self.lock:
+            first = self.claim()
+        if first is not None:
+            await self.awrite_from(first, send, shared)
+
+    def claim(self) -> str | None:
+        """Become the writer and take the first frame, if there is one and nobody writes (lock held).
+
+        Lets a caller that already holds the lock (a delivery, for every message of every
+        single-symbol stream) start writing without taking it again.
+        """
+        if self.writing or not self.session.outbox:
+            return None
+        self.writing = True
+        return self.session.outbox.popleft()
+
+    async def awrite_from(
+        self, first: str, send: Callable[[Message], Awaitable[None]], shared: Message | None = None
+    ) -> None:
+        """Write ``first`` (``claim``'s), then the rest, as the writer."""
+        out: str | CloseCode | None = first
         try:
-            while (out := self._next()) is not None:
-                await send(_message(out, shared))
+            while out is not None:
+                await send(shared if shared is not None and out is shared["text"] else _message(out, None))
+                out = self._next()
         except BaseException:
             self._stop()
             raise

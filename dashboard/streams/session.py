@@ -170,14 +170,18 @@ class StreamSession:
                 return self.close_code
         return None
 
-    def batch(self, entries: Batch, frame: str | None = None) -> None:
-        """A producer window (``symbol -> BatchEntry`` wire form); ``frame``: all of it, built once."""
-        if not self.serving:
-            return
+    def batch(self, entries: Batch, frame: str | None = None) -> int:
+        """A producer window (``symbol -> BatchEntry`` wire form); ``frame``: all of it, built once.
+
+        Returns the ticks forwarded now, in one frame (0: none, or held); ticks forwarded
+        later, from the hold, are counted by ``take_sent``.
+        """
+        if not self.opened or self.close_code is not None:  # ``serving``, inline: every message
+            return 0
         if self._outstanding:
             self._held.append((entries, frame))
-        else:
-            self._forward(entries, frame)
+            return 0
+        return self._forward(entries, frame)
 
     def read_done(self, read: Read, states: Mapping[str, Any]) -> None:
         """The states ``read`` asked for; its answer goes out once the reads before it have."""
@@ -231,7 +235,7 @@ class StreamSession:
         return bool(self._to_start)
 
     def take_sent(self) -> tuple[int, int]:
-        """Tick frames and ticks forwarded since the last call (for the shell's metrics)."""
+        """Tick frames and ticks forwarded from the hold since the last call (for the shell's metrics)."""
         sent = self._frames_sent, self._ticks_sent
         self._frames_sent = self._ticks_sent = 0
         return sent
@@ -338,23 +342,33 @@ class StreamSession:
                 self.intervals[symbol] = done.read.interval
         held = self._held
         while held and not outstanding and self.close_code is None:
-            self._forward(*held.popleft())
+            ticks = self._forward(*held.popleft())
+            if ticks:
+                self._frames_sent += 1
+                self._ticks_sent += ticks
         if self.close_code is not None:
             held.clear()
 
-    def _forward(self, entries: Batch, frame: str | None) -> None:
+    def _forward(self, entries: Batch, frame: str | None) -> int:
+        """Send what the client has not seen of ``entries``; the ticks sent (in one frame)."""
         subs = self.subs
         before = subs.ticks_accepted
-        pieces = subs.select(entries)
-        if pieces:
-            if frame is None or not _unchanged(pieces, entries):
+        if len(entries) == 1:
+            # One symbol's entry (every message of a single-symbol stream): no batch to walk.
+            ((symbol, raw),) = entries.items()
+            piece = subs.accept(symbol, *raw)
+            if piece is not None and (frame is None or piece is not raw[BATCH_PIECE]):
+                frame = protocol.ticks_frame([piece])
+            pieces = [piece] if piece else None
+        else:
+            pieces = subs.select(entries)
+            if pieces:
                 frame = protocol.ticks_frame(pieces)
-            self.outbox.append(frame)
-            self._frames_sent += 1
-            self._ticks_sent += subs.ticks_accepted - before
-        resync = subs.take_resync()
-        if resync:
-            self._resync(resync)
+        if pieces:
+            self.outbox.append(frame)  # type: ignore[arg-type]
+        if subs.resync_due():
+            self._resync(subs.take_resync())
+        return subs.ticks_accepted - before
 
     def _resync(self, symbols: list[str]) -> None:
         """Series that changed epoch: each gets a fresh snapshot, in the interval it follows."""
@@ -364,10 +378,3 @@ class StreamSession:
                 by_interval.setdefault(self.intervals.get(symbol, protocol.DEFAULT_INTERVAL), []).append(symbol)
         for interval, found in by_interval.items():
             self._ask(Read(tuple(found), interval, resync=True))
-
-
-def _unchanged(pieces: list[str], entries: Batch) -> bool:
-    """Whether ``pieces`` are all of ``entries``' pieces, untrimmed (a prebuilt frame fits)."""
-    if len(pieces) != len(entries):
-        return False
-    return all(piece is entry[BATCH_PIECE] for piece, entry in zip(pieces, entries.values(), strict=True))

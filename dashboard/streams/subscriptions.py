@@ -79,6 +79,9 @@ class Subscriptions:
         pos = self._positions.get(symbol)
         return (pos[0], pos[1]) if pos else None
 
+    def resync_due(self) -> bool:
+        return bool(self._resync)
+
     def take_resync(self) -> list[str]:
         """Symbols that need a fresh snapshot (new epoch seen); cleared by this call."""
         if not self._resync:

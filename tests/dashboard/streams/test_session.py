@@ -322,12 +322,21 @@ def test_a_batch_the_client_gets_whole_goes_out_as_the_frame_built_once(stream) 
     subscribed(stream, "AAA", "e1", 5)
     batch = {"AAA": entry("AAA", "e1", 6, 7)}
     built = '{"type":"ticks","data":[' + batch["AAA"][3] + "]}"
-    stream.batch(batch, built)
+    assert stream.batch(batch, built) == 2, "the ticks it forwarded"
     assert stream.outbox.popleft() is built
     trimmed = {"AAA": entry("AAA", "e1", 7, 8)}
-    stream.batch(trimmed, '{"type":"ticks","data":[' + trimmed["AAA"][3] + "]}")
+    assert stream.batch(trimmed, '{"type":"ticks","data":[' + trimmed["AAA"][3] + "]}") == 1
     assert tick_seqs(drain(stream)) == [("AAA", 8)]
-    assert stream.take_sent() == (2, 3)
+    assert stream.take_sent() == (0, 0), "counted by the caller, from what batch returned"
+
+
+def test_ticks_forwarded_from_the_hold_are_counted_by_take_sent(stream) -> None:
+    send(stream, {"op": "subscribe", "id": 1, "symbols": ["AAA", "BBB"]})
+    (read,) = stream.take_reads()
+    assert stream.batch({"AAA": entry("AAA", "e1", 2, 3), "BBB": entry("BBB", "e2", 2, 2)}) == 0, "held"
+    assert stream.batch({"AAA": entry("AAA", "e1", 4, 4)}) == 0
+    stream.read_done(read, {"AAA": state("AAA", "e1", 1), "BBB": state("BBB", "e2", 1)})
+    assert stream.take_sent() == (2, 4)
     assert stream.take_sent() == (0, 0)
 
 
