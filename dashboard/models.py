@@ -21,6 +21,8 @@ MAX_SPREAD_BPS = 1000
 MAX_VOLATILITY = 5.0
 MAX_DRIFT = 2.0
 MAX_JUMP_INTENSITY = 100.0
+# The whole value: "\Z" where "$" would also accept a trailing newline (in Python and SQLite).
+SYMBOL_CODE_REGEX = rf"^{SYMBOL_PATTERN}\Z"
 
 
 class AssetClass(models.TextChoices):
@@ -37,7 +39,7 @@ class Symbol(models.Model):
         unique=True,
         validators=[
             RegexValidator(
-                rf"^{SYMBOL_PATTERN}$",
+                SYMBOL_CODE_REGEX,
                 "Use 1-20 upper-case letters, digits, '.' or '-', starting with a letter or digit.",
             )
         ],
@@ -83,7 +85,7 @@ class Symbol(models.Model):
     class Meta:
         ordering = ["symbol"]
         constraints = [
-            models.CheckConstraint(condition=Q(symbol__regex=rf"^{SYMBOL_PATTERN}$"), name="symbol_code_pattern"),
+            models.CheckConstraint(condition=Q(symbol__regex=SYMBOL_CODE_REGEX), name="symbol_code_pattern"),
             models.CheckConstraint(condition=Q(initial_price__gt=0), name="symbol_initial_price_positive"),
             models.CheckConstraint(
                 condition=Q(drift__gte=-MAX_DRIFT) & Q(drift__lte=MAX_DRIFT), name="symbol_drift_range"

@@ -24,7 +24,8 @@ from dashboard.market.candles import INTERVALS_MS
 
 PROTOCOL_VERSION = 1
 SYMBOL_PATTERN = r"[A-Z0-9][A-Z0-9.\-]{0,19}"
-SYMBOL_RE = re.compile(rf"^{SYMBOL_PATTERN}$")
+# Used with fullmatch only: an anchored ``$`` would also accept a trailing newline.
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 INTERVALS = tuple(INTERVALS_MS)
 DEFAULT_INTERVAL = "1m"
 MAX_ID_LENGTH = 64
@@ -170,7 +171,7 @@ def _parse_symbols(raw: Any, op_id: int | str | None, limits: Limits) -> tuple[s
         raise ProtocolError(ErrorCode.TOO_MANY_SYMBOLS, f"at most {limits.max_symbols} symbols per connection", op_id)
     symbols: list[str] = []
     for item in raw:
-        if not isinstance(item, str) or not SYMBOL_RE.match(item):
+        if not isinstance(item, str) or not SYMBOL_RE.fullmatch(item):
             raise ProtocolError(ErrorCode.BAD_FRAME, "each symbol must be an upper-case symbol code", op_id)
         if item not in symbols:
             symbols.append(item)

@@ -57,6 +57,7 @@ def since_from_query(query_string: bytes, symbol: str) -> dict[str, Position]:
     """``?epoch=E&seq=N`` on a single-symbol stream's URL: resume on connect."""
     query = parse_qs(query_string.decode("latin-1"))
     epoch, seq = query.get("epoch", [""])[0], query.get("seq", [""])[0]
-    if epoch and seq.isdigit() and len(epoch) <= 64 and len(seq) <= 16:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if epoch and seq.isascii() and seq.isdigit() and len(epoch) <= 64 and len(seq) <= 16:
         return {symbol: Position(epoch=epoch, seq=int(seq))}
     return {}

@@ -74,6 +74,16 @@ def test_valid_symbol_passes_both() -> None:
 
 
 @pytest.mark.django_db
+def test_a_trailing_newline_is_no_symbol_code() -> None:
+    # Forms strip it; model validation and the database must refuse it on every other path.
+    with pytest.raises(ValidationError, match="upper-case"):
+        Symbol(**{**VALID, "symbol": "GOOD\n"}).full_clean()
+    symbol = Symbol.objects.create(**VALID)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Symbol.objects.filter(pk=symbol.pk).update(symbol="GOOD\n")
+
+
+@pytest.mark.django_db
 def test_symbol_code_is_unique() -> None:
     Symbol.objects.create(**VALID)
     with pytest.raises(ValidationError):

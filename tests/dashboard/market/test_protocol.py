@@ -59,6 +59,8 @@ def test_parses_unsubscribe_and_ping() -> None:
         ('{"op":"subscribe","id":1,"symbols":[]}', ErrorCode.BAD_FRAME),
         ('{"op":"subscribe","id":1,"symbols":["aapl"]}', ErrorCode.BAD_FRAME),
         ('{"op":"subscribe","id":1,"symbols":[1]}', ErrorCode.BAD_FRAME),
+        # A trailing newline (that an anchored "$" lets through) is not part of any symbol code.
+        ('{"op":"subscribe","id":1,"symbols":["AAA\\n"]}', ErrorCode.BAD_FRAME),
         ('{"op":"subscribe","id":1,"symbols":["A"],"interval":"7m"}', ErrorCode.BAD_FRAME),
         ('{"op":"subscribe","id":1,"symbols":["A"],"since":{"A":{"epoch":1,"seq":2}}}', ErrorCode.BAD_FRAME),
         ('{"op":"subscribe","id":1,"symbols":["A"],"since":{"A":{"epoch":"e","seq":-1}}}', ErrorCode.BAD_FRAME),

@@ -173,6 +173,14 @@ async def test_symbol_stream_resumes_on_connect_from_the_url(connect, producer, 
     assert live[0]["seq"] == missed[-1] + 1
 
 
+async def test_a_non_ascii_digit_seq_in_the_url_is_served_a_snapshot_not_crashed(connect, producer) -> None:
+    # "²" (%C2%B2) passes str.isdigit() but not int(): the stream must still open and serve.
+    communicator = await opened(connect, f"{SYMBOL_AAA}?epoch=e&seq=%C2%B2")
+    snapshot = await live_snapshot(communicator)
+    assert snapshot["symbol"] == "AAA" and snapshot.get("recovered") is not True
+    assert await collect_ticks(communicator, 2)
+
+
 @pytest.mark.parametrize("path", BOTH)
 async def test_subscribing_before_the_series_starts_gets_its_snapshot_when_it_does(connect, symbols, path) -> None:
     communicator = await opened(connect, path)
