@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -318,13 +318,13 @@ class SymbolConsumer(JsonWebsocketConsumer):
             if self.session is not None:
                 self.session.disconnected()
 
-    async def deliver_symbol(self, entries: Mapping[str, Sequence[Any]], message: dict[str, Any]) -> int:
+    async def deliver_symbol(self, entry: Sequence[Any], message: dict[str, Any]) -> int:
         """Ticks of this stream's symbol (event loop); ``message`` sends all of them. Frames made: 0 or 1."""
         session = self.session
         if session is None:
             return 0
         with self._lock:
-            made = 1 if session.batch(entries, message["text"]) else 0
+            made = 1 if session.batch_one(self.symbol, entry, message["text"]) else 0
             first = self._writer.claim()
             resync = session.has_reads() and not self._resync_asked
             if resync:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from dashboard.market.broadcast import MARKET_GROUP, symbol_group
@@ -210,8 +210,8 @@ class MarketFeed:
 class SymbolTarget(Protocol):
     """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
 
-    async def deliver_symbol(self, entries: Mapping[str, Sequence[Any]], message: dict[str, Any]) -> int:
-        """Send what it has not seen of ``entries`` (all of it: ``message``); the frames made (0 or 1)."""
+    async def deliver_symbol(self, entry: Sequence[Any], message: dict[str, Any]) -> int:
+        """Send what it has not seen of ``entry`` (all of it: ``message``); the frames made (0 or 1)."""
 
 
 class SymbolFeed:
@@ -253,12 +253,11 @@ class SymbolFeed:
 
     async def dispatch(self, symbol: str, entry: list[Any]) -> None:
         sent = 0
-        # Built once: the same batch and message for every stream in step (Daphne does not change it).
-        entries = {symbol: entry}
+        # Built once: the same message for every stream in step (Daphne does not change it).
         message = {"type": "websocket.send", "text": ticks_frame([entry[BATCH_PIECE]])}
         for target in list(self.targets.get(symbol, ())):
             try:
-                sent += await target.deliver_symbol(entries, message)
+                sent += await target.deliver_symbol(entry, message)
             except Exception:
                 logger.exception("symbol ticks not delivered to a stream")
         if sent:

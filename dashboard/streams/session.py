@@ -25,7 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dashboard.market import protocol
-from dashboard.market.protocol import BATCH_PIECE, CloseCode, ErrorCode, Limits, Position, ProtocolError
+from dashboard.market.protocol import (
+    BATCH_EPOCH,
+    BATCH_FIRST_SEQ,
+    BATCH_LAST_SEQ,
+    BATCH_PIECE,
+    CloseCode,
+    ErrorCode,
+    Limits,
+    Position,
+    ProtocolError,
+)
 from dashboard.streams.guard import REFUSED_CODES, ClientGuard, ReadBudget, Verdict, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 
@@ -182,6 +192,23 @@ class StreamSession:
             self._held.append((entries, frame))
             return 0
         return self._forward(entries, frame)
+
+    def batch_one(self, symbol: str, raw: Sequence[Any], frame: str) -> int:
+        """``batch`` of one symbol's entry, ``frame`` its ticks frame: a single-symbol stream's
+        every message, so written for speed (no batch mapping to build or walk)."""
+        if not self.opened or self.close_code is not None:
+            return 0
+        if self._outstanding:
+            self._held.append(({symbol: raw}, frame))
+            return 0
+        subs = self.subs
+        before = subs.ticks_accepted
+        piece = subs.accept(symbol, raw[BATCH_EPOCH], raw[BATCH_FIRST_SEQ], raw[BATCH_LAST_SEQ], raw[BATCH_PIECE])
+        if piece is not None:
+            self.outbox.append(frame if piece is raw[BATCH_PIECE] else protocol.ticks_frame([piece]))
+        if subs.resync_due():
+            self._resync(subs.take_resync())
+        return subs.ticks_accepted - before
 
     def read_done(self, read: Read, states: Mapping[str, Any]) -> None:
         """The states ``read`` asked for; its answer goes out once the reads before it have."""
@@ -353,19 +380,11 @@ class StreamSession:
         """Send what the client has not seen of ``entries``; the ticks sent (in one frame)."""
         subs = self.subs
         before = subs.ticks_accepted
-        if len(entries) == 1:
-            # One symbol's entry (every message of a single-symbol stream): no batch to walk.
-            ((symbol, raw),) = entries.items()
-            piece = subs.accept(symbol, *raw)
-            if piece is not None and (frame is None or piece is not raw[BATCH_PIECE]):
-                frame = protocol.ticks_frame([piece])
-            pieces = [piece] if piece else None
-        else:
-            pieces = subs.select(entries)
-            if pieces:
-                frame = protocol.ticks_frame(pieces)
+        pieces = subs.select(entries)
         if pieces:
-            self.outbox.append(frame)  # type: ignore[arg-type]
+            # ``frame`` is all of ``entries``: it fits when the client gets one untrimmed piece of one.
+            whole = frame is not None and len(entries) == 1 and pieces[0] is next(iter(entries.values()))[BATCH_PIECE]
+            self.outbox.append(frame if whole else protocol.ticks_frame(pieces))  # type: ignore[arg-type]
         if subs.resync_due():
             self._resync(subs.take_resync())
         return subs.ticks_accepted - before
