@@ -1,4 +1,4 @@
-"""The demo market and demo accounts that `make run` loads (idempotent)."""
+"""The demo market and demo accounts that `make run` loads (idempotent: what exists is left alone)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from dashboard.models import AssetClass, Symbol
+from ticker.private_files import write_private
 
 # symbol, name, asset class, price, precision, volatility, tick interval (ms), spread (bps)
 DEMO_SYMBOLS: list[tuple[str, str, str, str, int, float, int, float]] = [
@@ -34,33 +35,58 @@ DEMO_SYMBOLS: list[tuple[str, str, str, str, int, float, int, float]] = [
 ]
 
 
+# A generated demo password: 12 URL-safe characters, enough for a local development account.
+DEMO_PASSWORD_BYTES = 9
+
+
 @dataclass(frozen=True)
 class DemoAccount:
+    """A demo account and whether this run created it (``password`` is ``None`` when it existed)."""
+
     username: str
-    password: str
+    password: str | None
     is_staff: bool
+    created: bool
 
 
 def _credentials_file() -> Path:
     return Path(settings.VAR_DIR) / "demo-credentials.json"
 
 
-def demo_accounts() -> list[DemoAccount]:
-    """Demo trader and admin: from env when set, else generated once and kept under var/."""
-    stored: dict[str, str] = {}
+def _stored_passwords() -> dict[str, str]:
     path = _credentials_file()
-    if path.exists():
-        stored = json.loads(path.read_text())
-    trader_pw = os.environ.get("DEMO_TRADER_PASSWORD") or stored.get("trader") or secrets.token_urlsafe(9)
-    admin_pw = os.environ.get("DEMO_ADMIN_PASSWORD") or stored.get("admin") or secrets.token_urlsafe(9)
-    if not os.environ.get("DEMO_TRADER_PASSWORD") and not os.environ.get("DEMO_ADMIN_PASSWORD"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"trader": trader_pw, "admin": admin_pw}))
-        path.chmod(0o600)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _roles() -> list[tuple[str, str, bool]]:
+    """(role, username, is staff) of the demo trader and admin; usernames from env when set."""
     return [
-        DemoAccount(os.environ.get("DEMO_TRADER_USERNAME", "trader"), trader_pw, is_staff=False),
-        DemoAccount(os.environ.get("DEMO_ADMIN_USERNAME", "admin"), admin_pw, is_staff=True),
+        ("trader", os.environ.get("DEMO_TRADER_USERNAME", "trader"), False),
+        ("admin", os.environ.get("DEMO_ADMIN_USERNAME", "admin"), True),
     ]
+
+
+def _create_missing_accounts() -> list[DemoAccount]:
+    """Create the demo accounts that do not exist; an existing one is never touched (its
+    password and flags are its owner's). Passwords come from env, else from the credentials
+    file, else are generated and kept there (0600 from its first byte)."""
+    user_model = get_user_model()
+    stored = _stored_passwords()
+    kept = dict(stored)
+    accounts = []
+    for role, username, is_staff in _roles():
+        if user_model.objects.filter(username=username).exists():
+            accounts.append(DemoAccount(username, None, is_staff, created=False))
+            continue
+        password = os.environ.get(f"DEMO_{role.upper()}_PASSWORD")
+        if not password:
+            password = kept[role] = stored.get(role) or secrets.token_urlsafe(DEMO_PASSWORD_BYTES)
+        user_model.objects.create_user(username, password=password, is_staff=is_staff, is_superuser=is_staff)
+        accounts.append(DemoAccount(username, password, is_staff, created=True))
+    if kept != stored:
+        _credentials_file().parent.mkdir(parents=True, exist_ok=True)
+        write_private(_credentials_file(), json.dumps(kept))
+    return accounts
 
 
 @transaction.atomic
@@ -83,11 +109,4 @@ def load_demo(*, accounts: bool = True) -> tuple[int, list[DemoAccount]]:
         created += was_created
     if not accounts:
         return created, []
-    demo = demo_accounts()
-    user_model = get_user_model()
-    for account in demo:
-        user, _ = user_model.objects.get_or_create(username=account.username)
-        user.is_staff = user.is_superuser = account.is_staff
-        user.set_password(account.password)
-        user.save()
-    return created, demo
+    return created, _create_missing_accounts()

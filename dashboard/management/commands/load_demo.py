@@ -6,7 +6,7 @@ from dashboard.demo import load_demo
 
 
 class Command(BaseCommand):
-    help = "Create the demo symbols and the demo trader and admin accounts (idempotent)."
+    help = "Create the missing demo symbols and demo trader and admin accounts (existing ones are left as they are)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -20,4 +20,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo symbols: {created} created.")
         for account in accounts:
             role = "admin" if account.is_staff else "trader"
-            self.stdout.write(f"Demo {role}: username {account.username!r}, password {account.password!r}")
+            if account.created:
+                self.stdout.write(f"Demo {role}: username {account.username!r}, password {account.password!r}")
+            else:
+                self.stdout.write(f"Demo {role}: {account.username!r} already exists, left as it is.")
