@@ -1,5 +1,5 @@
-"""Services (writes): admin operations on symbols (halt, resume, shock, reset) and the
-candle flush from Redis to the database.
+"""Services (writes): admin operations on symbols (halt, resume, shock, reset, what a
+deletion leaves in Redis) and the candle flush from Redis to the database.
 
 Each admin operation reaches the running producers and every open stream without a restart: database
 changes are announced after commit (a ``symbols`` frame to streams, a catalog version
@@ -46,6 +46,22 @@ def announce_catalog_change() -> None:
         publish_catalog(catalog_entries())
 
     transaction.on_commit(announce)
+
+
+def forget_symbol_state(code: str) -> None:
+    """After commit: a deleted symbol's market state leaves Redis (``store.purge_symbol``), so
+    the code, if an admin creates it again, starts a new epoch with its own history instead
+    of resuming the old series and its queued shocks."""
+
+    def forget() -> None:
+        try:
+            store.purge_symbol(sync_redis(), code)
+        except Exception:
+            logger.warning("%s deleted but its Redis state kept: Redis unavailable", code)
+        else:
+            logger.info("%s deleted: its Redis state removed", code)
+
+    transaction.on_commit(forget)
 
 
 @transaction.atomic

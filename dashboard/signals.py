@@ -19,7 +19,7 @@ from django.http import HttpRequest
 
 from dashboard.market.broadcast import publish_revoked, session_group, user_group
 from dashboard.models import Symbol
-from dashboard.services import announce_catalog_change
+from dashboard.services import announce_catalog_change, forget_symbol_state
 
 
 @receiver(post_save, sender=Symbol)
@@ -28,8 +28,10 @@ def symbol_saved(**_: object) -> None:
 
 
 @receiver(post_delete, sender=Symbol)
-def symbol_deleted(**_: object) -> None:
+def symbol_deleted(instance: Symbol, **_: object) -> None:
+    # Announced first: producers drop the symbol, then its Redis state goes (both after commit).
     announce_catalog_change()
+    forget_symbol_state(instance.symbol)
 
 
 @receiver(user_logged_out)

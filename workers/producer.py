@@ -332,7 +332,11 @@ class Producer:
                 # The series still starts: at the initial price, as before history existed.
                 logger.warning("%s: history not generated: %r", symbol, task.exception())
             if symbol not in self.specs:
-                await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner])
+                # It left the catalog (deleted or disabled) while its history was written: that
+                # history is nobody's series yet. Dropped with the lease, so a deleted code
+                # created again starts afresh instead of resuming it (a disabled one is backfilled
+                # again from its stored candles when it returns).
+                await market_store.purge_symbol(self.redis, symbol, self.config.owner)
                 continue
             state_raw, forming_raw = await asyncio.gather(
                 self.redis.hgetall(market_store.state_key(symbol)), self.redis.hgetall(market_store.forming_key(symbol))

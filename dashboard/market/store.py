@@ -128,6 +128,32 @@ def control_key(symbol: str) -> str:
     return f"{KEY_PREFIX}control:{symbol}"
 
 
+# KEYS: the lease, then the symbol's other keys. ARGV: the only owner whose lease may be
+# dropped with them ("" for any): a producer never purges a symbol another one holds.
+PURGE_SCRIPT = """
+local owner = redis.call('GET', KEYS[1])
+if ARGV[1] ~= '' and owner and owner ~= ARGV[1] then return 0 end
+return redis.call('DEL', unpack(KEYS))
+"""
+
+
+def purge_symbol(redis: Any, symbol: str, owner: str = "") -> Any:
+    """Delete every key of ``symbol`` (lease, series state, recent ticks, candles, queued
+    controls), so the code, if it is created again, starts a new epoch with its own history.
+    With ``owner``, only while the lease is that owner's or nobody's. Returns the number of
+    keys deleted (awaitable with an async client). Pending candles stay queued: the flush
+    drops those of a symbol that no longer exists."""
+    keys = [
+        lease_key(symbol),
+        state_key(symbol),
+        ticks_key(symbol),
+        forming_key(symbol),
+        control_key(symbol),
+        *(recent_candles_key(symbol, interval) for interval in INTERVALS),
+    ]
+    return redis.eval(PURGE_SCRIPT, len(keys), *keys, owner)
+
+
 @contextmanager
 def pending_candles(redis: Any, limit: int) -> Iterator[list[bytes]]:
     """The oldest ``limit`` closed candles waiting for the database (``encode_candle``),
