@@ -220,14 +220,37 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Login throttling (django-axes, every login path: ticker/auth.py) ---------------
-# Failed attempts per username and, separately, per client address within the cool-off;
-# counted atomically in the shared cache, so every web process sees the same counts.
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
-AXES_FAILURE_LIMIT = env_int("TICKER_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+# Three counters per failure (OWASP): the (username, address) pair with a low limit, the
+# address with a higher one (password spraying), the username with a higher one still
+# (guessing from many addresses); each against its own limit, counted atomically in the
+# shared cache (ticker.auth.LayeredLockoutHandler). A success resets only its own pair.
+AXES_HANDLER = "ticker.auth.LayeredLockoutHandler"
+AXES_FAILURE_LIMIT = env_int("TICKER_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# The pair last: counted (and its expiry set) after the username's, it never expires first.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address", ["username", "ip_address"]]
+_address_limit = env_int("TICKER_LOGIN_ADDRESS_LIMIT", 20, minimum=1)
+_username_limit = env_int("TICKER_LOGIN_USERNAME_LIMIT", 50, minimum=1)
+# A pair limit below the username's keeps one address from locking a name everywhere: from
+# one address alone the name's counter lives as long as the pair's (the same failures touch
+# both, and a locked pair's attempts are not counted), so it never passes the pair limit.
+if _address_limit < AXES_FAILURE_LIMIT or _username_limit <= AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        "TICKER_LOGIN_FAILURE_LIMIT must be at most TICKER_LOGIN_ADDRESS_LIMIT and below TICKER_LOGIN_USERNAME_LIMIT"
+        f", got {AXES_FAILURE_LIMIT}, {_address_limit}, {_username_limit}"
+    )
+# Limit of each entry of AXES_LOCKOUT_PARAMETERS, by its names joined with "+".
+LOGIN_FAILURE_LIMITS = {
+    "username+ip_address": AXES_FAILURE_LIMIT,
+    "ip_address": _address_limit,
+    "username": _username_limit,
+}
 AXES_COOLOFF_TIME = env_int("TICKER_LOGIN_COOLOFF_SECONDS", 600, minimum=1) / 3600  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts refused by a lockout are not counted: hammering a locked pair adds nothing to its
+# address's or username's counter, and cannot stretch the cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_USERNAME_CALLABLE = "ticker.auth.normalized_username"
-# REMOTE_ADDR only: ticker.server rewrites it from X-Forwarded-For for trusted proxies alone.
+# REMOTE_ADDR only (ticker.server rewrites it from X-Forwarded-For for trusted proxies
+# alone), IPv6 grouped by /64.
 AXES_CLIENT_IP_CALLABLE = "ticker.auth.client_address"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
