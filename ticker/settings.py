@@ -64,6 +64,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# The units a rate setting may name ("600/min"), as dashboard.api.auth reads them.
+RATE_UNITS = frozenset({"s", "sec", "m", "min", "h", "hour", "d", "day"})
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate "COUNT/UNIT" (e.g. "600/min"), refused at start if malformed."""
+    raw = os.environ.get(name) or default
+    count, _, unit = raw.partition("/")
+    if not count.strip().isdigit() or int(count) < 1 or unit.strip().lower() not in RATE_UNITS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate such as 600/min (units: s, min, h, day)")
+    return raw
+
+
 def redis_url_with_db(url: str, db: int) -> str:
     """The same Redis server as ``url`` but another logical database."""
     parts = urlsplit(url)
@@ -331,6 +344,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.prune_candles",
         "schedule": float(env_int("TICKER_PRUNE_SECONDS", 60, minimum=1)),
     },
+    "prune-alerts": {
+        "task": "workers.tasks.prune_alerts",
+        "schedule": float(env_int("TICKER_PRUNE_SECONDS", 60, minimum=1)),
+    },
 }
 
 # --- Ticker -------------------------------------------------------------------------
@@ -373,6 +390,11 @@ TICKER = {
     "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
     # Price alerts a trader may have waiting to fire at once (the API refuses more).
     "MAX_ALERTS_PER_USER": env_int("TICKER_MAX_ALERTS_PER_USER", 100, minimum=1),
+    # Alerts a trader may have stored in all, fired ones included; past it a new alert
+    # replaces the oldest fired one already seen (dashboard/alert_services.py).
+    "MAX_KEPT_ALERTS_PER_USER": env_int("TICKER_MAX_KEPT_ALERTS_PER_USER", 1000, minimum=1),
+    # Fired alerts are deleted by beat this many days after they fired, seen or not.
+    "ALERT_RETENTION_DAYS": env_int("TICKER_ALERT_RETENTION_DAYS", 30, minimum=1),
     # Stream handshakes must come from the site's own origin: this scheme, the Host the
     # browser reached (an allowed host) with its port. https wherever TLS is on.
     "ORIGIN_SCHEME": env_str("TICKER_ORIGIN_SCHEME", "http" if DEBUG else "https"),
@@ -389,7 +411,11 @@ TICKER = {
 }
 
 # Requests per API token (Authorization: Bearer) per period, e.g. "600/min"; over it: 429.
-API_TOKEN_RATE = env_str("TICKER_API_TOKEN_RATE", "600/min")
+API_TOKEN_RATE = env_rate("TICKER_API_TOKEN_RATE", "600/min")
+# The same per user for calls with the browser session (dashboard.api.auth.SessionThrottle).
+API_SESSION_RATE = env_rate("TICKER_API_SESSION_RATE", "600/min")
+# Price alerts one user may create per period, by session and tokens together.
+ALERT_CREATE_RATE = env_rate("TICKER_ALERT_CREATE_RATE", "20/min")
 
 # Bearer token for /metrics (staff sessions need none); unset means staff only.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")

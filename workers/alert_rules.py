@@ -228,8 +228,9 @@ class AlertEvaluator:
     """The active rules of the symbols a producer ticks, checked against every window.
 
     ``replace`` swaps in a freshly loaded rule set, ``add`` indexes new rules beside the
-    current ones (move tracks that remain keep their history in both); ``evaluate`` returns
-    what one symbol's ticks fired and forgets those rules, so each fires at most once here.
+    current ones, ``remove`` drops deleted ones (move tracks that remain keep their history
+    in all three); ``evaluate`` returns what one symbol's ticks fired and forgets those
+    rules, so each fires at most once here.
     Fired ids are remembered until a full load no longer lists them, so a load that raced a
     firing cannot bring a fired rule back.
     """
@@ -268,6 +269,18 @@ class AlertEvaluator:
         for symbol, fresh in grouped.items():
             self._books[symbol] = self._book(symbol, self._rules_of(symbol) + fresh)
         return sum(len(fresh) for fresh in grouped.values())
+
+    def remove(self, ids: Iterable[int]) -> int:
+        """Drop these rules (their alerts were deleted); returns how many were indexed."""
+        gone = set(ids)
+        removed = 0
+        for symbol in list(self._books):
+            rules = self._rules_of(symbol)
+            kept = [rule for rule in rules if rule.id not in gone]
+            if len(kept) < len(rules):
+                removed += len(rules) - len(kept)
+                self._books[symbol] = self._book(symbol, kept)
+        return removed
 
     def _rules_of(self, symbol: str) -> list[AlertRule]:
         book = self._books.get(symbol)

@@ -7,9 +7,10 @@ one hook (``workers/producer.py``, after the window's ticks are committed and pu
 * The active alerts live in memory in an ``AlertEvaluator`` (``workers/alert_rules.py``,
   pure), loaded in full in the background at start and every ``refresh_ms`` (5 minutes).
   When ``ALERTS_VERSION_KEY`` changes (the API bumps it on create and delete) only the
-  alerts created since the last full load (less a margin) are read and added: a trader's
-  new alert is live within a window or two at the cost of a few rows, not 10,000. A
-  deleted alert may linger until the next full load; it cannot fire (its row is gone).
+  alerts created since the last full load (less a margin) are read and added, and the
+  alerts deleted since then (``dashboard/market/alert_deletions.py``, written with the
+  bump) are dropped: a trader's new alert is live, and a deleted one gone, within a
+  window or two at the cost of a few rows, not 10,000.
 * A firing is stored with ``UPDATE ... WHERE triggered_at IS NULL``: of two producers that
   both see the crossing (during a lease handover) exactly one updates the row, and only
   that one publishes the ``alert`` frame to the owner's streams.
@@ -30,7 +31,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from dashboard.market import alert_deletions
 from dashboard.market.broadcast import publish_alert
+from dashboard.market.client import sync_redis
 from dashboard.models import Alert
 from workers.alert_rules import PRICE_CONDITIONS, AlertEvaluator, AlertRule, Firing, PricePoint
 
@@ -72,6 +75,11 @@ def load_active_rules(since: datetime | None = None) -> list[AlertRule]:
         return rules
     finally:
         close_old_connections()
+
+
+def deleted_alert_ids(since: datetime) -> list[int]:
+    """Ids of the alerts deleted at or after ``since`` (as the API recorded them); runs on a thread."""
+    return alert_deletions.deleted_since(sync_redis(), int(since.timestamp() * 1000))
 
 
 def alert_wire(
@@ -137,10 +145,12 @@ class AlertWatcher:
         *,
         load: Callable[[datetime | None], Awaitable[list[AlertRule]]] | None = None,
         store: Callable[[Sequence[Firing]], Awaitable[list[tuple[int, dict[str, Any]]]]] | None = None,
+        load_deleted: Callable[[datetime], Awaitable[list[int]]] | None = None,
         refresh_ms: int = REFRESH_MS,
     ) -> None:
         self.layer = layer
         self.load = load or sync_to_async(load_active_rules, thread_sensitive=False)
+        self.load_deleted = load_deleted or sync_to_async(deleted_alert_ids, thread_sensitive=False)
         self.store = store or sync_to_async(store_firings, thread_sensitive=False)
         self.refresh_ms = refresh_ms
         self.evaluator = AlertEvaluator()
@@ -221,8 +231,12 @@ class AlertWatcher:
             full = self._want_full or self._full_started is None
             self._want_full = self._want_partial = False
             started = datetime.now(tz=UTC)
+            since = None if full else self._full_started - PARTIAL_MARGIN  # type: ignore[operator]
             try:
-                rules = await self.load(None if full else self._full_started - PARTIAL_MARGIN)  # type: ignore[operator]
+                rules = await self.load(since)
+                # Read after the rules: an alert deleted while they were read is dropped here,
+                # or by the next partial load, which its delete's version bump brings.
+                deleted = [] if since is None else await self.load_deleted(since)
             except Exception as exc:
                 logger.warning("active alerts not reloaded, keeping the previous set: %r", exc)
                 self._due_ms = self._now + RETRY_MS  # then a full load
@@ -232,7 +246,8 @@ class AlertWatcher:
                 self._full_started = started
                 logger.debug("%d active alerts loaded", len(rules))
             else:
-                logger.debug("%d new active alerts added", self.evaluator.add(rules))
+                added, removed = self.evaluator.add(rules), self.evaluator.remove(deleted)
+                logger.debug("%d new active alerts added, %d deleted ones dropped", added, removed)
 
     async def loaded(self) -> None:
         """Wait for a reload in flight (tests, benchmark)."""

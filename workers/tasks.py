@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
+from dashboard import alert_services
 from dashboard.market import store
 from dashboard.market.client import sync_redis
 from dashboard.selectors import enabled_symbol_codes
@@ -55,3 +58,13 @@ def prune_candles() -> dict[str, int]:
     was stopped for a week catches up over several runs instead of one long transaction.
     """
     return prune_stored_candles(time.time_ns() // 1_000_000, settings.TICKER["CANDLE_RETENTION_MS"])
+
+
+@shared_task(ignore_result=True)
+def prune_alerts() -> int:
+    """Delete fired alerts older than ``TICKER["ALERT_RETENTION_DAYS"]``, seen or not.
+
+    Bounded per run like the candle prune; waiting alerts are never touched.
+    """
+    retention = timedelta(days=settings.TICKER["ALERT_RETENTION_DAYS"])
+    return alert_services.prune_fired(timezone.now() - retention)

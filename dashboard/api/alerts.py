@@ -6,8 +6,8 @@
 * ``DELETE /api/alerts/<id>/``: 204; another user's alert is a 404.
 * ``POST /api/alerts/seen/`` ``{"ids": [...]}``: the page showed these fired alerts.
 
-The rules (each condition's fields, the per-user cap) live in ``dashboard.alert_services``;
-its ``AlertError`` becomes a 400 here.
+The rules (each condition's fields, the per-user caps) live in ``dashboard.alert_services``;
+its ``AlertError`` becomes a 400 here. Creation is throttled per user (``AlertCreateThrottle``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ninja import Field, Router, Schema, Status
 
 from dashboard import alert_services
 from dashboard.alert_services import MAX_LISTED, AlertError, ListStatus
+from dashboard.api.auth import API_THROTTLES, AlertCreateThrottle
 from dashboard.api.errors import ApiError, responses
 from dashboard.market.protocol import SYMBOL_PATTERN
 from dashboard.models import Alert
@@ -92,9 +93,17 @@ def list_alerts(request: HttpRequest, status: ListStatus = "all") -> dict[str, A
     return {"alerts": alert_services.list_for(request.user, status)}
 
 
-@router.post("/", response=responses({201: AlertOut}, 400), summary="Create a price alert")
+@router.post(
+    "/",
+    response=responses({201: AlertOut}, 400),
+    summary="Create a price alert",
+    throttle=[*API_THROTTLES, AlertCreateThrottle()],
+)
 def create_alert(request: HttpRequest, payload: AlertIn) -> Status[dict[str, Any]]:
-    """Fires once, evaluated by the server against every tick window: no page needs to be open."""
+    """Fires once, evaluated by the server against every tick window: no page needs to be open.
+
+    At most ``TICKER_ALERT_CREATE_RATE`` creations per user (429 with ``Retry-After``).
+    """
     try:
         alert = alert_services.create(
             request.user,

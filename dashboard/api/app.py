@@ -19,7 +19,7 @@ from ninja.openapi.docs import Swagger
 from ninja.operation import Operation
 
 from dashboard.api import alerts, market, tokens, watchlists
-from dashboard.api.auth import BearerToken, SessionCookie, TokenThrottle
+from dashboard.api.auth import API_THROTTLES, BearerToken, SessionCookie
 from dashboard.api.errors import COMMON_ERRORS, COMMON_ERRORS_TEXT, ErrorOut, error_response, install_exception_handlers
 
 # Operation ids as published when the API was the modules dashboard/api.py and
@@ -83,7 +83,7 @@ api = TickerAPI(
     ),
     urls_namespace="dashboard:api",  # included from dashboard/urls.py
     auth=[BearerToken(), SessionCookie()],
-    throttle=[TokenThrottle()],
+    throttle=API_THROTTLES,
     docs=Swagger(settings={"validatorUrl": None, "persistAuthorization": False}),
 )
 install_exception_handlers(api)

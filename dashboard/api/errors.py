@@ -36,7 +36,7 @@ ERROR_CODES = {
 NOT_FOUND_MESSAGE = "no such resource"
 
 # Any operation can answer these: a malformed request (400), no or bad credentials (401),
-# a CSRF failure or a read-only token's write (403), a throttled token (429); and one
+# a CSRF failure or a read-only token's write (403), a throttled caller (429); and one
 # with path parameters, a 404.
 COMMON_ERRORS = (400, 401, 403, 429)
 COMMON_ERRORS_TEXT = {
@@ -44,7 +44,7 @@ COMMON_ERRORS_TEXT = {
     401: "Not authenticated: no session, or a bad, expired or revoked token",
     403: "Forbidden: CSRF check failed, or a read-only token tried to write",
     404: "Not found",
-    429: "Too many requests for this token: see Retry-After",
+    429: "Too many requests for this token, session or (alert creation) user: see Retry-After",
 }
 # Responses every authenticated operation may give, documented on each.
 AUTH_ERRORS = (401, 403, 429)
@@ -104,7 +104,8 @@ def _http_error(api: NinjaAPI, request: HttpRequest, exc: HttpError) -> HttpResp
         body = error_body(exc.code, exc.message, exc.field)
     elif isinstance(exc, Throttled):
         retry = f"; retry in {math.ceil(exc.wait)} s" if exc.wait is not None else ""
-        body = error_body("rate_limited", f"too many requests for this API token{retry}")
+        # The throttle that refused says what it counts (dashboard.api.auth).
+        body = error_body("rate_limited", f"{getattr(request, 'throttled', 'too many requests')}{retry}")
     else:
         body = error_body(ERROR_CODES.get(exc.status_code, "error"), exc.message)
     return api.create_response(request, body, status=exc.status_code)

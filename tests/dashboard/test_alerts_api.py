@@ -12,6 +12,7 @@ from django.test import Client
 
 from dashboard import alert_services
 from dashboard.api import api
+from dashboard.market import alert_deletions
 from dashboard.market import store as market_store
 from dashboard.models import Alert, Symbol
 
@@ -134,6 +135,46 @@ def test_the_cap_is_the_services_and_a_refused_alert_is_rolled_back(trader, aaa,
     assert Alert.objects.filter(user=trader.user).count() == 1
 
 
+def test_creating_alerts_is_rate_limited_per_user_with_429_and_retry_after(trader, other, aaa, settings) -> None:
+    settings.ALERT_CREATE_RATE = "3/min"
+    body = {"symbol": "AAA", "condition": "above", "price": "101"}
+    assert [post(trader, body).status_code for _ in range(3)] == [201, 201, 201]
+    refused = post(trader, body)
+    assert refused.status_code == 429
+    error = refused.json()
+    assert error["error"] == "rate_limited"
+    assert error["message"].startswith("too many alerts created; retry in")
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Alert.objects.filter(user=trader.user).count() == 3
+    # Per user, and only creations: reads and deletes go on, another trader creates.
+    assert trader.get(URL).status_code == 200
+    assert trader.delete(f"{URL}{Alert.objects.filter(user=trader.user).first().pk}/").status_code == 204
+    assert post(other, body).status_code == 201
+
+
+def fire(alert_ids: list[int], *, seen: bool) -> None:
+    now = datetime.now(tz=UTC)
+    Alert.objects.filter(pk__in=alert_ids).update(triggered_at=now, triggered_price=1.0, seen_at=now if seen else None)
+
+
+def test_alerts_that_fire_at_once_cannot_add_rows_without_end(trader, aaa, settings) -> None:
+    """The loop of the issue: each alert fires (and is seen) at once, freeing its active slot."""
+    settings.TICKER = {**settings.TICKER, "MAX_ALERTS_PER_USER": 2, "MAX_KEPT_ALERTS_PER_USER": 3}
+    created = []
+    for i in range(10):
+        created.append(post(trader, {"symbol": "AAA", "condition": "above", "price": str(100 + i)}).json()["id"])
+        fire(created[-1:], seen=True)
+    # The newest three kept: each create past the bound replaced the oldest seen one.
+    assert sorted(Alert.objects.filter(user=trader.user).values_list("id", flat=True)) == created[-3:]
+    # Fired but not yet seen is still owed to the trader: never deleted to make room.
+    fire(created[-3:], seen=False)
+    refused = post(trader, {"symbol": "AAA", "condition": "above", "price": "200"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "too_many_alerts"
+    assert "seen" in refused.json()["message"]
+    assert sorted(Alert.objects.filter(user=trader.user).values_list("id", flat=True)) == created[-3:]
+
+
 def test_delete_removes_the_alert_and_tells_the_producers(
     trader, aaa, redis_client, django_capture_on_commit_callbacks
 ) -> None:
@@ -143,6 +184,8 @@ def test_delete_removes_the_alert_and_tells_the_producers(
         assert trader.delete(f"{URL}{alert_id}/").status_code == 204
     assert not Alert.objects.exists()
     assert redis_client.get(market_store.ALERTS_VERSION_KEY) != version
+    # With its id, so producers drop the rule on this bump (tests/workers/test_alerts.py).
+    assert alert_deletions.deleted_since(redis_client, 0) == [alert_id]
     assert trader.delete(f"{URL}{alert_id}/").status_code == 404
 
 

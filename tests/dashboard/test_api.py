@@ -100,6 +100,35 @@ def test_history_of_unknown_or_disabled_symbol_is_404(trader, aaa, symbol) -> No
     assert trader.get(f"/api/symbols/{symbol}/candles/").status_code == 404
 
 
+def test_session_calls_are_throttled_per_user_and_a_candle_loop_spares_the_others(
+    trader, aaa, django_user_model, settings
+) -> None:
+    """The dearest valid call (2,000 candles) in a loop from one session gets 429s; another
+    trader calling beside it does not."""
+    settings.API_SESSION_RATE = "10/min"
+    Candle.objects.bulk_create(
+        Candle(symbol=aaa, interval="1m", start_ms=i * 60_000, open=1, high=1, low=1, close=1, volume=1)
+        for i in range(2000)
+    )
+    neighbour = Client()
+    neighbour.force_login(django_user_model.objects.create_user(username="n", password="pw-for-test-2"))
+    looped, beside = [], []
+    for i in range(15):
+        response = trader.get("/api/symbols/AAA/candles/", {"interval": "1m", "limit": 2000})
+        looped.append(response.status_code)
+        if response.status_code == 200:
+            assert len(response.json()["candles"]) == 2000
+        if i % 3 == 0:
+            beside.append(neighbour.get("/api/symbols/").status_code)
+    assert looped == [200] * 10 + [429] * 5
+    assert beside == [200] * 5
+    refused = trader.get("/api/symbols/")
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert refused.json()["message"].startswith("too many requests from this session; retry in")
+    assert 1 <= int(refused["Retry-After"]) <= 60
+
+
 # --- The schema, the docs and one error shape -----------------------------------------
 
 

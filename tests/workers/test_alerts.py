@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from dashboard import alert_services
 from dashboard.market import store as market_store
 from dashboard.market.broadcast import user_group
 from dashboard.market.client import new_async_redis, sync_redis
@@ -205,6 +206,17 @@ def test_add_indexes_only_new_rules_beside_the_current_ones() -> None:
     assert [f.rule.id for f in evaluator.evaluate("AAA", ticks(98.0, start=4_000))] == [3]
 
 
+def test_remove_drops_deleted_rules_and_keeps_the_move_history() -> None:
+    evaluator = AlertEvaluator(
+        [rule(1, "above", 101.0), rule(2, "rise", percent=1.0, minutes=10), rule(3, "rise", percent=2.0, minutes=10)]
+    )
+    evaluator.evaluate("AAA", ticks(100.0))
+    assert evaluator.remove([1, 3, 99]) == 2
+    assert len(evaluator) == 1
+    # The removed ones never fire; rule 2 kept the track that saw the 100.0 low (+1 % is 101.0).
+    assert [f.rule.id for f in evaluator.evaluate("AAA", ticks(101.0, start=2_000))] == [2]
+
+
 async def test_a_version_bump_reads_only_recent_alerts_and_a_full_load_comes_on_schedule() -> None:
     calls: list[object] = []
 
@@ -368,3 +380,24 @@ async def test_two_producers_during_a_handover_fire_an_alert_once(aredis, trader
     with pytest.raises(TimeoutError):
         await next_message(layer, inbox, timeout=0.3)
     await layer.group_discard(user_group(trader.pk), inbox)
+
+
+async def test_a_deleted_alert_leaves_the_producer_on_the_version_bump(aredis, trader) -> None:
+    """Not at the next full load (5 minutes): the delete's bump carries its id."""
+    producer = make_producer(aredis, "p1")
+    await producer.run_window(40_000_000)
+    await producer.alerts.loaded()
+    keep = await create_alert(trader, condition="above", price=Decimal("100000"))
+    gone = await create_alert(trader, condition="below", price=Decimal("0.01"))
+    await producer.run_window(40_000_100)
+    await producer.alerts.loaded()
+    assert len(producer.alerts.evaluator) == 2
+    assert await sync_to_async(alert_services.delete)(trader, gone.pk)
+    await producer.run_window(40_000_200)  # sees the new version: a partial load, no full one
+    await producer.alerts.loaded()
+    assert len(producer.alerts.evaluator) == 1, "the deleted alert is dropped at once"
+    await producer.run_window(40_000_300)
+    await producer.alerts.loaded()
+    assert len(producer.alerts.evaluator) == 1
+    assert await Alert.objects.filter(pk=keep.pk, triggered_at__isnull=True).aexists()
+    await producer.release_all()
