@@ -113,3 +113,17 @@ def test_a_malformed_rate_fails_loudly() -> None:
     assert "TICKER_API_SESSION_RATE='600/fortnight' is not a rate" in result.stderr
     assert manage("check", DEBUG="1", TICKER_ALERT_CREATE_RATE="5/h").returncode == 0
 
+
+def test_make_runs_dev_env_file_is_development_and_the_environment_still_wins(tmp_path: Path) -> None:
+    from ticker import dev_env
+
+    dev_env.write(tmp_path, {"DEBUG": "1", "SECRET_KEY": "d" * 60})
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY[:3])"
+    shell = manage("shell", "-c", code, TICKER_VAR_DIR=str(tmp_path))
+    assert shell.stdout.split()[-2:] == ["True", "ddd"], shell.stderr
+    production = manage("check", DEBUG="0", ALLOWED_HOSTS="ticker.example.com", TICKER_VAR_DIR=str(tmp_path))
+    assert production.returncode == 0, "DEBUG=0 from the environment, SECRET_KEY from the file"
+    (tmp_path / dev_env.FILE_NAME).chmod(0o644)
+    refused = manage("check", TICKER_VAR_DIR=str(tmp_path))
+    assert refused.returncode != 0
+    assert "must belong to this user with mode 0600" in refused.stderr

@@ -1,8 +1,10 @@
 """Django settings for Ticker, read from the environment in this one module.
 
-Development works with no environment at all (SQLite under ``var/``, Redis on the
-embedded port that ``make run`` starts). Production sets ``DEBUG=0`` and must then
-provide ``SECRET_KEY``; everything else has a safe default or fails loudly on a bad value.
+Development: ``make run`` leaves the settings it gave its processes in ``var/dev.env``,
+read here for any name the environment does not set (``ticker/dev_env.py``), so every
+command of the checkout sees the same. Without that file the settings are production's:
+``DEBUG`` off and ``SECRET_KEY`` required; everything else has a safe default or fails
+loudly on a bad value.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ticker import dev_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
 # Development state (SQLite file, beat schedule, demo credentials) lives here, git-ignored.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# `make run`'s settings for the rest of the checkout (manage.py, celery); the environment wins.
+dev_env.load(VAR_DIR)
 
 # Prometheus metrics are shared by every process of the host through this directory; it
 # must be set before prometheus_client is first imported, hence here. Empty it at deploy.

@@ -10,14 +10,18 @@ processes (web, worker, beat) under supervisord:
   reported here and in supervisord's log;
 * Ctrl-C (or SIGTERM) stops every process, then Valkey.
 
-Development defaults are explicit here: ``DEBUG=1``. Everything lives under ``var/``
-(0700; files 0600): the database, Valkey's data and password, supervisord's socket.
+Development defaults are explicit here: ``DEBUG=1`` and a generated ``SECRET_KEY`` (kept
+across runs, so sessions survive a restart). What the processes get is also written to
+``var/dev.env`` (``ticker/dev_env.py``), so ``manage.py`` and ``celery`` run by hand in the
+checkout reach the same database and Redis with nothing exported. Everything lives under
+``var/`` (0700; files 0600): the database, Valkey's data and password, supervisord's socket.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -26,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from ticker import dev_env
 from ticker.embedded_redis import EmbeddedRedis
 
 logger = logging.getLogger("ticker.stack")
@@ -33,6 +38,10 @@ logger = logging.getLogger("ticker.stack")
 BASE_DIR = Path(__file__).resolve().parent.parent
 STARTSECS = 3
 STARTRETRIES = 3
+# A generated development key: 67 URL-safe characters (Django's deploy check asks for 50).
+SECRET_KEY_BYTES = 50
+# DEBUG values that mean on, as ticker.settings.env_bool reads them.
+TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 def procfile(path: Path) -> dict[str, str]:
@@ -96,6 +105,11 @@ def private_var_dir(var_dir: Path) -> None:
         os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
+def development_secret_key(var_dir: Path) -> str:
+    """The key of the previous run (its sessions stay valid), else a new one."""
+    return dev_env.read(var_dir).get("SECRET_KEY") or secrets.token_urlsafe(SECRET_KEY_BYTES)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = dict(os.environ)
@@ -127,6 +141,10 @@ def main() -> int:
             redis_server = EmbeddedRedis(port, var_dir / "redis", hardened=True)
             redis_server.start()
             env["REDIS_URL"] = redis_server.url
+        if not env.get("SECRET_KEY") and env["DEBUG"].strip().lower() in TRUE_VALUES:
+            env["SECRET_KEY"] = development_secret_key(var_dir)
+        # Before any process starts: each reads it for what its environment leaves unset.
+        logger.info("development settings for manage.py beside this run: %s", dev_env.write(var_dir, env))
         manage = [sys.executable, str(BASE_DIR / "manage.py")]
         logger.info("applying database migrations")
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=BASE_DIR)  # noqa: S603

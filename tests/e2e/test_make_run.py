@@ -1,11 +1,17 @@
 """`make run` heals itself: supervisord restarts a crashed web, worker or beat while the
-others keep running, gives up on a crash loop and says so, and Ctrl-C stops everything."""
+others keep running, gives up on a crash loop and says so, and Ctrl-C stops everything.
+Beside it, Django's commands work in the checkout with nothing exported (``var/dev.env``).
+
+Each run is in a copy of this checkout (its files as they are now, no ``var/``), started
+as a developer would: no ``TICKER_VAR_DIR``, so its state is the copy's own ``var/``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class MadeRun:
-    """``python -m ticker.stack`` (what ``make run`` runs after setting up the venv)."""
+    """``python -m ticker.stack`` (what ``make run`` runs after setting up the venv) in ``checkout``."""
 
     workdir: Path
+    checkout: Path
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -37,8 +44,12 @@ class MadeRun:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def var(self) -> Path:
+        return self.checkout / "var"
+
     def supervisorctl(self, *args: str) -> str:
-        conf = self.workdir / "var" / "supervisord.conf"
+        conf = self.var / "supervisord.conf"
         command = [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(conf), *args]
         return subprocess.run(command, capture_output=True, text=True, check=False).stdout
 
@@ -49,18 +60,37 @@ class MadeRun:
         return self.log.read_text(errors="replace")
 
 
+def copy_checkout(dest: Path) -> Path:
+    """This checkout's files (tracked and new, not ignored: no ``var/``, no venv) copied to ``dest``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is not copied
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def make_run(workdir: Path, **extra: str) -> MadeRun:
     port = free_port()
+    checkout = copy_checkout(workdir / "checkout")
     env = process_env(workdir, PORT=str(port), TICKER_EMBEDDED_REDIS_PORT=str(free_port()), **extra)
-    for name in ("REDIS_URL", "DATABASE_URL", "CACHE_URL", "CHANNEL_LAYER_REDIS_URLS", "DEBUG"):
-        env.pop(name, None)  # exactly what a fresh `make run` has: it picks its own
+    # Exactly what a fresh `make run` in a checkout has: it picks its own Redis, database and DEBUG.
+    for name in ("REDIS_URL", "DATABASE_URL", "CACHE_URL", "CHANNEL_LAYER_REDIS_URLS", "DEBUG", "SECRET_KEY"):
+        env.pop(name, None)
+    for name in ("TICKER_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(name, None)  # the checkout's own var/
     log = workdir / "make-run.log"
-    workdir.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ticker.stack"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "ticker.stack"], cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    run = MadeRun(workdir, port, process, log)
+    run = MadeRun(workdir, checkout, port, process, log)
     wait_for(lambda: answers(f"{run.base_url}/readyz") or process.poll() is not None, 120, "make run ready")
     assert process.poll() is None, run.output()
     return run
@@ -140,9 +170,9 @@ def test_a_crash_loop_is_given_up_and_reported_and_ctrl_c_stops_everything(tmp_p
 def test_var_is_private_and_the_embedded_valkey_needs_its_password(running: MadeRun) -> None:
     import redis
 
-    var = running.workdir / "var"
+    var = running.var
     assert oct(var.stat().st_mode & 0o777) == "0o700"
-    for path in (var / "db.sqlite3", var / "redis" / "password", var / "redis" / "server.conf"):
+    for path in (var / "db.sqlite3", var / "redis" / "password", var / "redis" / "server.conf", var / "dev.env"):
         assert oct(path.stat().st_mode & 0o777) == "0o600", path
     port = int((var / "redis" / "server.conf").read_text().split("port ")[1].split()[0])
     with pytest.raises(redis.AuthenticationError):
@@ -154,3 +184,33 @@ def test_var_is_private_and_the_embedded_valkey_needs_its_password(running: Made
         client.execute_command("CONFIG", "SET", "dir", "/tmp")
     with pytest.raises(redis.ResponseError, match="unknown command"):
         client.flushall()
+
+
+def bare_manage(run: MadeRun, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ...`` in the run's checkout as a new terminal has it: nothing exported."""
+    bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(run.workdir), **env}
+    command = [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=run.checkout, env=bare, capture_output=True, text=True, check=False)
+
+
+def test_django_commands_beside_make_run_need_no_environment(running: MadeRun) -> None:
+    admin = ("bare-admin", "bare-admin-pass-1")
+    created = bare_manage(
+        running,
+        "createsuperuser",
+        "--noinput",
+        DJANGO_SUPERUSER_USERNAME=admin[0],
+        DJANGO_SUPERUSER_PASSWORD=admin[1],
+        DJANGO_SUPERUSER_EMAIL="dev@example.com",
+    )
+    assert created.returncode == 0, created.stderr
+    # The running web knows the account: manage.py used make run's database.
+    assert "Site administration" in HttpSession.logged_in(running.base_url, *admin).get("/admin/")
+
+    status = bare_manage(running, "ticker_status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    # make run's Valkey, reached with its password: the live producer and its series are there.
+    assert report["producers"], report
+    assert any(row["symbol"] == "BTC-USD" and row["seq"] > 0 for row in report["symbols"]), report["symbols"]
+    assert "***" in report["redis"]["url"]
