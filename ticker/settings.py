@@ -409,8 +409,9 @@ TICKER = {
     "READS_PER_SECOND": env_int("TICKER_READS_PER_SECOND", 50, minimum=1),
     "READ_BURST": env_int("TICKER_READ_BURST", 400, minimum=1),
     "MAX_RESUME_TICKS": env_int("TICKER_MAX_RESUME_TICKS", 250, minimum=1),
-    # How often each web process re-checks its streams' users and sessions (expiry, bulk
-    # deactivation, deletion: what no signal announces). Two queries per check per process.
+    # How often each web process re-checks its streams' users, sessions (expiry, auth hash)
+    # and API tokens (revoked, expired): what no signal announces, or a close message that
+    # was lost. Three queries per check per process.
     "ACCESS_CHECK_SECONDS": env_int("TICKER_ACCESS_CHECK_SECONDS", 5, minimum=1),
     # Other exact origins (scheme://host[:port]) allowed to open streams, e.g. a separate front end.
     "EXTRA_ORIGINS": env_list("TICKER_EXTRA_ORIGINS", []),
@@ -418,6 +419,8 @@ TICKER = {
 
 # Requests per API token (Authorization: Bearer) per period, e.g. "600/min"; over it: 429.
 API_TOKEN_RATE = env_rate("TICKER_API_TOKEN_RATE", "600/min")
+# The longest a personal API token lives, in days from its creation (ten years at most).
+API_TOKEN_MAX_DAYS = env_int("TICKER_API_TOKEN_MAX_DAYS", 90, minimum=1, maximum=3650)
 # The same per user for calls with the browser session (dashboard.api.auth.SessionThrottle).
 API_SESSION_RATE = env_rate("TICKER_API_SESSION_RATE", "600/min")
 # Price alerts one user may create per period, by session and tokens together.

@@ -1,12 +1,15 @@
 """Open streams lose their right to stay open: one audit per server process.
 
-Logout, a saved deactivation and a password change close streams at once through their
-user's or session's group (``dashboard.signals``). What no signal announces (a session
-that expires, ``QuerySet.update(is_active=False)``, rows deleted in bulk, ``clearsessions``)
-is caught here: every ``TICKER["ACCESS_CHECK_SECONDS"]`` the process asks the database,
-in two queries whatever the number of streams, which of its streams' users are still
-active and which of their sessions still exist unexpired, and closes the others (4401).
-Streams opened with credentials other than a session are checked by user only.
+Logout, a saved deactivation, a password change and a token's revocation close streams
+at once through their user's, session's or token's group (``dashboard.signals``,
+``dashboard.tokens``). What no signal announces (a session that expires,
+``QuerySet.update(is_active=False)``, rows deleted in bulk, ``clearsessions``), and a
+close message that was lost (a channel-layer shard restarting), is caught here: every
+``TICKER["ACCESS_CHECK_SECONDS"]`` the process asks the database, in three queries
+whatever the number of streams, which of its streams' users are still active, which of
+their sessions still exist unexpired and still carry their user's current auth hash
+(Django's own test: a password change or reset changes it), and which of their API
+tokens still exist unexpired; it closes the others (4401).
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.models import Session
 from django.db import close_old_connections
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
+from dashboard import tokens
 from dashboard.market.loop_services import BackgroundTask, services
 
 logger = logging.getLogger(__name__)
@@ -35,10 +40,11 @@ CHUNK = 500
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a stream was admitted on."""
+    """What a stream was admitted on: its user, and its session or its API token."""
 
     user_id: int
     session_key: str | None
+    token_id: int | None = None
 
 
 class Revocable(Protocol):
@@ -47,25 +53,68 @@ class Revocable(Protocol):
     async def revoke(self, reason: str) -> None: ...
 
 
+@dataclass
+class Valid:
+    """What one check found still valid: active users, their sessions, (token, user) pairs."""
+
+    users: set[int] = field(default_factory=set)
+    sessions: dict[str, int] = field(default_factory=dict)  # session key -> its user
+    tokens: set[tuple[int, int]] = field(default_factory=set)
+
+    def refusal(self, creds: Credentials) -> str | None:
+        """Why a stream admitted on ``creds`` must close, or None."""
+        if creds.user_id not in self.users:
+            return "user deactivated or deleted"
+        if creds.session_key and self.sessions.get(creds.session_key) != creds.user_id:
+            return "session expired, ended or its password changed"
+        if creds.token_id is not None and (creds.token_id, creds.user_id) not in self.tokens:
+            return "API token revoked or expired"
+        return None
+
+
 def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     items = list(values)
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
 
 
-def still_valid(user_ids: set[int], session_keys: set[str]) -> tuple[set[int], set[str]]:
-    """The active users among ``user_ids`` and the live sessions among ``session_keys``."""
+def _session_holds(data: dict[str, Any], user: Any) -> bool:
+    """Whether decoded session ``data`` of ``user`` still logs them in, by the test of Django's
+    ``get_user``: its auth hash is the user's current one (or one of a fallback key)."""
+    stored = data.get(HASH_SESSION_KEY)
+    if not stored:
+        return False
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(stored, expected) for expected in hashes)
+
+
+def _user_id(data: dict[str, Any]) -> int | None:
+    try:
+        return int(data[SESSION_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def still_valid(user_ids: set[int], session_keys: set[str], token_ids: set[int] | None = None) -> Valid:
+    """Which of these users, sessions and tokens are still valid (one query per kind and chunk)."""
     close_old_connections()
     try:
-        users: set[int] = set()
+        found = Valid()
+        users: dict[int, Any] = {}
         for chunk in _chunks(user_ids):
-            users.update(get_user_model().objects.filter(pk__in=chunk, is_active=True).values_list("pk", flat=True))
-        sessions: set[str] = set()
+            rows = get_user_model().objects.filter(pk__in=chunk, is_active=True).only("pk", "password")
+            users.update((row.pk, row) for row in rows)
+        found.users = set(users)
         now = timezone.now()
         for chunk in _chunks(session_keys):
-            found = Session.objects.filter(session_key__in=chunk, expire_date__gt=now)
-            sessions.update(found.values_list("session_key", flat=True))
-        return users, sessions
+            for session in Session.objects.filter(session_key__in=chunk, expire_date__gt=now):
+                data = session.get_decoded()
+                user = users.get(_user_id(data))
+                if user is not None and _session_holds(data, user):
+                    found.sessions[session.session_key] = user.pk
+        for chunk in _chunks(token_ids or ()):
+            found.tokens.update(tokens.live(now).filter(pk__in=chunk).values_list("pk", "user_id"))
+        return found
     finally:
         close_old_connections()
 
@@ -95,21 +144,20 @@ class AccessAudit:
                 logger.warning("stream credentials not re-checked: %r", exc)
 
     async def check(self) -> int:
-        """Close every stream whose user or session is no longer valid; returns how many."""
+        """Close every stream whose user, session or token is no longer valid; returns how many."""
         streams = list(self.streams)
         if not streams:
             return 0
-        user_ids = {s.credentials.user_id for s in streams}
-        session_keys = {s.credentials.session_key for s in streams if s.credentials.session_key}
-        users, sessions = await sync_to_async(still_valid, thread_sensitive=False)(user_ids, session_keys)
+        creds = [s.credentials for s in streams]
+        found = await sync_to_async(still_valid, thread_sensitive=False)(
+            {c.user_id for c in creds},
+            {c.session_key for c in creds if c.session_key},
+            {c.token_id for c in creds if c.token_id is not None},
+        )
         closed = 0
         for stream in streams:
-            creds = stream.credentials
-            if creds.user_id not in users:
-                reason = "user deactivated or deleted"
-            elif creds.session_key and creds.session_key not in sessions:
-                reason = "session expired or ended"
-            else:
+            reason = found.refusal(stream.credentials)
+            if reason is None:
                 continue
             self.unregister(stream)
             await stream.revoke(reason)

@@ -2,8 +2,8 @@
 
 Not logged in: accepted and closed with 4401. Over the per-user bounds: an error frame
 and 4429. Otherwise the stream is counted and handed to the process's access audit
-(``dashboard.streams.access``: closed with 4401 once its user or session is no longer
-valid), the consumer runs, and both are released in a ``finally`` however the consumer
+(``dashboard.streams.access``: closed with 4401 once its user, session or token is no
+longer valid), the consumer runs, and both are released in a ``finally`` however the consumer
 ends, so a stream whose setup fails never leaks its slot. Consumers contain no
 admission code.
 
@@ -148,7 +148,8 @@ class StreamAdmission:
         gauge.inc()
         scope = {**scope, "ticker.read_budget": bounds.read_budget(user.pk)}
         session = scope.get("session")
-        stream = AdmittedStream(Credentials(user.pk, getattr(session, "session_key", None)), send, self.kind)
+        credentials = Credentials(user.pk, getattr(session, "session_key", None), scope.get("api_token_id"))
+        stream = AdmittedStream(credentials, send, self.kind)
         audits = audit()
         audits.register(stream)
         garbage = collector()

@@ -10,7 +10,10 @@ WebSocket). Sits inside ``SessionAuthStack`` and outside the router, so
   anonymous, whatever session cookie came along, and admission closes with 4401;
 * no bearer header: the session decides, untouched.
 
-A stream opened with a token that expires is closed (4401) when it expires.
+A stream opened with a token is closed (4401) when the token expires (its own expiry or
+the maximum lifetime, ``dashboard.tokens.expiry``), when it is revoked (its group), and,
+should that message be lost, at the access audit's next check (``dashboard.streams.access``
+re-checks the token of every token stream).
 
 The Origin rule (``dashboard.streams.origin``) lets a handshake without an Origin
 through only when it carries a bearer header; this middleware then decides.
@@ -71,9 +74,9 @@ class BearerTokenMiddleware:
         scope["user"] = token.user if token is not None else AnonymousUser()
         scope["api_token_id"] = token.pk if token is not None else None
         expiry = None
-        if token is not None and token.expires_at is not None:
+        if token is not None:
             # The stream ends when its token does, as a revocation would end it.
-            remaining = (token.expires_at - timezone.now()).total_seconds()
+            remaining = (tokens.expiry(token) - timezone.now()).total_seconds()
             expiry = asyncio.get_running_loop().create_task(_close_at_expiry(send, remaining, token.pk))
         try:
             await self.app(scope, receive, send)

@@ -1,17 +1,26 @@
 """Personal API tokens: create/list/revoke, hashed storage, read-only, expiry, throttle,
-bearer auth on the HTTP API and on the WebSocket handshake, revocation closing streams."""
+bearer auth on the HTTP API and on the WebSocket handshake, revocation closing streams;
+the current password to create one, a maximum lifetime, every token revoked when the
+password changes or is reset (but not when its hash is only upgraded)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.hashers import make_password
+from django.core import mail
+from django.core.cache import cache
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -19,6 +28,13 @@ from dashboard import tokens
 from dashboard.models import ApiToken, Symbol
 from tests.dashboard.conftest import ORIGIN, next_frame
 from ticker.asgi import application
+
+PASSWORD = "pw-for-test-1"
+NEW_PASSWORD = "a-new-pw-for-test-7"
+# Wrong passwords tried before giving up on a lockout: above every limit axes is given here.
+GUESS_BOUND = 60
+# The API's JSON carries times to the millisecond.
+JSON_PRECISION = timedelta(milliseconds=1)
 
 
 @pytest.fixture
@@ -29,13 +45,17 @@ def market(db, redis_client) -> None:
 @pytest.fixture
 def alice(market, django_user_model) -> Client:
     client = Client()
-    client.user = django_user_model.objects.create_user(username="alice", password="pw-for-test-1")
+    client.user = django_user_model.objects.create_user(username="alice", password=PASSWORD)
     client.force_login(client.user)
     return client
 
 
+def post_token(client: Client, **body: object):
+    return client.post("/api/tokens/", json.dumps({"name": "script", **body}), content_type="application/json")
+
+
 def create(client: Client, **body: object) -> dict:
-    response = client.post("/api/tokens/", json.dumps({"name": "script", **body}), content_type="application/json")
+    response = post_token(client, password=PASSWORD, **body)
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -127,7 +147,9 @@ def test_a_user_cannot_revoke_another_users_token(alice, django_user_model) -> N
 def test_tokens_cannot_mint_or_revoke_tokens(alice) -> None:
     created = create(alice)
     script = bearer(created["token"])
-    response = script.post("/api/tokens/", json.dumps({"name": "child"}), content_type="application/json")
+    # Not even with the password: a token must not outlive its revocation through a child.
+    child = {"name": "child", "password": PASSWORD}
+    response = script.post("/api/tokens/", json.dumps(child), content_type="application/json")
     assert response.status_code == 403
     assert script.delete(f"/api/tokens/{created['id']}/").status_code == 403
     assert ApiToken.objects.count() == 1
@@ -153,16 +175,202 @@ def test_tokens_are_throttled_with_429_in_the_common_shape(alice, redis_client, 
     [({"name": "x" * 41}, "name"), ({"name": "n", "expires_in_days": 0}, "expires_in_days")],
 )
 def test_invalid_token_requests_are_400_naming_the_field(alice, body, field) -> None:
-    response = alice.post("/api/tokens/", json.dumps(body), content_type="application/json")
+    response = alice.post("/api/tokens/", json.dumps({**body, "password": PASSWORD}), content_type="application/json")
     assert response.status_code == 400
     assert response.json()["field"] == field
+
+
+# --- Only the password makes a token --------------------------------------------------
+
+
+def test_creating_a_token_needs_the_current_password(alice) -> None:
+    missing = post_token(alice)
+    assert (missing.status_code, missing.json()["field"]) == (400, "password")
+    wrong = post_token(alice, password="not-the-password")
+    assert wrong.status_code == 403
+    assert wrong.json() == {"error": "forbidden", "message": "the current password is wrong", "field": "password"}
+    assert not ApiToken.objects.exists()
+    assert post_token(alice, password=PASSWORD).status_code == 201
+
+
+def test_the_settings_page_asks_for_the_current_password(alice) -> None:
+    page = alice.get("/settings/tokens/").content.decode()
+    assert 'type="password" name="password" required autocomplete="current-password"' in page
+    refused = alice.post("/settings/tokens/", {"name": "n", "expires_in_days": "30", "password": "wrong"})
+    assert refused.status_code == 403
+    assert "the current password is wrong" in refused.content.decode()
+    assert 'class="secret-value"' not in refused.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_wrong_token_passwords_count_as_failed_logins(alice) -> None:
+    # The form is a password oracle for whoever holds the session: it locks as a login does.
+    cache.clear()
+    statuses = []
+    while len(statuses) < GUESS_BOUND and (not statuses or statuses[-1] == 403):
+        statuses.append(post_token(alice, password=f"guess-{len(statuses)}").status_code)
+    assert statuses[0] == 403
+    assert statuses[-1] == 429, statuses
+    locked = post_token(alice, password=PASSWORD)
+    assert locked.status_code == 429, "locked out: even the right password makes no token"
+    assert locked.json()["field"] == "password"
+    assert not ApiToken.objects.exists()
+    assert Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 429
+    cache.clear()
+
+
+# --- A maximum lifetime ---------------------------------------------------------------
+
+
+def test_a_token_without_an_expiry_lives_the_maximum(alice, settings) -> None:
+    settings.API_TOKEN_MAX_DAYS = 30
+    before = timezone.now()
+    created = create(alice)
+    expires_at = datetime.fromisoformat(created["expires_at"])
+    assert before + timedelta(days=30) - JSON_PRECISION <= expires_at <= timezone.now() + timedelta(days=30)
+    assert abs(ApiToken.objects.get().expires_at - expires_at) < JSON_PRECISION
+
+
+def test_a_longer_lifetime_is_refused_naming_the_field(alice, settings) -> None:
+    settings.API_TOKEN_MAX_DAYS = 30
+    response = post_token(alice, password=PASSWORD, expires_in_days=31)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == "expires_in_days"
+    assert "between 1 and 30" in body["message"]
+    assert not ApiToken.objects.exists()
+    page = alice.post("/settings/tokens/", {"name": "n", "expires_in_days": "365", "password": PASSWORD})
+    assert page.status_code == 400
+    assert "between 1 and 30" in page.content.decode()
+
+
+def test_the_page_offers_no_lifetime_past_the_maximum(alice, settings) -> None:
+    settings.API_TOKEN_MAX_DAYS = 45
+    page = alice.get("/settings/tokens/").content.decode()
+    offered = re.findall(r'<option value="(\d+)"( selected)?>', page)
+    assert offered == [("7", ""), ("30", ""), ("45", " selected")]
+
+
+@pytest.mark.parametrize("stored_expiry", [None, timedelta(days=365)])
+def test_the_maximum_bounds_tokens_made_before_it(alice, settings, stored_expiry) -> None:
+    # Rows made before the bound existed (no expiry) or before it was lowered.
+    created = create(alice)
+    born = timezone.now() - timedelta(days=31)
+    expires_at = None if stored_expiry is None else born + stored_expiry
+    ApiToken.objects.filter(pk=created["id"]).update(created_at=born, expires_at=expires_at)
+    settings.API_TOKEN_MAX_DAYS = 31
+    response = bearer(created["token"]).get("/api/symbols/")
+    assert response.status_code == 401
+    assert response.json()["message"] == "this API token has expired"
+    [listed] = alice.get("/api/tokens/").json()["tokens"]
+    assert abs(datetime.fromisoformat(listed["expires_at"]) - (born + timedelta(days=31))) < JSON_PRECISION
+    settings.API_TOKEN_MAX_DAYS = 32
+    assert bearer(created["token"]).get("/api/symbols/").status_code == 200
+
+
+# --- Tokens die with the password -----------------------------------------------------
+
+
+def _change_by_view(user) -> None:
+    client = Client()
+    client.force_login(user)
+    fields = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    assert client.post("/accounts/password_change/", fields).status_code == 302
+
+
+def _reset_by_mail(user) -> None:
+    mail.outbox.clear()
+    assert Client().post("/accounts/password_reset/", {"email": user.email}).status_code == 302
+    link = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    client = Client()
+    form_page = client.get(link, follow=True)
+    path = form_page.redirect_chain[-1][0]
+    done = client.post(path, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert done.status_code == 302
+
+
+def _change_in_admin(user) -> None:
+    form = AdminPasswordChangeForm(user, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert form.is_valid(), form.errors
+    form.save()
+
+
+def _change_by_command(user, monkeypatch) -> None:
+    monkeypatch.setattr("getpass.getpass", lambda *args, **kwargs: NEW_PASSWORD)
+    call_command("changepassword", user.username, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("how", ["password change page", "password reset mail", "admin form", "changepassword"])
+def test_a_password_change_or_reset_revokes_every_token(alice, django_user_model, monkeypatch, how) -> None:
+    cache.clear()
+    user = alice.user
+    user.email = "alice@example.com"
+    user.save(update_fields=["email"])
+    secrets = [create(alice, name=name)["token"] for name in ("one", "two")]
+    bob = django_user_model.objects.create_user(username="bob", password="pw-for-test-2")
+    kept = tokens.create(bob, "bob's")
+    changes = {
+        "password change page": _change_by_view,
+        "password reset mail": _reset_by_mail,
+        "admin form": _change_in_admin,
+        "changepassword": lambda u: _change_by_command(u, monkeypatch),
+    }
+    changes[how](user)
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD), "the password did change"
+    assert list(ApiToken.objects.values_list("pk", flat=True)) == [kept.token.pk], "only another user's remains"
+    for secret in secrets:
+        assert bearer(secret).get("/api/symbols/").status_code == 401
+
+
+def test_saving_a_user_without_a_new_password_keeps_the_tokens(alice) -> None:
+    secret = create(alice)["token"]
+    alice.user.first_name = "Alice"
+    alice.user.save()
+    assert bearer(secret).get("/api/symbols/").status_code == 200
+
+
+@pytest.fixture
+def legacy_hasher(settings) -> None:
+    """PBKDF2 preferred, MD5 still understood: an MD5 hash is upgraded at the next check."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+
+
+def _store_legacy_hash(user) -> None:
+    # update(): no signal, as if the row had been stored under the older hasher.
+    type(user).objects.filter(pk=user.pk).update(password=make_password(PASSWORD, hasher="md5"))
+    user.refresh_from_db()
+
+
+def test_a_hash_upgrade_is_no_password_change(alice, legacy_hasher) -> None:
+    # Django re-hashes a password when it is checked and the preferred hasher changed: same password.
+    secret = create(alice)["token"]
+    user = alice.user
+    _store_legacy_hash(user)
+    assert user.check_password(PASSWORD)
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_sha256$"), "the hash was upgraded"
+    assert bearer(secret).get("/api/symbols/").status_code == 200
+
+
+def test_a_hash_upgrade_while_making_a_token_keeps_the_session(alice, legacy_hasher) -> None:
+    _store_legacy_hash(alice.user)
+    alice.force_login(alice.user)
+    create(alice)  # checking the password here upgrades the hash
+    alice.user.refresh_from_db()
+    assert alice.user.password.startswith("pbkdf2_sha256$"), "the hash was upgraded"
+    assert alice.get("/api/tokens/").status_code == 200, "the session that upgraded it stays logged in"
 
 
 def test_the_settings_page_creates_shows_once_and_revokes(alice) -> None:
     page = alice.get("/settings/tokens/")
     assert page.status_code == 200
     assert "No tokens yet" in page.content.decode()
-    created = alice.post("/settings/tokens/", {"name": "notebook", "expires_in_days": "30", "read_only": "on"})
+    fields = {"name": "notebook", "expires_in_days": "30", "read_only": "on", "password": PASSWORD}
+    created = alice.post("/settings/tokens/", fields)
     html = created.content.decode()
     token = ApiToken.objects.get()
     assert token.read_only
@@ -175,8 +383,23 @@ def test_the_settings_page_creates_shows_once_and_revokes(alice) -> None:
     assert token.prefix in again
     assert secret not in again
     response = alice.post(f"/settings/tokens/{token.pk}/revoke/", follow=True)
-    assert "Token revoked" in response.content.decode()
+    assert "Token revoked: it is refused from now on." in response.content.decode()
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("broadcast", "said"),
+    [(True, "Its open streams were sent a close"), (False, "The close could not be broadcast")],
+)
+def test_the_page_says_what_revoking_did(transactional_db, alice, monkeypatch, settings, broadcast, said) -> None:
+    # Autocommit, as in production: the close is sent before the page is answered.
+    settings.TICKER = {**settings.TICKER, "ACCESS_CHECK_SECONDS": 7}
+    if not broadcast:
+        monkeypatch.setattr(tokens, "publish_revoked", lambda group, reason: False)
+    token_id = create(alice)["id"]
+    html = alice.post(f"/settings/tokens/{token_id}/revoke/", follow=True).content.decode()
+    assert f"Token revoked: it is refused from now on. {said}" in html
+    assert "any stream that misses it is closed within 7 s (the access check)" in html
 
 
 def test_the_dashboard_header_links_to_the_tokens_page(alice) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import html
 import re
 
-from tests.e2e.stack import HttpSession
+from tests.e2e.stack import TRADER, HttpSession
 
 
-def create_token(session: HttpSession, name: str, *, read_only: bool = False) -> tuple[int, str]:
-    """Create a token through the real form; returns its id and its secret (shown once)."""
-    fields: dict[str, object] = {"name": name, "expires_in_days": "1"}
+def create_token(
+    session: HttpSession, name: str, *, read_only: bool = False, password: str = TRADER[1]
+) -> tuple[int, str]:
+    """Create a token through the real form, which asks for the session's user's current
+    ``password`` (the trader's by default); returns its id and its secret (shown once)."""
+    fields: dict[str, object] = {"name": name, "expires_in_days": "1", "password": password}
     if read_only:
         fields["read_only"] = "on"
     page = session.post_form("/settings/tokens/", fields)
@@ -23,4 +26,4 @@ def create_token(session: HttpSession, name: str, *, read_only: bool = False) ->
 
 def revoke_token(session: HttpSession, token_id: int) -> None:
     page = session.post_form(f"/settings/tokens/{token_id}/revoke/", {}, form_path="/settings/tokens/")
-    assert "Token revoked" in page
+    assert "Token revoked: it is refused from now on." in page

@@ -59,6 +59,7 @@ def test_a_trader_creates_and_revokes_a_token_on_the_settings_page(page: Page, s
     page.wait_for_url(f"{stack_logs.base_url}/settings/tokens/")
     page.fill("input[name=name]", "browser e2e")
     page.check("input[name=read_only]")
+    page.fill("input[name=password]", TRADER[1])  # a session alone makes no token
     page.click("button[type=submit].primary")
     secret = page.locator("input.secret-value").input_value()
     assert re.fullmatch(r"tkr_[A-Za-z0-9_-]{40,}", secret)

@@ -204,14 +204,18 @@ async def test_the_expiry_close_is_armed_while_the_stream_lasts_and_cancelled_af
     assert closer.cancelled(), "the stream ended first: its expiry close is called off"
 
 
-async def test_a_token_without_expiry_arms_no_close(new_token) -> None:
+async def test_a_stream_closes_at_its_tokens_maximum_lifetime(symbols, new_token, settings) -> None:
+    # A row with no expiry of its own (made before the bound) still ends at the maximum.
+    settings.API_TOKEN_MAX_DAYS = 1
+    settings.TICKER = {**settings.TICKER, "ACCESS_CHECK_SECONDS": 60}  # the expiry closes it, not the audit
+    born = timezone.now() - timedelta(days=1) + timedelta(seconds=1.5)
     created = await new_token()
-    communicator = WebsocketCommunicator(SCOPE_APP, STREAM, headers=handshake_headers(f"Bearer {created.secret}"))
-    connected, _ = await communicator.connect(timeout=5)
+    await ApiToken.objects.filter(pk=created.token.pk).aupdate(created_at=born, expires_at=None)
+    communicator, connected = await open_stream(authorization=f"Bearer {created.secret}")
     assert connected
-    await communicator.receive_from(timeout=5)
-    assert _expiry_closers() == []
-    await communicator.disconnect()
+    await next_frame(communicator, "hello")
+    assert await closed_with(communicator, timeout=10) == 4401
+    assert timezone.now() >= born + timedelta(days=1)
 
 
 # --- Through the whole stack ------------------------------------------------------------
