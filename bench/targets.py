@@ -216,6 +216,8 @@ class TickerTarget(Target):
                 "SESSION_COOKIE_SECURE": "0",
                 "CSRF_COOKIE_SECURE": "0",
                 "TICKER_ORIGIN_SCHEME": "http",
+                # No mail server: production refuses the log backend unless chosen.
+                "TICKER_EMAIL_BACKEND": "console",
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "REDIS_URL": self.redis.url,
                 "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",

@@ -28,6 +28,7 @@ from tests.e2e.rawws import RawWebSocket
 from tests.e2e.stack import ROOT, Process, answers, process_env
 from tests.waiting import wait_until
 from ticker.embedded_redis import free_port
+from ticker.proxy_headers import proxy_only
 
 # What a flood sends: about 100 KB/s, filling a stalled reader's kernel buffers within
 # seconds while what waits in the server at the close stays small enough to be read at
@@ -50,16 +51,35 @@ LARGE_OUTBOUND_BYTES = 256 * 1024 * 1024
 CLOSE_DEADLINE_SECONDS = 20
 # The client wrote the first entry itself; the balancer appended the address it saw.
 FORWARDED_FOR = "6.6.6.6, 192.0.2.10"
+# Every header only a proxy may set, and Daphne's own root-path header.
+PROXY_SET = {
+    "X-Forwarded-For": "192.0.2.10",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "443",
+    "Forwarded": "for=192.0.2.10;proto=https",
+    "X-Real-IP": "192.0.2.10",
+    "Daphne-Root-Path": "/ticker",
+}
 
 
 # --- the application the test servers run ---------------------------------------------
 
 
 async def application(scope: dict, receive: Any, send: Any) -> None:
-    """HTTP: the client address and scheme as JSON. WebSocket: those as the first frame, then
+    """HTTP: the client address, scheme, proxy-only headers and root path as JSON. WebSocket:
+    those as the first frame, then
     ``{"sizes": [...]}`` gets one text frame of each size, ``{"flood": tag}`` frames until
     the client is gone (reported on stdout)."""
-    seen = json.dumps({"client": scope.get("client"), "scheme": scope.get("scheme")})
+    forwarded = {name.decode(): value.decode() for name, value in scope["headers"] if proxy_only(name)}
+    seen = json.dumps(
+        {
+            "client": scope.get("client"),
+            "scheme": scope.get("scheme"),
+            "forwarded": forwarded,
+            "root_path": scope.get("root_path"),
+        }
+    )
     if scope["type"] == "http":
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
@@ -238,8 +258,16 @@ def test_text_frames_of_every_length_encoding_arrive_whole(slow_after_server: We
 
 def test_a_trusted_proxy_names_the_client_on_http_and_websocket(slow_after_server: WebServer) -> None:
     headers = {"X-Forwarded-For": FORWARDED_FOR, "X-Forwarded-Proto": "https"}
-    assert slow_after_server.seen(headers) == {"client": ["192.0.2.10", 0], "scheme": "https"}
+    seen = slow_after_server.seen(headers)
+    assert (seen["client"], seen["scheme"]) == (["192.0.2.10", 0], "https")
     assert slow_after_server.seen_by_websocket(headers)["client"][0] == "192.0.2.10"
+
+
+def test_a_trusted_proxys_forwarded_headers_reach_the_application(slow_after_server: WebServer) -> None:
+    for seen in (slow_after_server.seen(PROXY_SET), slow_after_server.seen_by_websocket(PROXY_SET)):
+        # Daphne takes its root-path header out of the headers and into the scope.
+        assert seen["forwarded"] == {name.lower(): value for name, value in PROXY_SET.items() if "Root" not in name}
+        assert seen["root_path"] == "/ticker"
 
 
 def test_without_trusted_proxies_proxy_headers_name_nobody(byte_bound_server: WebServer) -> None:
@@ -248,6 +276,14 @@ def test_without_trusted_proxies_proxy_headers_name_nobody(byte_bound_server: We
     seen = byte_bound_server.seen(headers)
     assert (seen["client"][0], seen["scheme"]) == ("127.0.0.1", "http")
     assert byte_bound_server.seen_by_websocket(headers)["client"][0] == "127.0.0.1"
+
+
+def test_an_untrusted_peers_forwarded_headers_never_reach_the_application(byte_bound_server: WebServer) -> None:
+    # Django's SECURE_PROXY_SSL_HEADER would believe that X-Forwarded-Proto: the request
+    # must arrive as the peer sent it, minus every header only a proxy may set.
+    for seen in (byte_bound_server.seen(PROXY_SET), byte_bound_server.seen_by_websocket(PROXY_SET)):
+        assert seen["forwarded"] == {}
+        assert seen["root_path"] == ""
 
 
 # --- wiring ---------------------------------------------------------------------------------

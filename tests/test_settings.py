@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG", "EMAIL_"))}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, check=False
     )
@@ -26,6 +26,7 @@ def test_production_settings_pass_check_deploy() -> None:
         DEBUG="0",
         SECRET_KEY="a-long-random-production-key-" + "x" * 40,
         ALLOWED_HOSTS="ticker.example.com",
+        EMAIL_HOST="smtp.example.com",
     )
     assert result.returncode == 0, result.stderr + result.stdout
 
@@ -42,17 +43,45 @@ def test_debug_is_off_unless_asked_for() -> None:
     assert "SECRET_KEY must be set" in result.stderr, "no DEBUG in the environment means production"
 
 
-def test_production_sends_hsts_for_a_year_and_redirects_to_https() -> None:
+def production_settings(*names: str, **env: str) -> list[str]:
+    """The named settings as a production process (``DEBUG=0``, mail configured) sees them."""
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)"
+        f"print(*(repr(getattr(s, n, None)) for n in {names!r}), sep='\\n')"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG"))}
-    env.update(
-        DEBUG="0", SECRET_KEY="k" * 60, ALLOWED_HOSTS="ticker.example.com", DJANGO_SETTINGS_MODULE="ticker.settings"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG", "EMAIL_"))}
+    production = {"DEBUG": "0", "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "ticker.example.com"}
+    production.update(EMAIL_HOST="smtp.example.com", DJANGO_SETTINGS_MODULE="ticker.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**base, **production, **env}, capture_output=True, text=True
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert result.stdout.split() == ["31536000", "True", "True"], result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_production_sends_hsts_for_a_year_and_redirects_to_https() -> None:
+    seen = production_settings("SECURE_HSTS_SECONDS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE")
+    assert seen == ["31536000", "True", "True"]
+
+
+def test_django_believes_x_forwarded_proto_only_behind_trusted_proxies() -> None:
+    # ticker.server strips the header from any other peer; without a proxy, nobody sets it.
+    assert production_settings("SECURE_PROXY_SSL_HEADER") == ["None"]
+    behind = production_settings("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="10.0.0.2")
+    assert behind == ["('HTTP_X_FORWARDED_PROTO', 'https')"]
+
+
+def test_production_never_prints_reset_links_to_the_log_unless_told_to() -> None:
+    # No mail server and no choice: refused at start, not a reset link in the log later.
+    refused = manage("check", DEBUG="0", SECRET_KEY="k" * 60, ALLOWED_HOSTS="ticker.example.com")
+    assert refused.returncode != 0
+    assert "set EMAIL_HOST" in refused.stderr
+    assert production_settings("EMAIL_BACKEND") == ["'django.core.mail.backends.smtp.EmailBackend'"]
+    chosen = production_settings("EMAIL_BACKEND", EMAIL_HOST="", TICKER_EMAIL_BACKEND="console")
+    assert chosen == ["'django.core.mail.backends.console.EmailBackend'"]
+    typo = manage("check", DEBUG="1", TICKER_EMAIL_BACKEND="consol")
+    assert typo.returncode != 0
+    assert "TICKER_EMAIL_BACKEND='consol'" in typo.stderr
 
 
 def test_pages_carry_a_content_security_policy(client) -> None:
@@ -121,7 +150,9 @@ def test_make_runs_dev_env_file_is_development_and_the_environment_still_wins(tm
     code = "import django; django.setup(); from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY[:3])"
     shell = manage("shell", "-c", code, TICKER_VAR_DIR=str(tmp_path))
     assert shell.stdout.split()[-2:] == ["True", "ddd"], shell.stderr
-    production = manage("check", DEBUG="0", ALLOWED_HOSTS="ticker.example.com", TICKER_VAR_DIR=str(tmp_path))
+    production = manage(
+        "check", DEBUG="0", ALLOWED_HOSTS="ticker.example.com", EMAIL_HOST="mx", TICKER_VAR_DIR=str(tmp_path)
+    )
     assert production.returncode == 0, "DEBUG=0 from the environment, SECRET_KEY from the file"
     (tmp_path / dev_env.FILE_NAME).chmod(0o644)
     refused = manage("check", TICKER_VAR_DIR=str(tmp_path))

@@ -7,7 +7,14 @@ anyone who can reach it, so any client could pick the address the login throttle
 added (the last one). With trusted proxies configured the headers are read without
 ``--proxy-headers``.
 
-``install`` puts the parser in place in Daphne; ``ticker.server`` calls it at startup.
+A peer that is not a trusted proxy cannot pass those headers on either: ``screen``
+removes every proxy-only header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) from its
+requests' and handshakes' scope, and undoes a ``Daphne-Root-Path`` it sent, so that nothing
+downstream (Django's ``SECURE_PROXY_SSL_HEADER``, a view reading ``X-Forwarded-Host``) can
+be told a client came over HTTPS or from elsewhere.
+
+``install`` puts the parser in place in Daphne and ``ticker.server`` calls it at startup;
+its server calls ``screen`` for every connection.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from twisted.web.http_headers import Headers
 
 # What Daphne's ``--proxy-headers`` reads: the client's address, port and scheme.
 FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
+
+# Headers only a proxy may set (``X-Forwarded-*`` is matched by its prefix).
+PROXY_ONLY_PREFIX = b"x-forwarded-"
+PROXY_ONLY_HEADERS = frozenset({b"forwarded", b"x-real-ip"})
 
 TRUSTED_PROXIES: frozenset[str] = frozenset()
 
@@ -70,3 +81,25 @@ def daphne_parser(headers: Any, *args: Any, **kwargs: Any) -> Any:
     if rest:
         kwargs.setdefault("original_scheme", rest.pop(0))
     return trusted_forwarded_for(headers, *names, **kwargs)
+
+
+def peer_host(protocol: Any) -> str | None:
+    """The address at the other end of a Daphne protocol's connection (whatever its headers say)."""
+    transport = getattr(protocol, "transport", None)
+    peer = transport.getPeer() if transport is not None else getattr(protocol, "client", None)
+    host = getattr(peer, "host", None)
+    return str(host) if host is not None else None
+
+
+def proxy_only(name: bytes) -> bool:
+    """Whether a (lower-case) header name is one that only a proxy may set."""
+    return name.startswith(PROXY_ONLY_PREFIX) or name in PROXY_ONLY_HEADERS
+
+
+def screen(scope: dict[str, Any], peer: str | None, root_path: str) -> None:
+    """Unless ``peer`` is a trusted proxy, drop its proxy-only headers from ``scope`` and
+    restore the server's own ``root_path`` (Daphne takes one from ``Daphne-Root-Path``)."""
+    if peer is not None and peer in TRUSTED_PROXIES:
+        return
+    scope["headers"] = [(name, value) for name, value in scope.get("headers", []) if not proxy_only(name)]
+    scope["root_path"] = root_path

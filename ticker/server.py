@@ -4,7 +4,8 @@
   ``BoundedWebSocketProtocol``, which closes a client that stops reading with 4408
   instead of buffering for it without limit;
 * proxy headers (``ticker/proxy_headers.py``): ``X-Forwarded-*`` are believed from
-  ``TRUSTED_PROXIES`` alone, and read without ``--proxy-headers`` when some are set.
+  ``TRUSTED_PROXIES`` alone, read without ``--proxy-headers`` when some are set, and
+  removed from every other peer's requests before the application sees them.
 
 ``main`` configures both from the settings, loads the application, tunes the garbage
 collector (``ticker/gc_tuning.py``) and runs Daphne's CLI with ``BoundedServer``.
@@ -40,6 +41,12 @@ class BoundedServer(Server):
             for e in self.endpoints
         ]
         proxy_headers.read_without_flag(self)
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        # Every HTTP request and WebSocket handshake passes here with its scope, before the
+        # application exists: the one place where both the peer and the headers are known.
+        proxy_headers.screen(scope, proxy_headers.peer_host(protocol), self.root_path)
+        return super().create_application(protocol, scope)
 
     @property
     def ws_factory(self) -> Any:

@@ -218,7 +218,6 @@ if not DEBUG:
     if not SECURE_HSTS_PRELOAD:
         # Preloading is a commitment only the domain's owner can make (SECURE_HSTS_PRELOAD=1).
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Content-Security-Policy on every page: scripts and everything else from this site only
 # (the front end has no inline script); inline styles stay allowed because the chart
@@ -277,12 +276,26 @@ AXES_VERBOSE = False
 
 # Addresses of the load balancers allowed to set X-Forwarded-For / -Proto (ticker.server).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+if TRUSTED_PROXIES:
+    # Only behind a balancer: ticker.server removes the header from every other peer's requests.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Password-reset mail: printed in development, SMTP when EMAIL_HOST is set.
+# Password-reset mail: SMTP when EMAIL_HOST is set (or TICKER_EMAIL_BACKEND=smtp: a local
+# MTA), printed to the log in development. With DEBUG off the log is never chosen for the
+# operator: reset links there are account takeovers for whoever reads the logs.
 EMAIL_HOST = env_str("EMAIL_HOST", "")
-EMAIL_BACKEND = (
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}
+_email_choice = env_str("TICKER_EMAIL_BACKEND", "smtp" if EMAIL_HOST else "console" if DEBUG else "")
+if _email_choice not in EMAIL_BACKENDS:
+    raise ImproperlyConfigured(
+        f"TICKER_EMAIL_BACKEND={_email_choice!r}: use smtp or console"
+        if _email_choice
+        else "set EMAIL_HOST (password-reset mail) or TICKER_EMAIL_BACKEND=console (links in the log) when DEBUG is off"
+    )
+EMAIL_BACKEND = EMAIL_BACKENDS[_email_choice]
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ticker@localhost")
 
 # --- Redis: one server, separate databases per job ---------------------------------

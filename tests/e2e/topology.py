@@ -87,6 +87,8 @@ class Topology:
             DEBUG="0",
             SECRET_KEY="topology-test-secret-key-" + "x" * 40,
             ALLOWED_HOSTS="127.0.0.1",
+            # No mail server here: the log backend, chosen explicitly as production requires.
+            TICKER_EMAIL_BACKEND="console",
             # HAProxy on this address sets X-Forwarded-For: Daphne believes it, and only it.
             TRUSTED_PROXIES="127.0.0.1",
         )
