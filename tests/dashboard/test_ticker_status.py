@@ -8,10 +8,11 @@ from io import StringIO
 
 import orjson
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from dashboard.management.commands.ticker_status import collect, mask_url
 from dashboard.market import store
+from dashboard.market.client import use_redis
 from dashboard.models import Symbol
 
 
@@ -21,6 +22,12 @@ from dashboard.models import Symbol
         ("redis://:s3cret@redis.internal:6380/2", "redis://:***@redis.internal:6380/2"),
         ("rediss://ticker:s3cret@[::1]:6380/0", "rediss://ticker:***@[::1]:6380/0"),
         ("redis://127.0.0.1:6399/0", "redis://127.0.0.1:6399/0"),
+        ("redis://127.0.0.1:6399/0?password=s3cret", "redis://127.0.0.1:6399/0?password=***"),
+        (
+            "rediss://cache.internal:6380/1?ssl_cert_reqs=none&Password=s3cret&username=ticker",
+            "rediss://cache.internal:6380/1?ssl_cert_reqs=none&Password=***&username=ticker",
+        ),
+        ("redis://:p%40ss:w@Redis.Internal:6380/2", "redis://:***@Redis.Internal:6380/2"),
     ],
 )
 def test_passwords_are_masked(url, masked) -> None:
@@ -56,3 +63,19 @@ def test_status_groups_symbols_by_producer_and_lists_web_processes(db, redis_cli
     assert "host-a:11:x  2 symbols: AAA BBB" in text
     assert "not held by any producer: CCC" in text
     assert "web-1:7  3 open (stream 2, symbol 1)" in text
+
+
+def test_no_password_form_is_ever_printed(db, redis_client, settings) -> None:
+    # The broker is only shown: its URL may carry the password in its query.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6399/1?password=br0ker-s3cret"
+    for flags in ([], ["--json"]):
+        out = StringIO()
+        call_command("ticker_status", *flags, stdout=out)
+        assert "br0ker-s3cret" not in out.getvalue()
+        assert "password=***" in out.getvalue()
+    # A Redis that cannot be reached: the error names the URL, masked.
+    settings.MARKET_REDIS_URL = "redis://127.0.0.1:1/0?password=m4rket-s3cret"
+    with use_redis(settings.MARKET_REDIS_URL, socket_connect_timeout=0.2), pytest.raises(CommandError) as refused:
+        call_command("ticker_status", stdout=StringIO())
+    assert "m4rket-s3cret" not in str(refused.value)
+    assert "password=***" in str(refused.value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import orjson
 import redis
@@ -30,19 +30,28 @@ from dashboard.market.client import sync_redis
 from dashboard.selectors import enabled_symbol_codes
 
 SCAN_COUNT = 500
+MASK = "***"
+# A query parameter whose name holds one of these carries a credential.
+SECRET_PARAMETER_WORDS = ("pass", "secret", "token")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (the user name is kept)."""
+    """``url`` with every password form replaced by ``***``: the userinfo's
+    (``redis://user:pw@host``) and a query parameter's (``?password=pw``, which redis-py
+    reads too). The rest is kept as written."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+    query = "&".join(_masked_parameter(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _masked_parameter(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    secret = any(word in unquote_plus(name).lower() for word in SECRET_PARAMETER_WORDS)
+    return f"{name}={MASK}" if equals and secret else item
 
 
 def redis_database(url: str) -> int:
