@@ -1,12 +1,19 @@
 """Liveness and readiness probes for operators and load balancers.
 
 ``/healthz``: the process answers (no dependency checked). ``/readyz``: the database
-and Redis answer and a producer completed a window recently; 503 with the failing
-check otherwise. Both answer JSON and are never cached.
+and Redis answer and a producer completed a window recently; 503 otherwise. Both answer
+JSON and are never cached by clients.
+
+``/readyz`` is open to anyone, so what it costs and what it tells are bounded: the checks
+run at most once per ``READY_CACHE_SECONDS`` per process whatever the request rate (one
+request runs them, concurrent ones wait for its result), and the per-check details
+(timings, exception names) go only to a balancer in ``TRUSTED_PROXIES`` probing directly
+and to staff sessions; anyone else gets ``{"status": ...}`` and the status code.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -21,6 +28,9 @@ from dashboard.market.client import sync_redis
 
 # A producer window older than this means no worker is producing.
 MAX_PRODUCER_AGE_MS = 5000
+# How long one readiness result answers every request: a probe a second per balancer is
+# plenty, and a flood of /readyz then costs the database and Redis nothing more.
+READY_CACHE_SECONDS = 1.0
 
 
 @require_GET
@@ -62,8 +72,10 @@ class ProbeMiddleware:
 
     A load balancer probes a backend over plain HTTP, by address, often without a ``Host``
     header: with ``DEBUG=0`` the HTTPS redirect (301) and the host check (400) would mark
-    every healthy backend down. The probes reveal nothing and change nothing, so they
-    skip both. First in ``MIDDLEWARE``.
+    every healthy backend down. The probes reveal nothing (``/readyz``'s details are for
+    trusted proxies and staff) and change nothing, so they skip both. A ``/readyz``
+    request with a session cookie takes the normal path instead, so that a staff session
+    is recognised. First in ``MIDDLEWARE``.
     """
 
     def __init__(self, get_response: Any) -> None:
@@ -71,16 +83,63 @@ class ProbeMiddleware:
 
     def __call__(self, request: HttpRequest) -> Any:
         probe = PROBES.get(request.path_info)
-        return probe(request) if probe is not None else self.get_response(request)
+        if probe is None or (probe is readyz and settings.SESSION_COOKIE_NAME in request.COOKIES):
+            # A session (staff may see the details) goes through the whole stack, whose
+            # URLconf routes the probe to the same view with ``request.user`` set.
+            return self.get_response(request)
+        return probe(request)
+
+
+class Readiness:
+    """The last readiness result of this process, recomputed once it is ``max_age`` old."""
+
+    def __init__(self, max_age: float = READY_CACHE_SECONDS, clock: Any = time.monotonic) -> None:
+        self.max_age = max_age
+        self.clock = clock
+        self.runs = 0
+        self._result: tuple[float, bool, dict[str, Any]] | None = None
+        # One request runs the checks; the others that arrive meanwhile take its result.
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            if self._result is None or self.clock() - self._result[0] >= self.max_age:
+                ready, checks = _check()
+                # Stamped when the checks end: a slow check's result still serves a full period.
+                self._result = (self.clock(), ready, checks)
+                self.runs += 1
+            return self._result[1], self._result[2]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._result = None
+
+
+def _check() -> tuple[bool, dict[str, Any]]:
+    checks = {"database": _timed(_database), "redis": _timed(_redis)}
+    checks["producer"] = _timed(_producer) if checks["redis"]["ok"] else {"ok": False, "error": "redis"}
+    return all(check["ok"] for check in checks.values()), checks
+
+
+READINESS = Readiness()
+
+
+def may_see_details(request: HttpRequest) -> bool:
+    """A balancer's own probe (a trusted proxy, naming nobody else) or a staff session."""
+    if request.META.get("REMOTE_ADDR") in settings.TRUSTED_PROXIES:
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
 
 
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _timed(_database), "redis": _timed(_redis)}
-    checks["producer"] = _timed(_producer) if checks["redis"]["ok"] else {"ok": False, "error": "redis"}
-    ready = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    ready, checks = READINESS.get()
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable"}
+    if may_see_details(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 PROBES = {"/healthz": healthz, "/readyz": readyz}

@@ -121,9 +121,12 @@ def test_beat_schedules_the_watchdog_on_the_worker(stack_logs: Stack) -> None:
 
 
 def test_probes_on_the_running_stack(stack_logs: Stack) -> None:
+    from tests.e2e.stack import ADMIN
+
     with urllib.request.urlopen(f"{stack_logs.base_url}/readyz", timeout=5) as response:
-        body = json.loads(response.read())
-    assert response.status == 200
+        assert response.status == 200
+        assert json.loads(response.read()) == {"status": "ready"}, "the details are for staff and balancers"
+    body = json.loads(stack_logs.session(*ADMIN).get("/readyz"))
     assert body["status"] == "ready"
     assert body["checks"]["producer"]["last_window_age_ms"] < 5000
     with urllib.request.urlopen(f"{stack_logs.base_url}/healthz", timeout=5) as response:
