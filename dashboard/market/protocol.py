@@ -29,6 +29,8 @@ SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 INTERVALS = tuple(INTERVALS_MS)
 DEFAULT_INTERVAL = "1m"
 MAX_ID_LENGTH = 64
+# Objects and lists a frame may hold beyond one per symbol: the frame, ``symbols``, ``since``.
+MAX_EXTRA_CONTAINERS = 8
 
 
 class ErrorCode(StrEnum):
@@ -128,6 +130,11 @@ def parse_client_frame(text: str | None, bytes_data: bytes | None = None, *, lim
         raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
     if len(text) > limits.max_frame_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_frame_bytes:
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame exceeds {limits.max_frame_bytes} bytes")
+    # Parsing costs by the objects a frame holds, not its bytes: 64 KiB of tiny objects takes
+    # 20 times as long as one string. No request needs more than one per symbol and a few
+    # more, so a frame with more is refused before it is parsed (a scan of its text).
+    if text.count("{") + text.count("[") > limits.max_symbols + MAX_EXTRA_CONTAINERS:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame holds more objects and lists than any request needs")
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -15,6 +15,7 @@ user can hold at most N times the limit (the load balancer bounds anonymous floo
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # ``MAX_CONNECTS_PER_MINUTE`` counts the connects of this many seconds.
 CONNECT_WINDOW_SECONDS = 60.0
+# A stream closed for abuse counts as this many connects: at the default 120 a minute, a
+# user closed a dozen times in a minute connects no more until the minute has passed.
+ABUSE_CLOSE_CONNECTS = 10
 
 
 class ConnectionLimiter:
@@ -74,6 +78,17 @@ class ConnectionLimiter:
             if budget is None:
                 budget = self._budgets[user_id] = ReadBudget(self.reads_per_second, self.read_burst)
             return budget
+
+    def penalize(self, user_id: int, now: float | None = None) -> None:
+        """A stream of ``user_id`` was closed for abuse: it costs ``ABUSE_CLOSE_CONNECTS`` connects.
+
+        An abuser closed with 4400 would otherwise come straight back, and each connect
+        (session lookup, groups, hello, snapshots) costs the process more than the frames
+        that earned the close; so the per-minute allowance runs out after a few.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._recent[user_id].extend([now] * ABUSE_CLOSE_CONNECTS)
 
     def release(self, user_id: int) -> None:
         with self._lock:
@@ -146,7 +161,12 @@ class StreamAdmission:
             return
         gauge = metrics.CONNECTIONS_OPEN.labels(self.kind)
         gauge.inc()
-        scope = {**scope, "ticker.read_budget": bounds.read_budget(user.pk)}
+        scope = {
+            **scope,
+            "ticker.read_budget": bounds.read_budget(user.pk),
+            # Called by the consumer when it closes the stream for abuse (4400, 4429).
+            "ticker.penalize": functools.partial(bounds.penalize, user.pk),
+        }
         session = scope.get("session")
         credentials = Credentials(user.pk, getattr(session, "session_key", None), scope.get("api_token_id"))
         stream = AdmittedStream(credentials, send, self.kind)

@@ -84,8 +84,10 @@ def _new_session(scope: dict[str, Any], limits: Limits, **options: Any) -> Strea
 
 
 def _log_close(scope: dict[str, Any], what: str, code: CloseCode) -> None:
+    """A close the client earned (4400, 4429): logged, counted, and charged to its user."""
     logger.warning("closing %s of %s: %s", what, _user_label(scope), code.name)
     metrics.PROTOCOL_CLOSES.labels(str(int(code))).inc()
+    scope["ticker.penalize"]()
 
 
 def _log_read_failure(exc: Exception) -> None:

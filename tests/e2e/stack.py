@@ -215,6 +215,17 @@ class Stack:
         """Log in through the real login form; returns the Cookie header for WebSockets."""
         return self.session(username, password).cookie_header()
 
+    def ensure_user(self, username: str, password: str) -> tuple[str, str]:
+        """A trader account of its own for a test (created once, through manage.py)."""
+        script = (
+            "from django.contrib.auth import get_user_model\n"
+            f"User = get_user_model()\nif not User.objects.filter(username={username!r}).exists():\n"
+            f"    User.objects.create_user({username!r}, password={password!r})\n"
+        )
+        manage = [sys.executable, str(ROOT / "manage.py"), "shell", "-c", script]
+        subprocess.run(manage, env=self.env(), cwd=ROOT, check=True, capture_output=True)
+        return username, password
+
     def session(self, username: str = TRADER[0], password: str = TRADER[1]) -> HttpSession:
         return HttpSession.logged_in(self.base_url, username, password)
 

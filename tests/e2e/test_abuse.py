@@ -15,13 +15,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import sys
 import time
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.stack import ADMIN, TRADER, Stack
+from tests.e2e import bloater
+from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -129,3 +132,57 @@ async def test_the_most_expensive_client_does_not_slow_another(stack_logs: Stack
     assert totals.get("rate_limited", 0) > 0, "the abuser hit its read budget"
     assert totals.get("snapshot", 0) > 0, "and was served within it"
     assert abused <= 2 * base, f"p99 {abused:.0f} ms beside the abuser vs {base:.0f} ms alone"
+
+
+BLOATER = ("e2e-bloater", "e2e-bloater-pass-1")
+
+
+async def test_a_since_bloat_attacker_leaves_another_trader_within_1_2x(stack_logs: Stack) -> None:
+    url = f"{stack_logs.ws_url}/ws/stream/"
+    symbols = [s["symbol"] for s in json.loads(stack_logs.session().get("/api/symbols/"))["symbols"]]
+    victim = {"Cookie": stack_logs.login(*TRADER), "Origin": stack_logs.base_url}
+    # An account of its own: the connects of the test above must not count against it.
+    env = {
+        **os.environ,
+        "BLOAT_COOKIE": stack_logs.login(*stack_logs.ensure_user(*BLOATER)),
+        "BLOAT_ORIGIN": stack_logs.base_url,
+    }
+    assert len(bloater.since_text()) > 55_000
+
+    before = await watch(url, victim, symbols, WINDOW_SECONDS)
+    attacker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.e2e.bloater",
+        url,
+        str(WINDOW_SECONDS + 1),
+        *symbols,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert attacker.stdout is not None
+    try:
+        # Its 20 streams are open and subscribed (a connect costs what it costs any trader):
+        # the bloated frames start now.
+        ready = await asyncio.wait_for(attacker.stdout.readline(), 30)
+        assert ready == b"ready\n"
+        beside = await watch(url, victim, symbols, WINDOW_SECONDS)
+    finally:
+        out, _ = await asyncio.wait_for(attacker.communicate(), 60)
+    totals = json.loads(out.decode().strip().splitlines()[-1])
+    after = await watch(url, victim, symbols, WINDOW_SECONDS)
+    # The victim's own p99 alone, before and after: the larger is what the machine gives it.
+    base, attacked = max(p99(before), p99(after)), p99(beside)
+    logger.info(
+        "since bloat: victim p99 alone %.0f/%.0f ms, beside %.0f ms (%d ticks), ratio %.2f; attacker got %s",
+        p99(before),
+        p99(after),
+        attacked,
+        len(beside),
+        attacked / base,
+        totals,
+    )
+    assert totals.get("bad_frame", 0) > 0, "every bloated since is refused as a bad frame"
+    assert totals.get("closed 4400", 0) > 0, "and a stream that keeps sending them is closed"
+    assert attacked <= 1.2 * base, f"p99 {attacked:.0f} ms beside the attacker vs {base:.0f} ms alone"

@@ -111,3 +111,13 @@ async def test_every_admitted_stream_is_counted_by_the_wave_collector(bounds) ->
     assert (await communicator.connect())[0]
     await communicator.disconnect()
     assert garbage.closed_since == before + 1
+
+
+def test_a_stream_closed_for_abuse_costs_its_user_a_dozen_connects() -> None:
+    limiter = ConnectionLimiter(max_open=100, max_per_minute=12)
+    assert limiter.acquire(1, now=0) is None
+    limiter.penalize(1, now=1)
+    assert limiter.acquire(1, now=2) is None, "1 + 10 connects of the 12 counted"
+    assert "per minute" in limiter.acquire(1, now=3)
+    assert limiter.acquire(2, now=3) is None, "other users are not affected"
+    assert limiter.acquire(1, now=62) is None, "the minute passes for the penalty too"

@@ -62,6 +62,21 @@ async def test_pings_under_the_rate_are_all_answered(connect, symbols, path) -> 
 
 
 @pytest.mark.parametrize("path", BOTH)
+async def test_a_stream_closed_for_abuse_is_charged_to_its_users_connects(connect, symbols, settings, path) -> None:
+    settings.TICKER = {**settings.TICKER, "MAX_CONNECTS_PER_MINUTE": 12}
+    communicator = await opened(connect, path)
+    for _ in range(11):
+        await communicator.send_to(text_data="not json")
+        await asyncio.sleep(0.06)  # stay under the rate limit: this is about bad frames
+    assert await closing_code(communicator) == 4400
+    again = await opened(connect, path)  # 1 + 10 (the close) + 1 of the 12 a minute
+    await again.disconnect()
+    refused, _, _ = await connect(path)
+    assert "new connections per minute" in (await next_frame(refused, "error"))["message"]
+    assert await closing_code(refused) == 4429
+
+
+@pytest.mark.parametrize("path", BOTH)
 async def test_repeated_bad_frames_close_with_4400(connect, symbols, path) -> None:
     communicator = await opened(connect, path)
     for _ in range(11):
