@@ -138,3 +138,25 @@ def test_a_bloated_since_is_refused_by_its_size_before_any_key_is_read() -> None
     with pytest.raises(ProtocolError, match="more symbols"):
         protocol._parse_since(bloat, 1, ("A",))
     assert Counting.reads == 0
+
+
+def test_a_frame_of_more_objects_than_any_request_needs_is_refused_before_parsing(monkeypatch) -> None:
+    def must_not_parse(text: str) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(protocol.orjson, "loads", must_not_parse)
+    nested = '{"op":"ping","id":1,"pad":' + "[" * 300 + "]" * 300 + "}"
+    with pytest.raises(ProtocolError, match="more objects") as err:
+        parse_client_frame(nested)
+    assert err.value.code == ErrorCode.BAD_FRAME
+    objects = '{"op":"ping","pad":[' + ",".join(["{}"] * 250) + "]}"
+    with pytest.raises(ProtocolError, match="more objects"):
+        parse_client_frame(objects, limits=protocol.Limits(max_symbols=200))
+
+
+def test_a_subscribe_of_the_most_symbols_with_since_for_each_is_parsed() -> None:
+    symbols = [f"S{i}" for i in range(200)]
+    since = {s: {"epoch": "e", "seq": 1} for s in symbols}
+    op = parse_client_frame(json.dumps({"op": "subscribe", "id": 1, "symbols": symbols, "since": since}))
+    assert isinstance(op, Subscribe)
+    assert len(op.since) == 200
