@@ -9,6 +9,12 @@ on the command line, where ``ps`` would show it), and the commands a local intru
 use to damage data or write files (``CONFIG``, ``FLUSHALL``, ``FLUSHDB``, ``REPLICAOF``,
 ``SLAVEOF``, ``MIGRATE``, ``DEBUG``, ``MODULE``) disabled. The tests' throwaway servers
 keep ``CONFIG``: they change settings on purpose.
+
+The launcher never talks to a server it did not start (it would hand it the password):
+it refuses a port something already listens on without connecting to it, and waits for
+its own child on a unix socket in the data directory (0700: no one else can put a socket
+there). A squatter that takes the port in between makes the child fail to bind, which
+the launcher sees as the child's exit.
 """
 
 from __future__ import annotations
@@ -32,10 +38,27 @@ SERVER_BINARY = str(get_binary_path())
 DISABLED_COMMANDS = ("CONFIG", "FLUSHALL", "FLUSHDB", "REPLICAOF", "SLAVEOF", "MIGRATE", "DEBUG", "MODULE")
 
 
+# The child's own socket, in its data directory, and the longest path a unix socket takes.
+SOCKET_NAME = "valkey.sock"
+MAX_SOCKET_PATH = 107
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` could be listened on, found by binding it (no connection made)."""
+    with socket.socket() as sock:
+        # As the server binds: connections of a previous server still closing do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -58,6 +81,10 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def socket_path(self) -> Path:
+        return self.data_dir / SOCKET_NAME
+
+    @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
@@ -67,6 +94,8 @@ class EmbeddedRedis:
             "bind 127.0.0.1",
             "protected-mode yes",
             f"port {self.port}",
+            f'unixsocket "{self.socket_path}"',
+            "unixsocketperm 700",
             f'dir "{self.data_dir}"',
             "save 60 1" if self.persist else 'save ""',
             "appendonly no",
@@ -92,8 +121,15 @@ class EmbeddedRedis:
         if self.hardened:
             os.chmod(self.data_dir, 0o700)
             self.password = self._load_password()
-        if self._answers(password=None) or self._answers(password=self.password):
-            raise RuntimeError(f"port {self.port} already serves a Redis: stop it or set REDIS_URL to use it")
+        if not port_is_free(self.port):
+            raise RuntimeError(
+                f"port {self.port} is in use by another process: stop it, or set REDIS_URL to use a Redis "
+                "you run yourself (this launcher never connects to a server it did not start)"
+            )
+        if len(str(self.socket_path).encode()) > MAX_SOCKET_PATH:
+            raise RuntimeError(f"{self.socket_path} is too long for a unix socket: use a shorter data directory")
+        # A socket left by a previous run must not answer for the new child.
+        self.socket_path.unlink(missing_ok=True)
         config = self.data_dir / "server.conf"
         _private_file(config, self.config())
         # Own session: a Ctrl-C meant for the app must not stop Redis before the app is down.
@@ -103,7 +139,10 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"valkey-server exited with code {self.process.returncode}")
+                # Most often: something took the port after the check above.
+                raise RuntimeError(
+                    f"valkey-server exited with code {self.process.returncode} (port {self.port} taken?)"
+                )
             if self.ping():
                 logger.info("embedded Valkey listening on 127.0.0.1:%d (data in %s)", self.port, self.data_dir)
                 return
@@ -111,15 +150,13 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"valkey-server did not answer on port {self.port} within {timeout} s")
 
-    def _answers(self, password: str | None) -> bool:
-        try:
-            client = redis.Redis(port=self.port, password=password, socket_connect_timeout=0.2, socket_timeout=0.5)
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
     def ping(self) -> bool:
-        return self._answers(self.password)
+        """Whether this launcher's own child answers (on its unix socket: never over TCP)."""
+        try:
+            client = redis.Redis(unix_socket_path=str(self.socket_path), password=self.password, socket_timeout=0.5)
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
