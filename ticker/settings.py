@@ -407,6 +407,9 @@ TICKER = {
     # Streams one user may hold open, and open per minute, in one server process.
     "MAX_CONNECTIONS_PER_USER": env_int("TICKER_MAX_CONNECTIONS_PER_USER", 20, minimum=1),
     "MAX_CONNECTS_PER_MINUTE": env_int("TICKER_MAX_CONNECTS_PER_MINUTE", 120, minimum=1),
+    # Stream handshakes per client address per minute, per process, that no user answers for
+    # (anonymous, any bearer token, a session naming nobody); beyond, 4429 before any lookup.
+    "MAX_ANONYMOUS_HANDSHAKES_PER_MINUTE": env_int("TICKER_MAX_ANONYMOUS_HANDSHAKES_PER_MINUTE", 60, minimum=1),
     # Price alerts a trader may have waiting to fire at once (the API refuses more).
     "MAX_ALERTS_PER_USER": env_int("TICKER_MAX_ALERTS_PER_USER", 100, minimum=1),
     # Alerts a trader may have stored in all, fired ones included; past it a new alert
