@@ -280,22 +280,14 @@ if TRUSTED_PROXIES:
     # Only behind a balancer: ticker.server removes the header from every other peer's requests.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Password-reset mail: SMTP when EMAIL_HOST is set (or TICKER_EMAIL_BACKEND=smtp: a local
-# MTA), printed to the log in development. With DEBUG off the log is never chosen for the
-# operator: reset links there are account takeovers for whoever reads the logs.
+# Password-reset mail: SMTP with EMAIL_HOST (or TICKER_EMAIL_BACKEND=smtp: a local MTA), the
+# log in development; with DEBUG off the log only when chosen (reset links there are takeovers).
 EMAIL_HOST = env_str("EMAIL_HOST", "")
-EMAIL_BACKENDS = {
-    "smtp": "django.core.mail.backends.smtp.EmailBackend",
-    "console": "django.core.mail.backends.console.EmailBackend",
-}
-_email_choice = env_str("TICKER_EMAIL_BACKEND", "smtp" if EMAIL_HOST else "console" if DEBUG else "")
-if _email_choice not in EMAIL_BACKENDS:
-    raise ImproperlyConfigured(
-        f"TICKER_EMAIL_BACKEND={_email_choice!r}: use smtp or console"
-        if _email_choice
-        else "set EMAIL_HOST (password-reset mail) or TICKER_EMAIL_BACKEND=console (links in the log) when DEBUG is off"
-    )
-EMAIL_BACKEND = EMAIL_BACKENDS[_email_choice]
+_email = env_str("TICKER_EMAIL_BACKEND", "smtp" if EMAIL_HOST else "console" if DEBUG else "")
+if _email not in {"smtp", "console"}:
+    _wanted = "set EMAIL_HOST (reset mail) or TICKER_EMAIL_BACKEND=console (links in the log) when DEBUG is off"
+    raise ImproperlyConfigured(f"TICKER_EMAIL_BACKEND={_email!r}: use smtp or console" if _email else _wanted)
+EMAIL_BACKEND = f"django.core.mail.backends.{_email}.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ticker@localhost")
 
 # --- Redis: one server, separate databases per job ---------------------------------
