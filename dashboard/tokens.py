@@ -50,6 +50,7 @@ VISIBLE_CHARS = 12
 MAX_NAME = 40
 # A presented secret longer than this is refused unread (real ones are 47 characters).
 MAX_SECRET_CHARS = 200
+LOCKED_MESSAGE = "too many failed attempts: try again later"
 # last_used_at is a write per request otherwise; a minute's precision is plenty.
 LAST_USED_PRECISION = dt.timedelta(minutes=1)
 
@@ -154,11 +155,18 @@ def confirm_password(request: HttpRequest, password: object) -> None:
     """
     user = request.user
     credentials = {"username": user.get_username()}
+    locked = TokenError("rate_limited", LOCKED_MESSAGE, field="password", status=429)
     if not AxesProxyHandler.is_allowed(request, credentials):
-        raise TokenError("rate_limited", "too many failed attempts: try again later", field="password", status=429)
+        raise locked
     stored = user.password
     if not isinstance(password, str) or not password or not user.check_password(password):
         user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+        if getattr(request, "axes_locked_out", False):
+            # This failure reached a limit. The 429 is answered here, in the caller's shape
+            # (the API's JSON error, the page's form): the flag would make AxesMiddleware
+            # swap that answer for its HTML lockout page.
+            request.axes_locked_out = False
+            raise locked
         raise TokenError("forbidden", "the current password is wrong", field="password", status=403)
     if user.password != stored:
         # check_password upgraded the stored hash: keep this session valid, as a login would.

@@ -206,14 +206,21 @@ def test_the_settings_page_asks_for_the_current_password(alice) -> None:
 def test_wrong_token_passwords_count_as_failed_logins(alice) -> None:
     # The form is a password oracle for whoever holds the session: it locks as a login does.
     cache.clear()
-    statuses = []
-    while len(statuses) < GUESS_BOUND and (not statuses or statuses[-1] == 403):
-        statuses.append(post_token(alice, password=f"guess-{len(statuses)}").status_code)
+    answers = []
+    while len(answers) < GUESS_BOUND and (not answers or answers[-1].status_code == 403):
+        answers.append(post_token(alice, password=f"guess-{len(answers)}"))
+    statuses = [answer.status_code for answer in answers]
     assert statuses[0] == 403
     assert statuses[-1] == 429, statuses
+    # Every answer in the API's shape, the one that reached the limit too (not axes' HTML page).
+    assert {answer["Content-Type"] for answer in answers} == {"application/json; charset=utf-8"}
+    assert answers[-1].json() == {"error": "rate_limited", "message": tokens.LOCKED_MESSAGE, "field": "password"}
     locked = post_token(alice, password=PASSWORD)
     assert locked.status_code == 429, "locked out: even the right password makes no token"
     assert locked.json()["field"] == "password"
+    page = alice.post("/settings/tokens/", {"name": "n", "expires_in_days": "30", "password": PASSWORD})
+    assert page.status_code == 429
+    assert tokens.LOCKED_MESSAGE in page.content.decode(), "the page says so on its own form"
     assert not ApiToken.objects.exists()
     assert Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 429
     cache.clear()
