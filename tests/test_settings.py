@@ -105,7 +105,7 @@ def test_celery_accepts_json_only() -> None:
 
 
 def test_channel_layer_broker_and_cache_never_share_a_redis_database(settings) -> None:
-    from ticker.settings import redis_db_of
+    from ticker.env import redis_db_of
 
     layer = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"]
     databases = {

@@ -40,7 +40,7 @@ STARTSECS = 3
 STARTRETRIES = 3
 # A generated development key: 67 URL-safe characters (Django's deploy check asks for 50).
 SECRET_KEY_BYTES = 50
-# DEBUG values that mean on, as ticker.settings.env_bool reads them.
+# DEBUG values that mean on, as ticker.env.env_bool reads them.
 TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
