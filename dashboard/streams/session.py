@@ -39,7 +39,7 @@ from dashboard.market.protocol import (
 from dashboard.streams.guard import REFUSED_CODES, ClientGuard, ReadBudget, Verdict, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 
-Catalog = dict[str, dict[str, Any]]
+Catalog = dict[str, Mapping[str, Any]]
 Batch = Mapping[str, Sequence[Any]]
 
 
@@ -84,7 +84,7 @@ class _Outstanding:
 
 
 def catalog_index(catalog: Sequence[Mapping[str, Any]]) -> Catalog:
-    return {entry["symbol"]: dict(entry) for entry in catalog}
+    return {entry["symbol"]: entry for entry in catalog}
 
 
 def unavailable(op_id: int | str | None) -> ProtocolError:
