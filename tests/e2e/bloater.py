@@ -16,7 +16,7 @@ import os
 import sys
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 BLOAT_SYMBOLS = 2000
 STREAMS = 20  # TICKER_MAX_CONNECTIONS_PER_USER
@@ -71,8 +71,8 @@ async def stream(
                 # Over its connect rate: it comes back a second later, as told (a reconnect
                 # flood is bounded per address and by the load balancer, not here).
                 await asyncio.sleep(1.0)
-        except OSError:
-            count("refused")
+        except (InvalidHandshake, OSError):
+            count("handshake failed")
 
 
 async def attack(url: str, seconds: float, symbols: list[str]) -> dict[str, int]:
