@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -289,7 +288,6 @@ def test_an_untrusted_peers_forwarded_headers_never_reach_the_application(byte_b
 # --- wiring ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen backlog")
 def test_the_server_listens_with_a_deep_backlog(slow_after_server: WebServer) -> None:
     from ticker.server import LISTEN_BACKLOG
 
