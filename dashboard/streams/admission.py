@@ -103,12 +103,6 @@ class ConnectionLimiter:
         with self._lock:
             return self._open.get(user_id, 0)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._open.clear()
-            self._recent.clear()
-            self._budgets.clear()
-
 
 def _new_limiter() -> ConnectionLimiter:
     cfg = settings.TICKER
