@@ -28,6 +28,7 @@ from tests.e2e.stack import ROOT, Process, answers, process_env
 from tests.waiting import wait_until
 from ticker.embedded_redis import free_port
 from ticker.proxy_headers import proxy_only
+from ticker.slow_clients import text_frame
 
 # What a flood sends: about 100 KB/s, filling a stalled reader's kernel buffers within
 # seconds while what waits in the server at the close stays small enough to be read at
@@ -307,3 +308,12 @@ def test_importing_the_server_changes_nothing_in_daphne() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 4096, 65535, 65536, 300_000])
+def test_our_text_frame_is_byte_for_byte_autobahns(size: int) -> None:
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    prepared = WebSocketServerFactory().prepareMessage(payload, isBinary=False, doNotCompress=True)
+    assert text_frame(payload) == prepared.payloadHybi

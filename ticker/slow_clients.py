@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import time
 from typing import Any
 
@@ -48,6 +49,29 @@ SOCKET_SEND_BUFFER = 64 * KIB
 # (a backstop: autobahn's own close-handshake timeout, 1 s unless configured, usually drops
 # it first).
 ABORT_AFTER_SECONDS = 3.0
+
+# RFC 6455 §5.2: FIN set, opcode 1 (text); a server's frames are never masked.
+_FIN_TEXT = 0x81
+_LEN_16 = 126
+_LEN_64 = 127
+_MAX_7 = 125
+_MAX_16 = 0xFFFF
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The bytes of one unfragmented, unmasked, uncompressed text frame (RFC 6455 §5.2).
+
+    The same bytes as autobahn's ``prepareMessage(payload, isBinary=False,
+    doNotCompress=True).payloadHybi`` (a test holds the two equal), at a third of its cost:
+    autobahn builds a ``PreparedMessage`` object and its header field by field for every
+    frame, and on the sync endpoint that was half of a frame's server CPU.
+    """
+    size = len(payload)
+    if size <= _MAX_7:
+        return bytes((_FIN_TEXT, size)) + payload
+    if size <= _MAX_16:
+        return struct.pack("!BBH", _FIN_TEXT, _LEN_16, size) + payload
+    return struct.pack("!BBQ", _FIN_TEXT, _LEN_64, size) + payload
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
@@ -105,10 +129,10 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         one): three system calls and a loop turn per frame. Like asyncio's transports,
         this sends straight away when the transport holds nothing, and leaves only what
         the kernel did not take (a slow reader) to Twisted's buffer and the bounds above.
-        The frame's bytes are autobahn's own (``prepareMessage``, what autobahn's
-        ``sendPreparedMessage`` writes); only the write is ours.
+        The frame's bytes are those autobahn's ``sendPreparedMessage`` would write
+        (``text_frame``).
         """
-        frame = self.factory.prepareMessage(payload, isBinary=False, doNotCompress=True).payloadHybi
+        frame = text_frame(payload)
         transport = self.transport
         sock = getattr(transport, "socket", None)
         if (
