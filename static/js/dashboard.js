@@ -3,6 +3,8 @@
 // The stream is subscribed to exactly what the page shows (the active watchlist and the
 // charted symbol); whatever leaves the view is unsubscribed and forgotten. Stream
 // frames update the Market model; one animation-frame pass renders grid, tape and header.
+// The "Order book" toggle shows the charted symbol's book (book_panel.js, loaded on first
+// use): its depth and trades are subscribed only while shown, for that one symbol.
 
 import { Alerts } from "./alerts.js";
 import { bindIndicator } from "./connection.js";
@@ -27,6 +29,9 @@ let chartSymbol = null;
 const intervalNames = [...document.querySelectorAll(".intervals button[data-interval]")].map((b) => b.dataset.interval);
 let interval = intervalNames.includes(localStorage.getItem("ticker.interval")) ? localStorage.getItem("ticker.interval") : "1m";
 let chart = null;
+let book = null; // the order book panel (book_panel.js), once the toggle first turned it on
+let bookOn = false;
+let bookReady = null;
 const snapshotted = new Set(); // symbols whose first snapshot (per subscription) has arrived
 
 const header = new (class ChartHeader {
@@ -115,7 +120,10 @@ const tape = new Tape($("#tape"), market, { onPick: (symbol) => openChart(symbol
 const client = new StreamClient(
   "/ws/stream/",
   {
-    onHello: (msg) => catalogChanged(msg.symbols),
+    onHello: (msg) => {
+      catalogChanged(msg.symbols);
+      book?.reconnected();
+    },
     onSymbols: (symbols) => catalogChanged(symbols),
     onSnapshot: (msg) => {
       market.snapshot(msg);
@@ -136,6 +144,9 @@ const client = new StreamClient(
       renderIndicator();
       requestRender();
     },
+    onDepthSnapshot: (msg) => book?.depthSnapshot(msg),
+    onDepth: (msg) => book?.depthDiff(msg),
+    onTrades: (trades) => book?.tradesIn(trades),
     onError: (err) => console.warn("stream error", err.code, err.message),
     onAlert: (alert) => alerts.fired(alert),
   },
@@ -184,6 +195,7 @@ function syncView() {
 /** The charted symbol was deleted (or disabled) and nothing else is shown: an empty chart. */
 function closeChart() {
   chartSymbol = null;
+  book?.hide();
   header.clear();
   chartReady.then((c) => c.clear());
 }
@@ -196,6 +208,7 @@ function openChart(symbol, { user, sync = true }) {
   grid.setCharted(symbol);
   grid.select(symbol);
   if (sync && changed && !client.wanted.has(symbol)) syncView();
+  if (changed) syncBook();
   header.symbol = null; // re-render the header for the new symbol
   requestRender();
   chartReady.then((c) => c.show(symbol, interval, market.precision(symbol)));
@@ -216,8 +229,41 @@ const chartReady = import("./chart.js").then(({ CandleChart, bindIntervals, read
   return chart;
 });
 
+// The order book of the charted symbol, behind the chart panel's toggle (remembered).
+const bookToggle = $(".chart-tools [data-action=book]");
+
+function syncBook() {
+  if (!book) return;
+  if (bookOn && chartSymbol) book.show(chartSymbol, market.precision(chartSymbol));
+  else book.hide();
+}
+
+function writeBookToggle() {
+  bookToggle.setAttribute("aria-pressed", String(bookOn));
+  $("#book").hidden = !bookOn;
+  $(".chart-panel").dataset.book = bookOn ? "on" : "off";
+}
+
+function setBook(on, { user }) {
+  bookOn = on;
+  if (user) localStorage.setItem("ticker.book", on ? "on" : "off");
+  requestWrite(writeBookToggle);
+  if (!on) {
+    syncBook();
+    return;
+  }
+  bookReady ??= import("./book_panel.js").then(({ BookPanel }) => {
+    book = new BookPanel($("#book"), client);
+    window.tickerBook = book;
+    return book;
+  });
+  bookReady.then(() => syncBook());
+}
+bookToggle.addEventListener("click", () => setBook(!bookOn, { user: true }));
+
 bindGlobalControls();
 syncView();
+if (localStorage.getItem("ticker.book") === "on") setBook(true, { user: false });
 client.connect();
 renderIndicator();
 

@@ -31,6 +31,22 @@ export function formatVolume(value) {
   return value === null || value === undefined || Number.isNaN(value) ? "—" : volumeFmt.format(value);
 }
 
+// Order sizes (book levels, trades): whole shares and contracts grouped, fractions of a
+// coin to four significant digits, very large ones compact, so a ladder column stays narrow.
+const sizeFormats = {
+  whole: new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 }),
+  some: new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 }),
+  small: new Intl.NumberFormat("en-US", { maximumSignificantDigits: 4 }),
+  compact: new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 2 }),
+};
+
+export function formatSize(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  const size = Math.abs(value);
+  const fmt = size >= 1e6 ? "compact" : size >= 100 ? "whole" : size >= 1 ? "some" : "small";
+  return sizeFormats[fmt].format(value);
+}
+
 // Times follow the trader's clock preference: the browser's time zone, or UTC.
 const clockFormats = new Map();
 

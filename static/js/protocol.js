@@ -4,10 +4,16 @@
 // shows, tracks (epoch, seq) per symbol, detects gaps, and on any drop reconnects with
 // exponential backoff and jitter, then resubscribes with `since` so the server can
 // send exactly the missed ticks or a fresh snapshot.
+//
+// A symbol's order book (the "depth" and "trades" channels) is subscribed apart from its
+// ticks (subscribeBook): kept across reconnects like the ticks, sent again after every
+// hello. The book's own sequence (U/u) is checked by its model (order_book.js), which
+// asks for a fresh depth snapshot here (resyncDepth) when it sees a gap.
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const CLOSE_NOT_AUTHENTICATED = 4401;
+const BOOK_CHANNELS = ["depth", "trades"];
 
 export function streamUrl(path) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -21,6 +27,7 @@ export class StreamClient {
    * @param {object} options autoSubscribed: the endpoint subscribes by itself (single-symbol stream)
    */
   constructor(path, handlers = {}, options = {}) {
+    // handlers also: onDepthSnapshot, onDepth, onTrades (the order book channels)
     this.path = path;
     this.handlers = handlers;
     this.autoSubscribed = options.autoSubscribed || false;
@@ -39,6 +46,9 @@ export class StreamClient {
     this.reconnectTimer = null;
     this.stats = { frames: 0, ticks: 0, gaps: 0, reconnects: 0, recovered: 0, snapshots: 0, retried: 0 };
     this.pending = new Map(); // subscribe id -> symbols, until its ack or error
+    this.books = new Map(); // symbol -> depth levels wanted, with its trades
+    this.pendingBooks = new Map(); // channel subscribe id -> {symbol, channels}, until answered
+    this.limits = {};
   }
 
   connect() {
@@ -82,6 +92,31 @@ export class StreamClient {
     if (gone.length && this.isOpen()) this.send({ op: "unsubscribe", id: this.nextId++, symbols: gone });
   }
 
+  /** Stream ``symbol``'s order book (best ``levels`` per side) and its trades, until unsubscribeBook. */
+  subscribeBook(symbol, levels = 20) {
+    const known = this.books.get(symbol);
+    this.books.set(symbol, levels);
+    if (known !== levels && this.isOpen()) this.sendBook(symbol, BOOK_CHANNELS);
+  }
+
+  unsubscribeBook(symbol) {
+    if (!this.books.delete(symbol)) return;
+    if (this.isOpen()) this.send({ op: "unsubscribe", id: this.nextId++, symbols: [symbol], channels: BOOK_CHANNELS });
+  }
+
+  /** The book's model saw a gap (another U or epoch): ask for a fresh depth snapshot. */
+  resyncDepth(symbol) {
+    if (this.books.has(symbol) && this.isOpen()) this.sendBook(symbol, ["depth"]);
+  }
+
+  sendBook(symbol, channels) {
+    const wanted = this.books.get(symbol);
+    const levels = Math.min(wanted, this.limits.max_depth_levels || wanted);
+    const frame = { op: "subscribe", id: this.nextId++, symbols: [symbol], channels, depth_levels: levels };
+    this.pendingBooks.set(frame.id, { symbol, channels });
+    this.send(frame);
+  }
+
   isOpen() {
     return this.ws && this.ws.readyState === WebSocket.OPEN && this.helloSeen;
   }
@@ -115,6 +150,7 @@ export class StreamClient {
       case "hello":
         this.helloSeen = true;
         this.heartbeatMs = msg.heartbeat_ms || this.heartbeatMs;
+        this.limits = msg.limits || {};
         this.attempt = 0;
         this.setState("live");
         this.call("onHello", msg);
@@ -122,6 +158,8 @@ export class StreamClient {
         if (!this.autoSubscribed && this.wanted.size) {
           this.sendSubscribe([...this.wanted]);
         }
+        // A new connection starts with no book: every wanted one is asked for again.
+        for (const symbol of this.books.keys()) this.sendBook(symbol, BOOK_CHANNELS);
         break;
       case "snapshot":
         // One that crossed an unsubscribe in flight: the page no longer shows the symbol.
@@ -134,11 +172,24 @@ export class StreamClient {
       case "ticks":
         this.onTicks(msg);
         break;
+      case "depth_snapshot":
+        // As for ticks: one that crossed an unsubscribe in flight is dropped.
+        if (this.books.has(msg.symbol)) this.call("onDepthSnapshot", msg);
+        break;
+      case "depth":
+        if (this.books.has(msg.symbol)) this.call("onDepth", msg);
+        break;
+      case "trades": {
+        const trades = (msg.data || []).filter((t) => this.books.has(t.symbol));
+        if (trades.length) this.call("onTrades", trades);
+        break;
+      }
       case "symbols":
         this.call("onSymbols", msg.symbols);
         break;
       case "ack":
         this.pending.delete(msg.id);
+        this.pendingBooks.delete(msg.id);
         break;
       case "error":
         this.retryRefused(msg);
@@ -154,6 +205,14 @@ export class StreamClient {
 
   /** A subscribe refused for now (over the read budget, store away) is sent again later. */
   retryRefused(msg) {
+    const book = this.pendingBooks.get(msg.id);
+    this.pendingBooks.delete(msg.id);
+    if (book && (msg.code === "rate_limited" || msg.code === "unavailable")) {
+      const delay = (msg.retry_after_ms || 1000) * (1 + Math.random() * 0.2);
+      this.stats.retried += 1;
+      setTimeout(() => this.books.has(book.symbol) && this.isOpen() && this.sendBook(book.symbol, book.channels), delay);
+      return;
+    }
     const symbols = this.pending.get(msg.id);
     this.pending.delete(msg.id);
     if (!symbols || (msg.code !== "rate_limited" && msg.code !== "unavailable")) return;
@@ -209,6 +268,7 @@ export class StreamClient {
   onClose(event) {
     this.helloSeen = false;
     this.pending.clear(); // a new socket resubscribes everything wanted
+    this.pendingBooks.clear();
     clearInterval(this.watchdog);
     if (this.closedByUs) return;
     if (event.code === CLOSE_NOT_AUTHENTICATED) {

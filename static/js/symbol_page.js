@@ -1,7 +1,10 @@
-// The symbol page: chart, quote, session stats and recent ticks of one symbol, fed by the
-// single-symbol stream /ws/symbols/<SYMBOL>/ (the sync consumer), shareable by URL.
+// The symbol page: chart, quote, session stats, recent ticks and order book (ladder, depth,
+// time & sales) of one symbol, fed by the single-symbol stream /ws/symbols/<SYMBOL>/ (the
+// sync consumer), shareable by URL. The stream subscribes the ticks by itself; the book's
+// channels are asked for after every hello (StreamClient.subscribeBook).
 
 import { Alerts } from "./alerts.js";
+import { BookPanel } from "./book_panel.js";
 import { bindIntervals, CandleChart, readIntervals } from "./chart.js";
 import { bindIndicator } from "./connection.js";
 import { formatPct, formatPrice, formatSigned, formatTime, formatVolume } from "./format.js";
@@ -99,6 +102,7 @@ const client = new StreamClient(
   {
     onHello: (msg) => {
       market.setCatalog(msg.symbols);
+      book.reconnected();
       requestRender();
     },
     onSymbols: (symbols) => {
@@ -120,12 +124,18 @@ const client = new StreamClient(
       if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
       requestRender();
     },
+    onDepthSnapshot: (msg) => book.depthSnapshot(msg),
+    onDepth: (msg) => book.depthDiff(msg),
+    onTrades: (trades) => book.tradesIn(trades),
     onState: () => renderIndicator(),
+    onError: (err) => console.warn("stream error", err.code, err.message),
     onAlert: (alert) => alerts.fired(alert),
   },
   { symbols: [symbol], autoSubscribed: true },
 );
 const renderIndicator = bindIndicator($("#connection"), client);
+const book = new BookPanel($("#book"), client);
+book.show(symbol, precision);
 
 // Price alerts: set for this symbol; any of the trader's alerts that fire toast here too.
 const alerts = new Alerts({ market });
@@ -140,3 +150,4 @@ window.tickerStream = client;
 window.tickerChart = chart;
 window.tickerMarket = market;
 window.tickerAlerts = alerts;
+window.tickerBook = book;
