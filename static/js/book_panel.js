@@ -17,6 +17,9 @@ const DEPTH_LEVELS = 20;
 const TAPE_ROWS = 50;
 const FILL_RETRY_MS = 2000;
 const FILL_RETRIES = 5;
+// A hole between the history and the live trades: the history is asked again, this often at most.
+const REFILL_MS = 1000;
+const REFILLS = 5;
 
 export class BookPanel {
   /**
@@ -38,7 +41,8 @@ export class BookPanel {
     this.precision = 2;
     this.token = 0; // the current show(): answers for an older one are dropped
     this.drawn = { book: -1, symbol: null };
-    this.stats = { resyncs: 0, fills: 0 };
+    this.stats = { resyncs: 0, fills: 0, refills: 0 };
+    this.refill = null; // {timer, count} of the current show()
     this.hellos = client.helloSeen ? 1 : 0; // the first hello is no reconnect: show() filled the tape
     this.write = () => this.render();
     window.addEventListener("ticker:prefs", () => requestWrite(this.write)); // the tape's clock
@@ -53,6 +57,7 @@ export class BookPanel {
     this.token += 1;
     this.book.reset(symbol, this.levels);
     this.trades.reset(symbol);
+    this.resetRefill();
     this.client.subscribeBook(symbol, this.levels);
     this.fillTape();
     requestWrite(this.write);
@@ -65,7 +70,27 @@ export class BookPanel {
     this.token += 1;
     this.book.reset(null, this.levels);
     this.trades.reset(null);
+    this.resetRefill();
     requestWrite(this.write);
+  }
+
+  resetRefill() {
+    clearTimeout(this.refill?.timer);
+    this.refill = { timer: 0, count: 0 };
+  }
+
+  /** Trades missing between two rows (history and live did not meet): ask the history again. */
+  checkHoles() {
+    const refill = this.refill;
+    if (refill.timer || refill.count >= REFILLS || !this.trades.hasHole()) return;
+    const token = this.token;
+    refill.timer = setTimeout(() => {
+      refill.timer = 0;
+      if (token !== this.token) return;
+      refill.count += 1;
+      this.stats.refills += 1;
+      this.fillTape();
+    }, REFILL_MS);
   }
 
   /** A new connection (hello): its book comes as a fresh snapshot; trades missed meanwhile from history. */
@@ -73,6 +98,7 @@ export class BookPanel {
     this.hellos += 1;
     if (!this.symbol || this.hellos === 1) return;
     this.book.u = null;
+    this.resetRefill();
     this.fillTape();
     requestWrite(this.write);
   }
@@ -94,7 +120,9 @@ export class BookPanel {
   }
 
   tradesIn(trades) {
-    if (this.trades.add(trades)) requestWrite(this.write);
+    if (!this.trades.add(trades)) return;
+    this.checkHoles();
+    requestWrite(this.write);
   }
 
   async fillTape(attempt = 0) {
@@ -122,6 +150,7 @@ export class BookPanel {
     const trades = Array.isArray(data) ? data : (data.trades ?? data.data ?? []);
     this.stats.fills += 1;
     this.trades.fill(trades);
+    this.checkHoles();
     requestWrite(this.write);
   }
 

@@ -130,7 +130,10 @@ export class DepthChart {
     const pr = this.precision;
     set(this.legend.bid, formatSize(g.bidTotal));
     set(this.legend.ask, formatSize(g.askTotal));
-    set(this.legend.mid, formatPrice((g.bestBid + g.bestAsk) / 2, pr + 1));
+    // The mid of two prices may fall half a tick between them: one more digit only then.
+    const mid = (g.bestBid + g.bestAsk) / 2;
+    const onTick = Math.abs(mid * 10 ** pr - Math.round(mid * 10 ** pr)) < 1e-6;
+    set(this.legend.mid, formatPrice(mid, onTick ? pr : pr + 1));
     this.label(
       `Cumulative depth of ${this.symbol}: best bid ${formatPrice(g.bestBid, pr)}, best ask ${formatPrice(g.bestAsk, pr)};` +
         ` ${formatSize(g.bidTotal)} bid and ${formatSize(g.askTotal)} ask over ${g.levels} levels`,

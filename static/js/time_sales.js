@@ -5,6 +5,8 @@
 // into one list, newest first, each trade once (by epoch and id: the two may overlap),
 // at most `max` rows. A trade is "large" when its size is at least `largeFactor` times
 // the median of the recent sizes (decided when it arrives, so a row never changes).
+// Ids rise by 1 per trade of a symbol, so a hole between two rows of one epoch is a trade
+// missed (the history answered before the live trades began): hasHole() says so.
 // TimeSalesView writes it into a <tbody> once per animation frame, reusing row elements.
 
 import { formatClock, formatPrice, formatSize } from "./format.js";
@@ -80,6 +82,16 @@ export class TimeSales {
     this.rows.sort(newestFirst);
     for (const gone of this.rows.splice(this.max)) this.keys.delete(gone.key);
     this.version += 1;
+  }
+
+  /** Whether two neighbouring rows of one epoch are not consecutive trades. */
+  hasHole() {
+    for (let i = 1; i < this.rows.length; i += 1) {
+      const newer = this.rows[i - 1];
+      const older = this.rows[i];
+      if (newer.epoch === older.epoch && newer.id !== older.id + 1) return true;
+    }
+    return false;
   }
 
   isLarge(size) {
