@@ -331,6 +331,8 @@ TICKER = {
     "MAX_FRAME_BYTES": env_int("TICKER_MAX_FRAME_BYTES", 64 * 1024, minimum=1024),
     "MAX_SYMBOLS_PER_CONNECTION": env_int("TICKER_MAX_SYMBOLS", 200, minimum=1),
     "MAX_CLIENT_FRAMES_PER_SECOND": env_int("TICKER_MAX_CLIENT_RATE", 20, minimum=1),
+    # Symbols one connection may follow the order book of (each costs a snapshot and a frame a window).
+    "MAX_DEPTH_SYMBOLS": env_int("TICKER_MAX_DEPTH_SYMBOLS", 10, minimum=1),
     # A client whose socket stays full this long is closed with 4408 (see ticker/slow_clients.py).
     "SLOW_CLIENT_SECONDS": env_int("TICKER_SLOW_CLIENT_SECONDS", 5, minimum=1),
     "MAX_OUTBOUND_BYTES": env_int("TICKER_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),

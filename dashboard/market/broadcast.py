@@ -1,9 +1,10 @@
 """Publishing to channel-layer groups: the only place that talks to the layer outbound.
 
 Per producer window, one ``market.batch`` message carries every symbol's ticks, each
-symbol's ticks encoded once (a ``BatchEntry``); dashboards pick their symbols from
-it. Each symbol with ticks also gets one ``symbol.ticks`` message on its own group,
-for single-symbol streams. Catalog changes go to the ``catalog`` group as a ready
+symbol's ticks encoded once (a ``BatchEntry``), and its book changes and trades
+(``dashboard.market.depth``); dashboards pick their symbols from it. Each symbol the
+window changed also gets one ``symbol.ticks`` message on its own group, for
+single-symbol streams. Catalog changes go to the ``catalog`` group as a ready
 ``symbols`` frame.
 """
 
@@ -30,18 +31,34 @@ def symbol_group(symbol: str) -> str:
     return f"symbol.{symbol}"
 
 
-async def publish_window(layer: Any, entries: Mapping[str, BatchEntry]) -> None:
-    """Send one window's ticks: one market message plus one message per ticking symbol."""
-    if not entries:
+async def publish_window(
+    layer: Any,
+    entries: Mapping[str, BatchEntry],
+    books: Mapping[str, list[Any]] | None = None,
+    trades: Mapping[str, list[Any]] | None = None,
+) -> None:
+    """Send one window: one market message, plus one message per symbol it changed.
+
+    A symbol's book entry and trades (``dashboard.market.depth``) travel in the same
+    message as its ticks, so a stream gets a window's ticks before its book.
+    """
+    books, trades = books or {}, trades or {}
+    if not (entries or books or trades):
         return
-    await layer.group_send(
-        MARKET_GROUP,
-        {"type": "market.batch", "ticks": {symbol: e.to_wire() for symbol, e in entries.items()}},
-    )
-    for symbol, entry in entries.items():
-        await layer.group_send(
-            symbol_group(symbol), {"type": "symbol.ticks", "symbol": symbol, "entry": entry.to_wire()}
-        )
+    ticks = {symbol: e.to_wire() for symbol, e in entries.items()}
+    message: dict[str, Any] = {"type": "market.batch", "ticks": ticks}
+    if books:
+        message["books"] = books
+    if trades:
+        message["trades"] = trades
+    await layer.group_send(MARKET_GROUP, message)
+    for symbol in {**ticks, **books, **trades}:
+        one: dict[str, Any] = {"type": "symbol.ticks", "symbol": symbol, "entry": ticks.get(symbol)}
+        if symbol in books:
+            one["book"] = books[symbol]
+        if symbol in trades:
+            one["trades"] = trades[symbol]
+        await layer.group_send(symbol_group(symbol), one)
 
 
 def user_group(user_id: int) -> str:

@@ -29,8 +29,23 @@ SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 INTERVALS = tuple(INTERVALS_MS)
 DEFAULT_INTERVAL = "1m"
 MAX_ID_LENGTH = 64
-# Objects and lists a frame may hold beyond one per symbol: the frame, ``symbols``, ``since``.
+# Objects and lists a frame may hold beyond one per symbol: the frame, ``symbols``, ``since``,
+# ``channels``.
 MAX_EXTRA_CONTAINERS = 8
+
+
+class Channel(StrEnum):
+    """What a subscription carries of a symbol: its ticks, its order book, its trades."""
+
+    TICKS = "ticks"
+    DEPTH = "depth"
+    TRADES = "trades"
+
+
+DEFAULT_CHANNELS = frozenset({Channel.TICKS})
+ALL_CHANNELS = frozenset(Channel)
+DEFAULT_DEPTH_LEVELS = 20
+MAX_DEPTH_LEVELS = 50
 
 
 class ErrorCode(StrEnum):
@@ -63,12 +78,15 @@ class Limits:
     max_frame_bytes: int = 64 * 1024
     max_symbols: int = 200
     max_client_frames_per_second: int = 20
+    max_depth_symbols: int = 10
 
     def to_wire(self) -> dict[str, int]:
         return {
             "max_frame_bytes": self.max_frame_bytes,
             "max_symbols": self.max_symbols,
             "max_client_frames_per_second": self.max_client_frames_per_second,
+            "max_depth_symbols": self.max_depth_symbols,
+            "max_depth_levels": MAX_DEPTH_LEVELS,
         }
 
 
@@ -86,12 +104,16 @@ class Subscribe:
     symbols: tuple[str, ...]
     interval: str = DEFAULT_INTERVAL
     since: Mapping[str, Position] = field(default_factory=dict)
+    channels: frozenset[Channel] = DEFAULT_CHANNELS
+    depth_levels: int = DEFAULT_DEPTH_LEVELS
 
 
 @dataclass(frozen=True)
 class Unsubscribe:
     id: int | str | None
     symbols: tuple[str, ...]
+    # Without ``channels`` an unsubscribe ends every channel of its symbols.
+    channels: frozenset[Channel] = ALL_CHANNELS
 
 
 @dataclass(frozen=True)
@@ -153,9 +175,16 @@ def parse_client_frame(text: str | None, bytes_data: bytes | None = None, *, lim
         if interval not in INTERVALS:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"'interval' must be one of {', '.join(INTERVALS)}", op_id)
         since = _parse_since(data.get("since"), op_id, symbols)
-        return Subscribe(id=op_id, symbols=symbols, interval=interval, since=since)
+        channels = _parse_channels(data.get("channels"), op_id, DEFAULT_CHANNELS)
+        levels = _parse_depth_levels(data.get("depth_levels", DEFAULT_DEPTH_LEVELS), op_id)
+        return Subscribe(
+            id=op_id, symbols=symbols, interval=interval, since=since, channels=channels, depth_levels=levels
+        )
     if op == "unsubscribe":
-        return Unsubscribe(id=op_id, symbols=_parse_symbols(data.get("symbols"), op_id, limits))
+        symbols = _parse_symbols(data.get("symbols"), op_id, limits)
+        return Unsubscribe(
+            id=op_id, symbols=symbols, channels=_parse_channels(data.get("channels"), op_id, ALL_CHANNELS)
+        )
     raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:32]!r}", op_id)
 
 
@@ -183,6 +212,24 @@ def _parse_symbols(raw: Any, op_id: int | str | None, limits: Limits) -> tuple[s
         if item not in symbols:
             symbols.append(item)
     return tuple(symbols)
+
+
+def _parse_channels(raw: Any, op_id: int | str | None, default: frozenset[Channel]) -> frozenset[Channel]:
+    if raw is None:
+        return default
+    if not isinstance(raw, list) or not raw or len(raw) > len(ALL_CHANNELS):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "'channels' must be a non-empty list", op_id)
+    if not all(isinstance(item, str) and item in ALL_CHANNELS for item in raw):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "'channels' may hold 'ticks', 'depth' and 'trades'", op_id)
+    return frozenset(Channel(item) for item in raw)
+
+
+def _parse_depth_levels(raw: Any, op_id: int | str | None) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_DEPTH_LEVELS:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"'depth_levels' must be an integer from 1 to {MAX_DEPTH_LEVELS}", op_id
+        )
+    return raw
 
 
 def _parse_since(raw: Any, op_id: int | str | None, symbols: tuple[str, ...]) -> dict[str, Position]:

@@ -128,6 +128,14 @@ def control_key(symbol: str) -> str:
     return f"{KEY_PREFIX}control:{symbol}"
 
 
+def book_key(symbol: str) -> str:
+    return f"{KEY_PREFIX}book:{symbol}"
+
+
+def trades_key(symbol: str) -> str:
+    return f"{KEY_PREFIX}trades:{symbol}"
+
+
 # KEYS: the lease, then the symbol's other keys. ARGV: the only owner whose lease may be
 # dropped with them ("" for any): a producer never purges a symbol another one holds.
 PURGE_SCRIPT = """
@@ -139,7 +147,7 @@ return redis.call('DEL', unpack(KEYS))
 
 def purge_symbol(redis: Any, symbol: str, owner: str = "") -> Any:
     """Delete every key of ``symbol`` (lease, series state, recent ticks, candles, queued
-    controls), so the code, if it is created again, starts a new epoch with its own history.
+    controls, book, trades), so the code, if it is created again, starts a new epoch with its own history.
     With ``owner``, only while the lease is that owner's or nobody's. Returns the number of
     keys deleted (awaitable with an async client). Pending candles stay queued: the flush
     drops those of a symbol that no longer exists."""
@@ -149,6 +157,8 @@ def purge_symbol(redis: Any, symbol: str, owner: str = "") -> Any:
         ticks_key(symbol),
         forming_key(symbol),
         control_key(symbol),
+        book_key(symbol),
+        trades_key(symbol),
         *(recent_candles_key(symbol, interval) for interval in INTERVALS),
     ]
     return redis.eval(PURGE_SCRIPT, len(keys), *keys, owner)
@@ -265,12 +275,8 @@ def commit_args(
 
 def parse_forming(raw: dict[bytes, bytes]) -> dict[str, Candle]:
     """``HGETALL`` of a forming-candles hash, as candles by interval."""
-    forming = {}
-    for interval, encoded in raw.items():
-        name = interval.decode()
-        if name in INTERVALS_MS:
-            forming[name] = Candle.from_wire(name, orjson.loads(encoded))
-    return forming
+    decoded = ((interval.decode(), encoded) for interval, encoded in raw.items())
+    return {name: Candle.from_wire(name, orjson.loads(encoded)) for name, encoded in decoded if name in INTERVALS_MS}
 
 
 def queue_history(
@@ -330,10 +336,7 @@ def parse_snapshot(symbol: str, state: Sequence[bytes | None], recent: list[byte
 
 
 def _wire_candle(raw: bytes) -> dict[str, Any]:
-    data = orjson.loads(raw)
-    data.pop("symbol", None)
-    data.pop("interval", None)
-    return data
+    return {key: value for key, value in orjson.loads(raw).items() if key not in ("symbol", "interval")}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from django.conf import settings
 
 from dashboard.market.broadcast import CATALOG_GROUP, session_group, token_group, user_group
 from dashboard.market.client import async_redis, sync_redis
+from dashboard.market.depth import MarketWindow
 from dashboard.market.protocol import CloseCode, Limits
 from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.streams import catalog as catalogs
@@ -162,12 +163,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             self.session.subs.catch_up(last)
 
-    async def deliver(self, ticks: dict[str, Any]) -> None:
+    async def deliver(self, ticks: dict[str, Any], window: MarketWindow | None = None) -> None:
         """A market batch from this process's feed (``MarketFeed``), on the per-stream path."""
         session = self.session
         if session is None:
             return
-        ticks_sent = session.batch(ticks)
+        ticks_sent = session.batch(ticks, None, window)
         if ticks_sent:
             self.frames_sent.inc()
             self.ticks_sent.inc(ticks_sent)
@@ -320,13 +321,16 @@ class SymbolConsumer(JsonWebsocketConsumer):
             if self.session is not None:
                 self.session.disconnected()
 
-    async def deliver_symbol(self, entry: Sequence[Any], message: dict[str, Any]) -> int:
-        """Ticks of this stream's symbol (event loop); ``message`` sends all of them. Frames made: 0 or 1."""
+    async def deliver_symbol(
+        self, entry: Sequence[Any] | None, message: dict[str, Any] | None, window: MarketWindow | None = None
+    ) -> int:
+        """A window of this stream's symbol (event loop); ``message`` sends all its ticks. Tick frames made: 0 or 1."""
         session = self.session
         if session is None:
             return 0
         with self._lock:
-            made = 1 if session.batch_one(self.symbol, entry, message["text"]) else 0
+            text = message["text"] if message is not None else None
+            made = 1 if session.batch_one(self.symbol, entry, text, window) else 0
             first = self._writer.claim()
             resync = session.has_reads() and not self._resync_asked
             if resync:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from dashboard.market.broadcast import MARKET_GROUP, symbol_group
+from dashboard.market.depth import BookReplicas, MarketWindow, window_of
 from dashboard.market.loop_services import BackgroundTask, services
 from dashboard.market.protocol import BATCH_EPOCH, BATCH_FIRST_SEQ, BATCH_LAST_SEQ, BATCH_PIECE, ticks_frame
 from dashboard.streams.shared_reads import RECENT_WINDOWS, SubscribeReads
@@ -43,7 +44,7 @@ LAYER_RETRY_SECONDS = 1.0
 
 
 class BatchTarget(Protocol):
-    async def deliver(self, ticks: dict[str, Any]) -> None: ...
+    async def deliver(self, ticks: dict[str, Any], window: MarketWindow | None) -> None: ...
 
 
 class SharedTarget(BatchTarget, Protocol):
@@ -81,6 +82,7 @@ class MarketFeed:
         # the feed is completed with them instead of read again.
         self.recent: dict[str, deque[list[Any]]] = {}
         self.reads = SubscribeReads(self.last, self.recent)
+        self.books = BookReplicas()
 
     async def register(self, target: BatchTarget, wait_seconds: float = 5.0) -> None:
         """Deliver to ``target`` from now on; returns once the subscription is live.
@@ -127,9 +129,13 @@ class MarketFeed:
             target.feed_key = key
             self.loose.discard(target)
 
-    async def dispatch(self, ticks: dict[str, Any]) -> None:
-        """Deliver one window's batch (``symbol -> [epoch, first_seq, last_seq, piece]``)."""
+    async def dispatch(
+        self, ticks: dict[str, Any], books: dict[str, Any] | None = None, trades: dict[str, Any] | None = None
+    ) -> None:
+        """Deliver one window's batch (``symbol -> [epoch, first_seq, last_seq, piece]``), and its
+        book entries and trades to the streams that follow them (never in a group)."""
         self.windows += 1
+        window = window_of(self.books, books, trades) if books or trades else None
         last = self.last
         # Symbols this batch does not simply continue (a gap, a new epoch, first sight).
         broken = set()
@@ -178,7 +184,7 @@ class MarketFeed:
             metrics.TICKS_SENT.labels("stream").inc(ticks_sent)
         for target in list(self.loose):
             try:
-                await target.deliver(ticks)
+                await target.deliver(ticks, window)
             except Exception:
                 # One broken stream must not starve the others.
                 logger.exception("market batch not delivered to a stream")
@@ -199,9 +205,9 @@ class MarketFeed:
         try:
             while True:
                 message = await self.layer.receive(channel)
-                ticks = message.get("ticks")
-                if ticks:
-                    await self.dispatch(ticks)
+                ticks, books, trades = message.get("ticks"), message.get("books"), message.get("trades")
+                if ticks or books or trades:
+                    await self.dispatch(ticks or {}, books, trades)
         finally:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(MARKET_GROUP, channel)
@@ -210,8 +216,11 @@ class MarketFeed:
 class SymbolTarget(Protocol):
     """A single-symbol stream (``SymbolConsumer``), fed on the event loop."""
 
-    async def deliver_symbol(self, entry: Sequence[Any], message: dict[str, Any]) -> int:
-        """Send what it has not seen of ``entry`` (all of it: ``message``); the frames made (0 or 1)."""
+    async def deliver_symbol(
+        self, entry: Sequence[Any] | None, message: dict[str, Any] | None, window: MarketWindow | None
+    ) -> int:
+        """Send what it has not seen of ``entry`` (all of it: ``message``) and the window's book
+        frames it follows; the tick frames made (0 or 1)."""
 
 
 class SymbolFeed:
@@ -232,6 +241,7 @@ class SymbolFeed:
         self.channel: str | None = None
         self.receiving = BackgroundTask(self._run)
         self._lock = asyncio.Lock()
+        self.books = BookReplicas()
 
     async def register(self, symbol: str, target: SymbolTarget) -> None:
         """Deliver ``symbol``'s ticks to ``target`` from now on (returns once subscribed)."""
@@ -251,16 +261,23 @@ class SymbolFeed:
             if not found:
                 del self.targets[symbol]
 
-    async def dispatch(self, symbol: str, entry: list[Any]) -> None:
+    async def dispatch(
+        self, symbol: str, entry: list[Any] | None, book: list[Any] | None = None, trades: list[Any] | None = None
+    ) -> None:
         sent = 0
         # Built once: the same message for every stream in step (Daphne does not change it).
-        message = {"type": "websocket.send", "text": ticks_frame([entry[BATCH_PIECE]])}
+        message = None if entry is None else {"type": "websocket.send", "text": ticks_frame([entry[BATCH_PIECE]])}
+        window = None
+        if book is not None or trades is not None:
+            window = window_of(
+                self.books, {symbol: book} if book is not None else None, {symbol: trades} if trades else None
+            )
         for target in list(self.targets.get(symbol, ())):
             try:
-                sent += await target.deliver_symbol(entry, message)
+                sent += await target.deliver_symbol(entry, message, window)
             except Exception:
                 logger.exception("symbol ticks not delivered to a stream")
-        if sent:
+        if sent and entry is not None:
             metrics.FRAMES_SENT.labels("symbol").inc(sent)
             metrics.TICKS_SENT.labels("symbol").inc(sent * (entry[BATCH_LAST_SEQ] - entry[BATCH_FIRST_SEQ] + 1))
 
@@ -277,8 +294,8 @@ class SymbolFeed:
                 await asyncio.sleep(LAYER_RETRY_SECONDS)
                 continue
             symbol, entry = message.get("symbol"), message.get("entry")
-            if symbol and entry:
-                await self.dispatch(symbol, entry)
+            if symbol and (entry or "book" in message or "trades" in message):
+                await self.dispatch(symbol, entry, message.get("book"), message.get("trades"))
 
 
 def symbol_feed(layer: Any) -> SymbolFeed:

@@ -28,6 +28,7 @@ def limits() -> protocol.Limits:
         max_frame_bytes=cfg["MAX_FRAME_BYTES"],
         max_symbols=cfg["MAX_SYMBOLS_PER_CONNECTION"],
         max_client_frames_per_second=cfg["MAX_CLIENT_FRAMES_PER_SECOND"],
+        max_depth_symbols=cfg["MAX_DEPTH_SYMBOLS"],
     )
 
 

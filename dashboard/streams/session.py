@@ -25,17 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dashboard.market import protocol
+from dashboard.market.depth import MarketWindow
 from dashboard.market.protocol import (
     BATCH_EPOCH,
     BATCH_FIRST_SEQ,
     BATCH_LAST_SEQ,
     BATCH_PIECE,
+    Channel,
     CloseCode,
     ErrorCode,
     Limits,
     Position,
     ProtocolError,
 )
+from dashboard.streams.book_channels import BookChannels
 from dashboard.streams.guard import REFUSED_CODES, ClientGuard, ReadBudget, Verdict, charge_reads, screen
 from dashboard.streams.subscriptions import Subscriptions, subscription_frame
 
@@ -126,6 +129,8 @@ class StreamSession:
         self.shared = shared
         self.on_change = on_change
         self.subs = Subscriptions()
+        # The ``depth`` and ``trades`` channels; ``subs`` keeps ``ticks``.
+        self.books = BookChannels(limits.max_depth_symbols)
         self.intervals: dict[str, str] = {}
         self.catalog: Catalog = {}
         self.outbox: deque[str] = deque()
@@ -133,7 +138,7 @@ class StreamSession:
         self.opened = False
         self._outstanding: deque[_Outstanding] = deque()
         self._to_start: list[Read] = []
-        self._held: deque[tuple[Batch, str | None]] = deque()
+        self._held: deque[tuple[Batch, str | None, MarketWindow | None]] = deque()
         self._frames_sent = 0
         self._ticks_sent = 0
 
@@ -180,8 +185,9 @@ class StreamSession:
                 return self.close_code
         return None
 
-    def batch(self, entries: Batch, frame: str | None = None) -> int:
-        """A producer window (``symbol -> BatchEntry`` wire form); ``frame``: all of it, built once.
+    def batch(self, entries: Batch, frame: str | None = None, window: MarketWindow | None = None) -> int:
+        """A producer window (``symbol -> BatchEntry`` wire form); ``frame``: all of it, built once;
+        ``window``: its book updates and trades.
 
         Returns the ticks forwarded now, in one frame (0: none, or held); ticks forwarded
         later, from the hold, are counted by ``take_sent``.
@@ -189,18 +195,20 @@ class StreamSession:
         if not self.opened or self.close_code is not None:  # ``serving``, inline: every message
             return 0
         if self._outstanding:
-            self._held.append((entries, frame))
+            self._held.append((entries, frame, window))
             return 0
-        return self._forward(entries, frame)
+        return self._forward(entries, frame, window)
 
-    def batch_one(self, symbol: str, raw: Sequence[Any], frame: str) -> int:
+    def batch_one(
+        self, symbol: str, raw: Sequence[Any] | None, frame: str | None, window: MarketWindow | None = None
+    ) -> int:
         """``batch`` of one symbol's entry, ``frame`` its ticks frame: a single-symbol stream's
         every message, so written for speed (no batch mapping to build or walk)."""
         if not self.opened or self.close_code is not None:
             return 0
-        if self._outstanding:
-            self._held.append(({symbol: raw}, frame))
-            return 0
+        if self._outstanding or raw is None or (window and self.books):
+            entries = {symbol: raw} if raw is not None else {}
+            return self.batch(entries, frame, window)
         subs = self.subs
         before = subs.ticks_accepted
         piece = subs.accept(symbol, raw[BATCH_EPOCH], raw[BATCH_FIRST_SEQ], raw[BATCH_LAST_SEQ], raw[BATCH_PIECE])
@@ -234,6 +242,7 @@ class StreamSession:
             if symbol not in self.catalog:
                 self.subs.remove(symbol)
                 self.intervals.pop(symbol, None)
+        self.books.keep_only(self.catalog)
         self.outbox.append(frame)
 
     def disconnected(self) -> None:
@@ -269,7 +278,7 @@ class StreamSession:
 
     def steppable(self) -> frozenset[str] | None:
         """Its symbols, when it may share frames now: nothing held, outstanding or unsent."""
-        if self._outstanding or self.outbox:
+        if self._outstanding or self.outbox or self.books:
             return None
         return self.subs.key()
 
@@ -284,14 +293,21 @@ class StreamSession:
         # New symbols, ones the client asks to resume (it saw a gap), ones in another interval.
         subs, intervals = self.subs, self.intervals
         todo = [s for s in op.symbols if s not in subs or s in op.since or intervals.get(s) != op.interval]
+        if Channel.TICKS not in op.channels:
+            todo = []
         # Counting the symbols of subscribes still being read: a client cannot outrun the bound.
         being_read = {s for o in self._outstanding if not o.read.resync for s in o.read.symbols}
         if len(set(subs.symbols()) | being_read | set(todo)) > self.limits.max_symbols:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SYMBOLS, f"at most {self.limits.max_symbols} symbols per connection", op.id
             )
-        # Every subscribe costs at least one unit, one that reads nothing too.
-        charge_reads(self.budget, max(len(todo), 1), op.id, self.clock())
+        snapshots = self.books.snapshots_for(op.symbols, op.channels, op.id)
+        # Every subscribe costs at least one unit, one that reads nothing too; a depth
+        # snapshot costs one as a symbol's read does.
+        charge_reads(self.budget, max(len(todo) + snapshots, 1), op.id, self.clock())
+        if op.channels - {Channel.TICKS}:
+            self.on_change()  # book channels take the stream off the shared tick frames
+            self.books.subscribe(op.symbols, op.channels, op.depth_levels)
         if not todo:
             self.outbox.append(protocol.ack_frame(op.id, "subscribe", op.symbols))
             return
@@ -301,9 +317,11 @@ class StreamSession:
     def _unsubscribe(self, op: protocol.Unsubscribe) -> None:
         self._only(op.symbols, op.id)
         self.on_change()
-        removed = [s for s in op.symbols if self.subs.remove(s)]
+        removed = [s for s in op.symbols if Channel.TICKS in op.channels and self.subs.remove(s)]
         for symbol in removed:
             self.intervals.pop(symbol, None)
+        booked = self.books.unsubscribe(op.symbols, op.channels)
+        removed += [s for s in op.symbols if s in booked and s not in removed]
         self.outbox.append(protocol.ack_frame(op.id, "unsubscribe", removed))
 
     def _only(self, symbols: Sequence[str], op_id: int | str | None) -> None:
@@ -376,8 +394,9 @@ class StreamSession:
         if self.close_code is not None:
             held.clear()
 
-    def _forward(self, entries: Batch, frame: str | None) -> int:
-        """Send what the client has not seen of ``entries``; the ticks sent (in one frame)."""
+    def _forward(self, entries: Batch, frame: str | None, window: MarketWindow | None = None) -> int:
+        """Send what the client has not seen of ``entries``, then the window's book frames it
+        follows; the ticks sent (in one frame)."""
         subs = self.subs
         before = subs.ticks_accepted
         pieces = subs.select(entries)
@@ -385,6 +404,8 @@ class StreamSession:
             # ``frame`` is all of ``entries``: it fits when the client gets one untrimmed piece of one.
             whole = frame is not None and len(entries) == 1 and pieces[0] is next(iter(entries.values()))[BATCH_PIECE]
             self.outbox.append(frame if whole else protocol.ticks_frame(pieces))  # type: ignore[arg-type]
+        if window and self.books:
+            self.outbox.extend(self.books.frames(window))
         if subs.resync_due():
             self._resync(subs.take_resync())
         return subs.ticks_accepted - before

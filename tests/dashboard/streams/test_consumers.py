@@ -54,7 +54,13 @@ async def test_hello_lists_the_enabled_catalog_and_limits(connect, symbols, path
         "precision": 3,
         "status": "trading",
     }
-    assert hello["limits"] == {"max_frame_bytes": 65536, "max_symbols": 200, "max_client_frames_per_second": 20}
+    assert hello["limits"] == {
+        "max_frame_bytes": 65536,
+        "max_symbols": 200,
+        "max_client_frames_per_second": 20,
+        "max_depth_symbols": 10,
+        "max_depth_levels": 50,
+    }
     assert hello["heartbeat_ms"] > 0
     # The interval table travels from its one definition; the browser keeps no copy.
     assert hello["interval_ms"] == INTERVALS_MS

@@ -32,7 +32,7 @@ class Stream:
     async def raw_send(self, message: dict[str, Any]) -> None:
         self.shared.append(message["text"])
 
-    async def deliver(self, ticks: dict[str, Any]) -> None:
+    async def deliver(self, ticks: dict[str, Any], window: Any = None) -> None:
         pieces = self.subs.select(ticks)
         if pieces:
             self.own.append('{"type":"ticks","data":[' + ",".join(pieces) + "]}")
