@@ -9,6 +9,7 @@ impact and the elements it names.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -190,3 +191,75 @@ def test_clock_and_palette_are_each_traders_own_and_remembered(page: Page, stack
     expect(html).to_have_attribute("data-palette", "standard")
     # The trader's defaults again, for the other tests that log in as them.
     manage(stack_logs, RESET_PREFERENCES)
+
+
+# The newest trade's time as the tape shows it equals its ts in the browser's zone (the
+# context's ZONE) or in UTC, read with Date's own getters (not the page's formatter).
+TAPE_CLOCK = """utc => {
+  const row = document.querySelector('.time-sales tbody tr');
+  const newest = window.tickerBook.trades.rows[0];
+  if (!row || !newest || Number(row.dataset.id) !== newest.id) return false;
+  const d = new Date(newest.ts);
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  const [h, m, s] = utc
+    ? [d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+    : [d.getHours(), d.getMinutes(), d.getSeconds()];
+  return row.querySelector('.ts-time').textContent === `${p(h)}:${p(m)}:${p(s)}.${p(d.getMilliseconds(), 3)}`;
+}"""
+
+
+def test_order_book_is_named_reachable_and_has_no_serious_axe_violation(page: Page, stack_logs: Stack) -> None:
+    """The book on the symbol page and behind the dashboard's toggle: axe-clean, named, by keyboard."""
+    log_in(page, stack_logs, "/symbols/BTC-USD/")
+    expect_live(page)
+    book = page.locator("#book")
+    expect(book).to_have_attribute("data-state", "live", timeout=15_000)
+    expect(page.locator(".time-sales tbody tr").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#book .depth")).to_have_attribute("data-state", "drawn")
+    expect(page.get_by_role("heading", name="Order book BTC-USD")).to_be_visible()
+    expect(page.get_by_role("table", name="Order book BTC-USD")).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile(r"^Cumulative depth of BTC-USD: best bid [\d,.]+"))).to_be_visible()
+    expect(page.get_by_role("region", name=re.compile(r"^Time & sales"))).to_be_visible()
+    assert summary(axe_violations(page)) == []
+    # Bids and buys in the trader's palette (standard: --up green).
+    up = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--up').trim()")
+    assert up == "#16c784"
+    expect(page.locator(".ladder tbody.bids tr:first-child .lv-px")).to_have_css("color", "rgb(22, 199, 132)")
+    # The tape's times follow the clock preference: local, then UTC (T), then local again.
+    try:
+        assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == ZONE
+        page.wait_for_function(TAPE_CLOCK, arg=False, timeout=5_000)
+        with page.expect_response("**/settings/preferences/"):
+            page.keyboard.press("t")
+        page.wait_for_function(TAPE_CLOCK, arg=True, timeout=5_000)
+        with page.expect_response("**/settings/preferences/"):
+            page.keyboard.press("t")
+        expect(page.locator("html")).to_have_attribute("data-clock", "local")
+    finally:
+        manage(stack_logs, RESET_PREFERENCES)
+
+    page.goto(f"{stack_logs.base_url}/")
+    expect_live(page)
+    expect(page.locator("#chart")).to_have_attribute("data-state", "live", timeout=15_000)
+    # Tab reaches the toggle; Space turns the book on.
+    page.evaluate("document.activeElement.blur()")
+    for _ in range(90):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('.chart-tools [data-action=book]')"):
+            break
+    else:
+        raise AssertionError("Tab never reached the order book toggle")
+    page.keyboard.press("Space")
+    toggle = page.get_by_role("button", name="Order book")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    expect(book).to_have_attribute("data-state", "live", timeout=15_000)
+    expect(page.locator(".time-sales tbody tr").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#book .depth")).to_have_attribute("data-state", "drawn")
+    assert summary(axe_violations(page)) == []
+    # Past the toggle, Tab goes on into the book: the tape's scrolling region takes focus.
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('#book .ts-scroll')"):
+            break
+    else:
+        raise AssertionError("Tab never reached the time & sales region")
