@@ -89,6 +89,7 @@ export class StreamClient {
   unsubscribe(symbols) {
     const gone = symbols.filter((s) => this.wanted.delete(s));
     gone.forEach((s) => this.positions.delete(s));
+    gone.forEach((s) => this.books.delete(s)); // an unsubscribe without channels ends them all
     if (gone.length && this.isOpen()) this.send({ op: "unsubscribe", id: this.nextId++, symbols: gone });
   }
 
