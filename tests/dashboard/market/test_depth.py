@@ -90,7 +90,8 @@ def test_a_lost_window_drops_the_replica_until_the_next_keyframe() -> None:
     assert "AAA" not in replicas.books
     assert replicas.missed == 1
     update = replicas.apply("AAA", book_entry("e1", 4, 4, 2, [(8.0, 1.0)], [(11.0, 1.0)], True))
-    assert update is not None and update.before is None, "a keyframe after a gap: streams need a snapshot"
+    assert update is not None
+    assert update.before is None, "a keyframe after a gap: streams need a snapshot"
     snapshot = json.loads(update.after.snapshot_frame("AAA", 20))
     assert snapshot == {
         "type": "depth_snapshot",
