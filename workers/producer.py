@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from dashboard.market import store as market_store
+from dashboard.market.book_store import BOOK_COMMIT_SCRIPT
 from dashboard.market.broadcast import publish_window
-from dashboard.market.candles import Candle, CandleBook
+from dashboard.market.candles import Candle
 from dashboard.market.protocol import BatchEntry, encode_ticks
 from ticker import metrics
-from workers.simulator import DEFAULT_TIME_SCALE, PriceProcess, SessionStats, SymbolSpec, Tick
+from workers.series import BookWindow, OwnedSeries, book_window, open_series, step
+from workers.simulator import DEFAULT_TIME_SCALE, SymbolSpec, Tick
 
 if TYPE_CHECKING:
     from workers.alerts import AlertWatcher
@@ -48,18 +50,6 @@ LOG_EVERY_FAILURES = 50
 # costs neither a busy loop nor more than a couple of seconds once Redis is back.
 FAILURE_BACKOFF_SECONDS = 0.2
 MAX_FAILURE_BACKOFF_SECONDS = 2.0
-
-
-@dataclass
-class OwnedSeries:
-    """A symbol this producer holds the lease for."""
-
-    epoch: str
-    process: PriceProcess
-    next_tick_ms: int
-    candles: CandleBook
-    # The stored quote: kept across takeovers so a window without ticks never blanks it.
-    quote: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +88,9 @@ class Producer:
         self._commit = redis.register_script(market_store.COMMIT_SCRIPT)
         self._renew = redis.register_script(market_store.RENEW_SCRIPT)
         self._release = redis.register_script(market_store.RELEASE_SCRIPT)
+        self._commit_book = redis.register_script(BOOK_COMMIT_SCRIPT)
+        # Each window's book changes and trades per symbol, taken at commit.
+        self._books: dict[str, BookWindow] = {}
         self._catalog_due_ms = 0
         self._catalog_version: bytes | None = None
         self._acquire_due_ms = 0
@@ -185,6 +178,8 @@ class Producer:
             await self.acquire_free_symbols(now)
             self._acquire_due_ms = now + ACQUIRE_EVERY_MS
         produced, closed = self.tick_owned(now)
+        owner = self.config.owner
+        self._books = {symbol: book_window(series, symbol, owner, now) for symbol, series in self.owned.items()}
         committed = await self.commit(produced, closed)
         entries = {
             symbol: BatchEntry(
@@ -196,7 +191,9 @@ class Producer:
             for symbol, ticks in produced.items()
             if symbol in committed
         }
-        await publish_window(self.layer, entries)
+        books = {s: w.entry for s, w in self._books.items() if s in committed and w.entry is not None}
+        trades = {s: w.trades for s, w in self._books.items() if s in committed and w.trades is not None}
+        await publish_window(self.layer, entries, books, trades)
         if self.alerts is not None:
             await self.alerts.on_window(alerts_version, now, produced, committed)
         metrics.PRODUCER_TICKS.inc(sum(len(ticks) for symbol, ticks in produced.items() if symbol in committed))
@@ -223,6 +220,7 @@ class Producer:
                 if series.process.spec.halted and not spec.halted:
                     series.next_tick_ms = now_ms()
                 series.process.retune(spec)
+                series.book.retune(spec)
         self.specs = specs
 
     async def apply_controls(self) -> None:
@@ -243,6 +241,7 @@ class Producer:
         before = process.mid
         if command.get("op") == "shock":
             process.shock(float(command["fraction"]))
+            self.owned[symbol].book.shock(float(command["fraction"]))
         elif command.get("op") == "reset":
             process.mid = process.spec.initial_price
         else:
@@ -307,6 +306,12 @@ class Producer:
                 continue
             self.owned[symbol] = await self._open_series(self.specs[symbol], state, forming, now)
 
+    async def _open_series(
+        self, spec: SymbolSpec, state: market_store.SeriesState | None, forming: dict[str, Candle], now: int
+    ) -> OwnedSeries:
+        rng = random.Random(self.rng.getrandbits(64))
+        return await open_series(self.redis, spec, state, forming, now, rng, self.config.time_scale)
+
     async def _start_backfill(self, symbol: str, now: int) -> None:
         lease = market_store.lease_key(symbol)
         await self._renew(keys=[lease], args=[self.config.owner, BACKFILL_LEASE_MS])
@@ -345,31 +350,6 @@ class Producer:
             forming = market_store.parse_forming(forming_raw) if state else {}
             self.owned[symbol] = await self._open_series(self.specs[symbol], state, forming, now)
 
-    async def _open_series(
-        self, spec: SymbolSpec, state: market_store.SeriesState | None, forming: dict[str, Candle], now: int
-    ) -> OwnedSeries:
-        rng = random.Random(self.rng.getrandbits(64))
-        if state is None:
-            # State lost (or first start): a new epoch tells clients to take a snapshot.
-            epoch = market_store.new_epoch()
-            await self.redis.delete(market_store.ticks_key(spec.symbol))
-            process = PriceProcess(spec=spec, rng=rng, mid=spec.initial_price, time_scale=self.config.time_scale)
-            logger.info("%s: new epoch %s at %s", spec.symbol, epoch, spec.initial_price)
-        else:
-            epoch = state.epoch
-            session = SessionStats(*state.session) if state.session else None
-            process = PriceProcess(
-                spec=spec, rng=rng, mid=state.mid, seq=state.seq, session=session, time_scale=self.config.time_scale
-            )
-            logger.info("%s: continuing epoch %s from seq %d", spec.symbol, epoch, state.seq)
-        return OwnedSeries(
-            epoch=epoch,
-            process=process,
-            next_tick_ms=now,
-            candles=CandleBook(forming=forming),
-            quote=state.quote if state else None,
-        )
-
     def tick_owned(self, now: int) -> tuple[dict[str, list[Tick]], dict[str, list[Candle]]]:
         """Ticks due at ``now`` per symbol, and the candles they (or the clock) closed."""
         produced: dict[str, list[Tick]] = {}
@@ -383,13 +363,15 @@ class Producer:
                 ticks: list[Tick] = []
                 interval = spec.tick_interval_ms
                 while series.next_tick_ms <= now:
-                    tick = series.process.next_tick(series.next_tick_ms, interval / 1000.0)
+                    tick = step(series, series.process.next_tick(series.next_tick_ms, interval / 1000.0))
                     done += series.candles.add(tick.ts, tick.price, tick.volume)
                     ticks.append(tick)
                     series.next_tick_ms += interval
                 if ticks:
                     series.quote = series.process.quote(ticks[-1])
                     produced[symbol] = ticks
+            else:
+                series.book.halt()
             done += series.candles.close_due(now)
             if done:
                 closed[symbol] = done
@@ -434,9 +416,14 @@ class Producer:
             else:
                 await self._renew(keys=[market_store.lease_key(symbol)], args=[cfg.owner, cfg.lease_ms], client=pipe)
             order.append(symbol)
+            if symbol in self._books and (book := self._books[symbol].commit) is not None:
+                await self._commit_book(keys=book[0], args=book[1], client=pipe)
+                order.append("")  # its result says no more than the commit's
         results = await pipe.execute()
         kept: set[str] = set()
         for symbol, ok in zip(order, results, strict=True):
+            if not symbol:
+                continue
             if ok:
                 kept.add(symbol)
             else:
