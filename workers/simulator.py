@@ -35,6 +35,11 @@ class SymbolSpec:
     tick_interval_ms: int = 250
     base_volume: float = 100.0
     halted: bool = False
+    # The simulated order book (workers.order_book): levels per side, the typical size at the
+    # touch (0: derived from base_volume) and a multiplier on every level's size.
+    book_levels: int = 20
+    book_size: float = 0.0
+    liquidity: float = 1.0
 
     @property
     def tick_size(self) -> float:
