@@ -84,6 +84,7 @@ class SymbolAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Order book", {"fields": ("book_levels", "book_size", "liquidity")}),
     )
 
     def get_list_display(self, request: HttpRequest) -> tuple[Any, ...]:

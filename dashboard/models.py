@@ -21,6 +21,11 @@ MAX_SPREAD_BPS = 1000
 MAX_VOLATILITY = 5.0
 MAX_DRIFT = 2.0
 MAX_JUMP_INTENSITY = 100.0
+MIN_BOOK_LEVELS = 1
+MAX_BOOK_LEVELS = 50
+MAX_BOOK_SIZE = 1_000_000_000.0
+MIN_LIQUIDITY = 0.1
+MAX_LIQUIDITY = 10.0
 # The whole value: "\Z" where "$" would also accept a trailing newline (in Python and SQLite).
 SYMBOL_CODE_REGEX = rf"^{SYMBOL_PATTERN}\Z"
 
@@ -80,6 +85,21 @@ class Symbol(models.Model):
         validators=[MaxValueValidator(MAX_PRECISION)],
         help_text="Decimal places of displayed prices.",
     )
+    book_levels = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(MIN_BOOK_LEVELS), MaxValueValidator(MAX_BOOK_LEVELS)],
+        help_text=f"Price levels per side of the order book, {MIN_BOOK_LEVELS} to {MAX_BOOK_LEVELS}.",
+    )
+    book_size = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_BOOK_SIZE)],
+        help_text="Typical size at the best bid and ask in a calm market; 0: three times the average trade volume.",
+    )
+    liquidity = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(MIN_LIQUIDITY), MaxValueValidator(MAX_LIQUIDITY)],
+        help_text=f"Multiplier on every order book level's size, {MIN_LIQUIDITY:g} to {MAX_LIQUIDITY:g}.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -105,6 +125,17 @@ class Symbol(models.Model):
                 condition=Q(spread_bps__gte=0) & Q(spread_bps__lte=MAX_SPREAD_BPS), name="symbol_spread_range"
             ),
             models.CheckConstraint(condition=Q(precision__lte=MAX_PRECISION), name="symbol_precision_range"),
+            models.CheckConstraint(
+                condition=Q(book_levels__gte=MIN_BOOK_LEVELS) & Q(book_levels__lte=MAX_BOOK_LEVELS),
+                name="symbol_book_levels_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(book_size__gte=0) & Q(book_size__lte=MAX_BOOK_SIZE), name="symbol_book_size_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(liquidity__gte=MIN_LIQUIDITY) & Q(liquidity__lte=MAX_LIQUIDITY),
+                name="symbol_liquidity_range",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -19,6 +19,9 @@ def spec_of(symbol: Symbol) -> SymbolSpec:
         spread_bps=symbol.spread_bps,
         tick_interval_ms=symbol.tick_interval_ms,
         halted=symbol.halted,
+        book_levels=symbol.book_levels,
+        book_size=symbol.book_size,
+        liquidity=symbol.liquidity,
     )
 
 

@@ -8,8 +8,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from dashboard.admin import SymbolAdmin
 from dashboard.market import store as market_store
 from dashboard.models import Symbol
+from workers.specs import spec_of
 
 CHANGELIST = "/admin/dashboard/symbol/"
 
@@ -83,6 +85,45 @@ def test_invalid_shock_is_refused_with_a_message(admin_client, listed, redis_cli
 def test_reset_queues_a_reset(admin_client, listed, redis_client) -> None:
     act(admin_client, "reset_price", listed[1:])
     assert controls(redis_client, "BBB") == [{"op": "reset"}]
+
+
+def change_form(symbol: Symbol, **changes: object) -> dict[str, object]:
+    """The admin change form's data for ``symbol`` as it stands, with ``changes``."""
+    fields = [f for _, options in SymbolAdmin.fieldsets for f in options["fields"]]
+    data = {f: getattr(symbol, f) for f in fields}
+    return {**{f: v for f, v in data.items() if v is not False}, **changes}
+
+
+def test_order_book_parameters_are_edited_in_their_own_section(admin_client, listed) -> None:
+    url = f"{CHANGELIST}{listed[0].pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert "Order book" in page
+    assert "Price levels per side of the order book" in page
+    response = admin_client.post(url, change_form(listed[0], book_levels=5, book_size=250, liquidity=0.5))
+    assert response.status_code == 302
+    saved = Symbol.objects.get(pk=listed[0].pk)
+    assert (saved.book_levels, saved.book_size, saved.liquidity) == (5, 250.0, 0.5)
+    spec = spec_of(saved)
+    assert (spec.book_levels, spec.book_size, spec.liquidity) == (5, 250.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("book_levels", 0, "greater than or equal to 1"),
+        ("book_levels", 51, "less than or equal to 50"),
+        ("book_size", -5, "greater than or equal to 0.0"),
+        ("liquidity", 0.05, "greater than or equal to 0.1"),
+        ("liquidity", 11, "less than or equal to 10.0"),
+    ],
+)
+def test_out_of_range_order_book_parameters_are_refused(admin_client, listed, field, value, message) -> None:
+    url = f"{CHANGELIST}{listed[0].pk}/change/"
+    response = admin_client.post(url, change_form(listed[0], **{field: value}))
+    assert response.status_code == 200, "the form is shown again"
+    assert message in response.content.decode()
+    saved = Symbol.objects.get(pk=listed[0].pk)
+    assert (saved.book_levels, saved.book_size, saved.liquidity) == (20, 0.0, 1.0)
 
 
 def test_admin_is_for_staff_only(client, django_user_model, listed) -> None:

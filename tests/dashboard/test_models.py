@@ -22,6 +22,9 @@ VALID = {
     "tick_interval_ms": 250,
     "spread_bps": 5.0,
     "precision": 2,
+    "book_levels": 20,
+    "book_size": 0.0,
+    "liquidity": 1.0,
 }
 
 # field, invalid value, words the message must contain
@@ -42,6 +45,12 @@ INVALID = [
     ("spread_bps", -1.0, "greater than or equal to 0.0"),
     ("spread_bps", 1001.0, "less than or equal to 1000"),
     ("precision", 9, "less than or equal to 8"),
+    ("book_levels", 0, "greater than or equal to 1"),
+    ("book_levels", 51, "less than or equal to 50"),
+    ("book_size", -1.0, "greater than or equal to 0.0"),
+    ("book_size", 2e9, "less than or equal to 1000000000.0"),
+    ("liquidity", 0.0, "greater than or equal to 0.1"),
+    ("liquidity", 10.5, "less than or equal to 10.0"),
 ]
 
 SymbolForm = modelform_factory(Symbol, fields=list(VALID))
