@@ -10,19 +10,38 @@ const SVG = "http://www.w3.org/2000/svg";
 export const DEPTH_W = 400;
 export const DEPTH_H = 160;
 
+// The spread's share of the width at most: a spread far wider than the levels' own span
+// would leave the middle empty and squeeze both sides against the edges.
+const MAX_GAP = 0.12;
+
 /**
  * The chart's paths for an OrderBook (its best ``levels`` per side), in a DEPTH_W x
- * DEPTH_H box: x is price (the mid in the middle, the farthest shown level near an edge),
- * y the running total (the larger side's total near the top). Null when a side is empty.
+ * DEPTH_H box: x is price, the mid in the middle and the farthest shown level near an
+ * edge (one scale for both sides; the spread between the best bid and ask is drawn
+ * narrower than to scale, `compressed`, when it would take more than MAX_GAP of the
+ * width); y the running total (the larger side's total near the top). Null when a side
+ * is empty.
  */
 export function depthGeometry(book, levels, width = DEPTH_W, height = DEPTH_H) {
   const bids = book.cumulative("bids", levels);
   const asks = book.cumulative("asks", levels);
   const mid = book.mid();
   if (mid === null || !bids.length || !asks.length) return null;
-  const reach = Math.max(mid - bids[bids.length - 1].price, asks[asks.length - 1].price - mid) * 1.04 || 1;
+  const bestBid = bids[0].price;
+  const bestAsk = asks[0].price;
+  const half = width / 2;
+  const spreadHalf = (bestAsk - bestBid) / 2;
+  const span = Math.max(bestBid - bids[bids.length - 1].price, asks[asks.length - 1].price - bestAsk);
+  // Pixels per price unit, to scale; and the gap either side of the mid.
+  let scale = (half * 0.96) / (spreadHalf + span || 1);
+  let gap = spreadHalf * scale;
+  const compressed = span > 0 && gap > MAX_GAP * half;
+  if (compressed) {
+    gap = MAX_GAP * half;
+    scale = (half * 0.96 - gap) / span;
+  }
   const top = Math.max(bids[bids.length - 1].total, asks[asks.length - 1].total) * 1.1 || 1;
-  const x = (price) => ((price - (mid - reach)) / (2 * reach)) * width;
+  const x = (price) => (price <= bestBid ? half - gap - (bestBid - price) * scale : half + gap + (price - bestAsk) * scale);
   const y = (total) => height - (total / top) * height;
   const f = (v) => Math.round(v * 100) / 100;
   const step = (levelsOf, edge) => {
@@ -41,7 +60,8 @@ export function depthGeometry(book, levels, width = DEPTH_W, height = DEPTH_H) {
     bidArea: bid.area,
     askLine: ask.line,
     askArea: ask.area,
-    midX: f(x(mid)),
+    midX: f(half),
+    compressed,
     bidTotal: bids[bids.length - 1].total,
     askTotal: asks[asks.length - 1].total,
     bestBid: bids[0].price,
@@ -139,6 +159,7 @@ export class DepthChart {
         ` ${formatSize(g.bidTotal)} bid and ${formatSize(g.askTotal)} ask over ${g.levels} levels`,
     );
     this.root.dataset.state = "drawn";
+    this.root.dataset.gap = g.compressed ? "compressed" : "to-scale";
     this.stats.draws += 1;
   }
 

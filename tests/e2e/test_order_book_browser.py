@@ -356,3 +356,27 @@ def test_a_lost_depth_frame_or_connection_ends_in_a_fresh_snapshot(
     expect_ladder_meets(page, ".quote .bid", ".quote .ask", times=1)
     expect_tape_running(page, symbol)
     assert console.unexpected() == [], f"console errors: {console.unexpected()}"
+
+
+@pytest.mark.parametrize("path", ["/", "/symbols/BTC-USD/"])
+def test_the_book_runs_under_the_pages_content_security_policy(browser: Browser, stack_logs: Stack, path: str) -> None:
+    """Without the tests' CSP bypass (locator expectations only, no evaluated predicates):
+    the book's modules, styles and size bars break no directive, and it goes live."""
+    console = ConsoleLog()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = console.watch(context.new_page())
+        log_in(page, stack_logs, path)
+        expect_live(page)
+        if path == "/":
+            page.get_by_role("button", name="Order book").click()
+        book = page.locator("#book")
+        expect(book).to_have_attribute("data-state", "live", timeout=15_000)
+        expect(book.locator(".depth")).to_have_attribute("data-state", "drawn")
+        expect(book.locator(".ladder tbody.bids tr:first-child .lv-bar")).to_have_attribute(
+            "style", re.compile(r"transform: scaleX\([\d.]+\)")
+        )
+        expect(book.locator(".time-sales tbody tr").first).to_be_visible(timeout=20_000)
+    finally:
+        context.close()
+    assert console.unexpected() == [], f"console errors: {console.unexpected()}"
