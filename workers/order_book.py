@@ -8,8 +8,9 @@ Pure Python (the standard library and ``workers.simulator`` only), driven by an 
 1. Each tick re-anchors the book on the tick's quote: the best bid is ``tick.bid``, the best ask
    ``tick.ask``, and each side holds a level at every tick step outward, ``spec.book_levels`` deep.
    Levels that stay keep their size; new levels get a fresh random size.
-2. The tick's volume is one aggressive order. It fills against the opposite side from the touch
-   and walks as many levels as it needs, one ``Trade`` per level filled. The printed tick shows
+2. The tick's volume is one aggressive order, a buy when the process's mid rose (a sell when it
+   fell). It fills against the opposite side from the touch and walks as many levels as it
+   needs, one ``Trade`` per level filled. The printed tick shows
    the book's top after the walk and the last fill as its price; a walk that moved the touch
    moves the mid too, and the price process continues from there (``BookStep.mid``).
 3. Every call that changed the book adds 1 to the update id ``u`` and records the changed
