@@ -181,7 +181,8 @@ export class OrderBook {
  * below, each level with its size (and a bar proportional to it) and running total. Rows
  * are made once; render() writes only the cells whose text changed. A level whose size
  * changed flashes: its size cell gets a CSS animation by alternating two attribute values
- * (a new value restarts the animation), so no timer runs per cell.
+ * (a new value restarts the animation), so no timer runs per cell. The flash is neutral:
+ * green and red already say bid and ask.
  */
 export class LadderView {
   /**
@@ -266,7 +267,8 @@ export class LadderView {
         const moved = changes.get(`${side}:${level.price}`);
         if (moved) {
           r.flip = !r.flip;
-          r.sz.dataset.flash = `${moved}-${r.flip ? "a" : "b"}`;
+          r.sz.dataset.flash = r.flip ? "a" : "b";
+          r.sz.dataset.move = moved; // grew or shrank (the flash itself is neutral: colour means side)
         }
       }
     }

@@ -192,6 +192,12 @@ def test_symbol_page_ladder_meets_the_quote_and_the_tape_runs(page: Page, sent: 
 
     expect_ladder_meets(page, ".quote .bid", ".quote .ask")
     expect_ladder_shape(page, LADDER_ROWS["symbol"])
+    # A changed size flashes: a CSS animation on its cell (restarted by alternating a and b).
+    page.wait_for_function(
+        "[...document.querySelectorAll('.ladder .lv-sz[data-flash]')]"
+        ".some((td) => /^book-flash-[ab]$/.test(getComputedStyle(td).animationName))",
+        timeout=10_000,
+    )
     expect_depth_drawn(page, symbol)
     ids = expect_tape_running(page, symbol)
     logger.info("tape ids %s..%s (%d rows)", ids[0], ids[-1], len(ids))
