@@ -26,10 +26,12 @@ PURE = {
     "workers/simulator.py",
     "workers/backfill.py",
     "workers/alert_rules.py",
+    "workers/order_book.py",
+    "dashboard/market/depth.py",
 }
 # Settings, the layer API, and the signal that says settings changed (``loop_services``).
 # Sans-I/O: driven by events, returning actions; it waits for nothing and touches no socket.
-SANS_IO = {"dashboard/streams/session.py"}
+SANS_IO = {"dashboard/streams/session.py", "dashboard/streams/book_channels.py"}
 SANS_IO_FORBIDDEN = ("asyncio", "threading", "socket", "redis", "channels", "asgiref", "django")
 CORE_FRAMEWORK = ("django.conf", "django.core.signals", "channels.layers", "asgiref.sync")
 
