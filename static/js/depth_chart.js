@@ -138,7 +138,9 @@ export class DepthChart {
       set(this.legend.bid, "—");
       set(this.legend.ask, "—");
       set(this.legend.mid, "—");
-      this.label(this.symbol ? `Cumulative depth of ${this.symbol}: no book yet` : "Cumulative depth: no symbol");
+      // No book yet, or an empty one (a halted symbol's book is empty).
+      const why = book?.ready ? "no levels on one side (halted?)" : "waiting for the book";
+      this.label(this.symbol ? `Cumulative depth of ${this.symbol}: ${why}` : "Cumulative depth: no symbol");
       this.root.dataset.state = "empty";
       return;
     }
