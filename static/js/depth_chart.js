@@ -139,7 +139,7 @@ export class DepthChart {
       set(this.legend.ask, "—");
       set(this.legend.mid, "—");
       // No book yet, or an empty one (a halted symbol's book is empty).
-      const why = book?.ready ? "no levels on one side (halted?)" : "waiting for the book";
+      const why = book?.ready ? "the book is empty" : "waiting for the book";
       this.label(this.symbol ? `Cumulative depth of ${this.symbol}: ${why}` : "Cumulative depth: no symbol");
       this.root.dataset.state = "empty";
       return;
