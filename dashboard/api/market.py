@@ -11,7 +11,7 @@ The live market streams over WebSocket (docs/protocol.md); these answer one-off 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
@@ -75,7 +75,8 @@ class CandlesOut(Schema):
     candles: list[CandleOut]
 
 
-Level = tuple[float, float]
+# [price, size]; a list of two, not a tuple, for ninja's OpenAPI 3.1 schema.
+Level = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
 class DepthOut(Schema):
