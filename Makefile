@@ -75,9 +75,10 @@ chromium: system-packages
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-## screenshot: refresh docs/screenshot.png from the real page
-screenshot: $(DEV_STAMP) system-packages
+## screenshot: refresh docs/screenshot.png and docs/order-book.png from the real pages
+screenshot: $(DEV_STAMP) $(NODE_STAMP) system-packages
 	$(PY) -m tests.e2e.screenshot docs/screenshot.png
+	TICKER_ORDER_BOOK_SCREENSHOT=$(CURDIR)/docs/order-book.png $(PY) -m pytest -q tests/e2e/test_order_book_browser.py -k toggle
 
 ## bench: fan-out of Ticker against the naive pattern and a plain websockets floor (~10 min;
 ## sizes: BENCH_ARGS="--clients 100,500 --rates 200 ..." or BENCH_* variables, see docs/performance.md)
