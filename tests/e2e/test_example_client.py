@@ -1,5 +1,6 @@
-"""examples/stream_client.py: its gap logic, and the script itself against the live stack
-(token auth, ticks, a web restart survived by resuming, a revoked token ending it)."""
+"""examples/stream_client.py: its gap logic and order book, and the script itself against the
+live stack (token auth, ticks, a web restart survived by resuming, its ``--depth`` book right
+and rebuilt across one, a revoked token ending it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import importlib.util
 import logging
 import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -91,6 +94,141 @@ def test_backoff_grows_with_full_jitter_up_to_its_cap() -> None:
     assert backoff.next() <= 0.25
 
 
+# --- The order book (``--depth``), frame by frame ---------------------------------------
+
+
+def depth_frame(U: int, u: int, bids=(), asks=(), epoch: str = "e1", symbol: str = "AAA") -> dict:
+    return {"type": "depth", "symbol": symbol, "epoch": epoch, "U": U, "u": u, "ts": 0, "bids": bids, "asks": asks}
+
+
+def test_the_order_book_sets_and_removes_levels_and_refuses_a_gap_or_another_epoch() -> None:
+    client = load_client()
+    book = client.OrderBook(levels=3)
+    assert not book.ready
+    assert book.apply(depth_frame(1, 1)) == client.WAITING
+    book.snapshot(
+        {"type": "depth_snapshot", "symbol": "AAA", "epoch": "e1", "u": 10,
+         "bids": [[9.9, 1.0], [9.8, 2.0]], "asks": [[10.1, 1.0], [10.2, 3.0]]}
+    )  # fmt: skip
+    assert (book.best_bid, book.best_ask, book.u) == (9.9, 10.1, 10)
+    # 9.9 removed, 9.95 enters on top, 10.1 resized, 10.3 enters below.
+    outcome = book.apply(depth_frame(11, 13, bids=[[9.9, 0.0], [9.95, 4.0]], asks=[[10.1, 5.0], [10.3, 1.0]]))
+    assert outcome == client.APPLIED
+    assert book.bids == {9.95: 4.0, 9.8: 2.0}
+    assert book.asks == {10.1: 5.0, 10.2: 3.0, 10.3: 1.0}
+    assert (book.best_bid, book.best_ask, book.u) == (9.95, 10.1, 13)
+    assert round(book.spread, 6) == 0.15
+    assert book.problems((9.95, 10.1)) == []
+    assert book.problems(None) == []
+    [problem] = book.problems((9.9, 10.1))
+    assert "last tick's bid=9.9" in problem
+    book.apply(depth_frame(14, 14, asks=[[10.4, 1.0]]))
+    assert book.problems(None) == ["levels=2/4 over 3"]
+    book.apply(depth_frame(15, 15, bids=[[10.2, 1.0]], asks=[[10.4, 0.0]]))
+    assert book.problems(None) == ["crossed bid=10.2 ask=10.1"]
+
+    # A frame that does not continue ``u`` drops the book: frames are ignored until a snapshot.
+    assert book.apply(depth_frame(17, 18)) == client.GAP
+    assert not book.ready
+    assert (book.bids, book.asks, book.best_bid, book.spread) == ({}, {}, None, None)
+    assert book.apply(depth_frame(19, 19)) == client.WAITING
+    book.snapshot({"type": "depth_snapshot", "symbol": "AAA", "epoch": "e1", "u": 20, "bids": [[9.0, 1.0]], "asks": []})
+    assert book.apply(depth_frame(21, 21, epoch="e2")) == client.NEW_EPOCH
+    assert not book.ready
+
+
+def test_depth_subscribes_with_the_book_and_a_gap_resubscribes_depth_only(capsys) -> None:
+    client = load_client()
+    state = client.StreamState(symbols=["AAA"], depth_levels=5)
+    assert state.on_connect() == [
+        {"op": "subscribe", "id": 1, "symbols": ["AAA"], "interval": "1m",
+         "channels": ["ticks", "depth", "trades"], "depth_levels": 5}
+    ]  # fmt: skip
+    state.handle({"type": "ack", "id": 1, "op": "subscribe", "symbols": ["AAA"]})
+    state.handle(
+        {
+            "type": "snapshot",
+            "symbol": "AAA",
+            "epoch": "e1",
+            "seq": 7,
+            "quote": {"price": 10.0, "bid": 9.9, "ask": 10.1},
+        }
+    )
+    state.handle({"type": "ticks", "data": [{"symbol": "AAA", "seq": 8, "price": 10.0, "bid": 9.95, "ask": 10.1}]})
+    snapshot = {"type": "depth_snapshot", "symbol": "AAA", "epoch": "e1", "u": 40,
+                "bids": [[9.95, 1.0], [9.9, 2.0]], "asks": [[10.1, 1.0]]}  # fmt: skip
+    assert state.handle(snapshot) == []
+    state.handle({"type": "ticks", "data": [{"symbol": "AAA", "seq": 9, "price": 10.0, "bid": 9.9, "ask": 10.1}]})
+    assert state.handle(depth_frame(41, 42, bids=[[9.95, 0.0]])) == []
+    state.handle(
+        {"type": "trades", "data": [{"symbol": "AAA", "epoch": "e1", "id": 3, "ts": 0, "price": 10.1, "size": 2.0,
+                                     "side": "buy"}]}
+    )  # fmt: skip
+    # A lost depth frame: depth again for that symbol only, its ticks untouched.
+    assert state.handle(depth_frame(45, 46, bids=[[9.8, 1.0]])) == [
+        {"op": "subscribe", "id": 2, "symbols": ["AAA"], "channels": ["depth"], "depth_levels": 5}
+    ]
+    assert list(state.awaiting) == []
+    # Frames of the old copy still on the way are ignored; the fresh snapshot rebuilds the book.
+    assert state.handle(depth_frame(47, 47, bids=[[9.7, 1.0]])) == []
+    state.handle({"type": "ack", "id": 2, "op": "subscribe", "symbols": ["AAA"]})
+    state.handle({**snapshot, "u": 50, "bids": [[9.9, 2.0]]})
+    assert state.books["AAA"].bids == {9.9: 2.0}
+    assert state.handle(depth_frame(51, 51, asks=[[10.2, 1.0]])) == []
+    # A tick gap resubscribes its ticks with ``since``, not the book.
+    [resume] = state.handle({"type": "ticks", "data": [{"symbol": "AAA", "seq": 12, "price": 1, "bid": 1, "ask": 2}]})
+    assert "channels" not in resume
+    assert resume["since"] == {"AAA": {"epoch": "e1", "seq": 9}}
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if not line.startswith(("snapshot ", "tick ", "gap "))] == [
+        "depth_snapshot AAA epoch=e1 u=40 bid=9.95 ask=10.1 spread=0.15000000 levels=2/1",
+        "book AAA u=42 bid=9.9 ask=10.1 spread=0.20000000 levels=1/1",
+        "trade AAA id=3 buy 2.0 @ 10.1",
+        "depth gap AAA expected U=43 got U=45 -> resubscribe depth",
+        "depth_snapshot AAA epoch=e1 u=50 bid=9.9 ask=10.1 spread=0.20000000 levels=1/1",
+        "book AAA u=51 bid=9.9 ask=10.1 spread=0.20000000 levels=1/2",
+    ]
+    assert state.depth.summary() == "depth ok: 2 updates, 2 snapshots, 1 gaps, 4 checked, 1 trades"
+
+
+def test_the_book_is_checked_against_the_last_tick_only_while_the_ticks_are_current(capsys) -> None:
+    client = load_client()
+    state = client.StreamState(symbols=["AAA"], depth_levels=5)
+    state.handle({"type": "hello", "protocol": 1, "heartbeat_ms": 5000, "symbols": [{"symbol": "AAA", "precision": 2}]})
+    state.on_connect()
+    state.handle(
+        {"type": "snapshot", "symbol": "AAA", "epoch": "e1", "seq": 1, "quote": {"price": 1, "bid": 1.0, "ask": 1.2}}
+    )
+    state.handle(
+        {"type": "depth_snapshot", "symbol": "AAA", "epoch": "e1", "u": 1, "bids": [[1.0, 1.0]], "asks": [[1.2, 1.0]]}
+    )
+    # The book moved but the tick that moved it was not applied: inconsistent.
+    state.handle(depth_frame(2, 2, bids=[[1.0, 0.0], [1.1, 1.0]]))
+    assert state.depth.inconsistent == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "depth inconsistent AAA u=2: top bid=1.1 ask=1.2 but the last tick's bid=1.0 ask=1.2"
+    )
+    # While a resume is on the way the last tick is not known: not compared, nor counted.
+    state.on_connect()
+    state.handle(
+        {"type": "depth_snapshot", "symbol": "AAA", "epoch": "e1", "u": 5, "bids": [[1.1, 1.0]], "asks": [[1.3, 1.0]]}
+    )
+    state.handle(
+        {
+            "type": "ticks",
+            "recovered": True,
+            "data": [{"symbol": "AAA", "seq": 2, "price": 1.2, "bid": 1.1, "ask": 1.3}],
+        }
+    )
+    # Nor is a book of a new epoch whose ticks' snapshot has not come yet.
+    state.handle(
+        {"type": "depth_snapshot", "symbol": "AAA", "epoch": "e2", "u": 1, "bids": [[5.0, 1.0]], "asks": [[5.1, 1.0]]}
+    )
+    assert state.depth.inconsistent == 1
+    assert state.depth.summary() == "depth FAILED: 1 inconsistent, 1 updates, 3 snapshots, 0 gaps, 2 checked, 0 trades"
+    assert capsys.readouterr().out.splitlines()[-1].endswith("spread=0.10 levels=1/1")
+
+
 # --- The script against the live stack ---------------------------------------------------
 
 
@@ -130,10 +268,10 @@ class Lines:
 def run_client(stack_logs: Stack, tmp_path: Path) -> Iterator[Callable[[str], Lines]]:
     started: list[subprocess.Popen[str]] = []
 
-    def _run(token: str) -> Lines:
+    def _run(token: str, *options: str) -> Lines:
         env = {**os.environ, "TICKER_TOKEN": token, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--url", stack_logs.ws_url, *SYMBOLS],
+            [sys.executable, str(SCRIPT), "--url", stack_logs.ws_url, *options, *SYMBOLS],
             env=env,
             stdout=subprocess.PIPE,
             stderr=(tmp_path / "client.log").open("w"),
@@ -191,6 +329,61 @@ def test_the_example_client_streams_survives_a_web_restart_and_resumes(stack_log
         recovered = sum(int(line.split()[2].removeprefix("ticks=")) for line in resumed)
         assert len(seqs) + recovered == seqs[-1] - seqs[0] + 1, (symbol, seqs, resumed)
         assert seqs == sorted(set(seqs))
+
+
+@pytest.mark.e2e
+def test_the_example_clients_book_stays_right_and_is_rebuilt_across_a_web_restart(
+    stack_logs: Stack, run_client
+) -> None:
+    _, token = create_token(stack_logs.session(), "example client depth")
+    out = run_client(token, "--depth", "--depth-levels", "10")
+    out.until(lambda line: line.startswith("connected "), 30, "the hello")
+
+    def books_built(start: int, what: str) -> None:
+        """Wait until every symbol's output since line ``start`` has a depth_snapshot, then 5 book updates."""
+
+        def built() -> bool:
+            lines = out.seen[start:]
+            for symbol in SYMBOLS:
+                snapshots = [i for i, line in enumerate(lines) if line.startswith(f"depth_snapshot {symbol} ")]
+                if not snapshots or sum(line.startswith(f"book {symbol} ") for line in lines[snapshots[0] :]) < 5:
+                    return False
+            return True
+
+        if not built():
+            out.until(lambda _: built(), 30, f"a depth_snapshot then 5 book updates of each symbol ({what})")
+
+    books_built(0, "first")
+    out.until(lambda line: line.startswith("trade "), 15, "a trade")
+
+    stack_logs.kill_web()
+    out.until(lambda line: line.startswith("disconnected "), 30, "the client to notice the dead server")
+    restart_at = len(out.seen)
+    stack_logs.start_web()
+    out.until(lambda line: line.startswith("connected "), 60, "the client to reconnect")
+    books_built(restart_at, "after the restart")
+
+    out.process.send_signal(signal.SIGINT)
+    summary = out.until(lambda line: line.startswith(("depth ok:", "depth FAILED:")), 15, "the depth summary")
+    assert out.process.wait(10) == 0, summary
+    after = out.seen[restart_at:]
+    logger.info("%s; the client's output after the web restart:\n%s", summary, "\n".join(after[:12]))
+    assert not [line for line in out.seen if line.startswith(("depth inconsistent", "depth gap"))], summary
+    # Ticks resumed from where they were; the book was rebuilt from the new connection's snapshot.
+    for symbol in SYMBOLS:
+        assert [line for line in after if line.startswith(f"resumed {symbol} ")], after[:20]
+        assert [line for line in after if line.startswith(f"depth_snapshot {symbol} ")], after[:20]
+    assert not [line for line in after if line.startswith("snapshot ")], after[:20]
+    match = re.fullmatch(r"depth ok: (\d+) updates, (\d+) snapshots, 0 gaps, (\d+) checked, (\d+) trades", summary)
+    assert match, summary
+    updates, snapshots, checked, trades = map(int, match.groups())
+    assert updates >= 4 * len(SYMBOLS)
+    assert snapshots >= 2 * len(SYMBOLS)
+    # The top was compared with the last tick's for every update: a book is only fed once its
+    # symbol's resume was answered (the server holds the windows until then).
+    assert checked >= updates, summary
+    assert updates == len([line for line in out.seen if line.startswith("book ")])
+    assert trades == len([line for line in out.seen if line.startswith("trade ")]) > 0
 
 
 @pytest.mark.e2e
