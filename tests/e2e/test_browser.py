@@ -590,6 +590,54 @@ def test_fifty_symbols_for_a_minute_stay_smooth(browser: Browser, busy: Stack) -
         context.close()
 
 
+BOOK_SECONDS = 30
+
+
+def test_a_busy_symbols_book_and_tape_stay_smooth(browser: Browser, busy: Stack) -> None:
+    """The symbol page of a symbol ticking every 50 ms: depth and trades at the producer's
+    10 windows a second, the ladder, depth chart and tape redrawn in the one frame pass."""
+    console = ConsoleLog()
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    try:
+        context.add_init_script(OBSERVE_LONG_TASKS)
+        page = console.watch(context.new_page())
+        log_in(page, busy)
+        page.goto(f"{busy.base_url}/symbols/F00/")
+        expect_live(page)
+        page.wait_for_function("window.tickerBook.info().book.ready", timeout=10_000)
+        page.evaluate("window.__longTasks = []")
+        first = page.evaluate("window.tickerBook.info()")
+        started = time.monotonic()
+        while time.monotonic() < started + BOOK_SECONDS:
+            seen = page.evaluate("window.tickerBook.info().book.stats.diffs")
+            page.wait_for_function(f"window.tickerBook.info().book.stats.diffs > {seen} + 20", timeout=10_000)
+        elapsed = time.monotonic() - started
+        last = page.evaluate("window.tickerBook.info()")
+        long_tasks = page.evaluate("window.__longTasks")
+        longest = max((t["ms"] for t in long_tasks), default=0)
+        diffs = last["book"]["stats"]["diffs"] - first["book"]["stats"]["diffs"]
+        logger.info(
+            "book of F00: %.1f depth updates/s over %.0f s, %d gaps; "
+            "longest main-thread task %d ms (%d over 50 ms: %s)",
+            diffs / elapsed,
+            elapsed,
+            last["book"]["stats"]["gaps"],
+            longest,
+            len(long_tasks),
+            ", ".join(f"{t['ms']}@{t['at']}" for t in sorted(long_tasks, key=lambda t: -t["ms"])[:10]),
+        )
+        assert diffs / elapsed >= 8, "the book updates about every window"
+        assert last["book"]["stats"]["gaps"] == first["book"]["stats"]["gaps"] == 0
+        assert len(last["trades"]) > 0
+        assert longest < 200
+        assert console.unexpected() == [], f"console errors: {console.unexpected()}"
+    except BaseException:
+        logger.error("process logs after the failure:\n%s", busy.logs())
+        raise
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("path", ["/", "/symbols/BTC-USD/"])
 def test_pages_run_under_their_content_security_policy(browser: Browser, stack_logs: Stack, path: str) -> None:
     """Without the tests' CSP bypass: the policy blocks nothing the pages need (a blocked
