@@ -151,16 +151,41 @@ class BookUpdate:
 class BookReplicas:
     """A process's copy of every symbol's book, kept from the producer's book entries.
 
-    Each update replaces a symbol's ``Book`` (never mutated), so a thread may read
-    ``books`` while the event loop applies the next window.
+    Entries are applied when a stream asks for a window of their symbol (``MarketWindow.book``),
+    so a process pays for the books its streams follow, not for every symbol's: the others'
+    entries wait, and each keyframe drops those it replaces. Each update replaces a symbol's
+    ``Book`` (never mutated).
     """
 
     def __init__(self) -> None:
         self.books: dict[str, Book] = {}
         self.missed = 0
+        self._pending: dict[str, list[Sequence[Any]]] = {}
+
+    def receive(self, symbol: str, raw: Sequence[Any]) -> None:
+        """Queue one book entry, in arrival order."""
+        if raw[BOOK_FULL]:
+            if self._pending.get(symbol):
+                # Entries nobody asked for are dropped unapplied: the keyframe starts afresh.
+                self.books.pop(symbol, None)
+            self._pending[symbol] = [raw]
+        else:
+            self._pending.setdefault(symbol, []).append(raw)
+
+    def update_for(self, symbol: str, raw: Sequence[Any]) -> BookUpdate | None:
+        """The update ``raw`` makes, once the entries before it are applied; None when it was
+        dropped (a keyframe came after it) or there is no book to continue until the next."""
+        pending = self._pending.get(symbol)
+        if not pending or not any(entry is raw for entry in pending):
+            return None
+        while True:
+            entry = pending.pop(0)
+            update = self.apply(symbol, entry)
+            if entry is raw:
+                return update
 
     def apply(self, symbol: str, raw: Sequence[Any]) -> BookUpdate | None:
-        """Apply one book entry; the update to hand to streams, or None (waiting for a keyframe)."""
+        """Apply one book entry now; the update to hand to streams, or None (waiting for a keyframe)."""
         epoch, first_u, last_u = raw[BOOK_EPOCH], raw[BOOK_FIRST_U], raw[BOOK_LAST_U]
         before = self.books.get(symbol)
         if before is not None and (before.epoch != epoch or before.u + 1 != first_u):
@@ -180,27 +205,45 @@ class BookReplicas:
         return BookUpdate(symbol, before, after, first_u)
 
 
-@dataclass(slots=True)
 class MarketWindow:
-    """What one producer window brings beyond ticks: book updates and trades, by symbol."""
+    """What one producer window brings beyond ticks: book entries and trades, by symbol.
 
-    books: dict[str, BookUpdate] = field(default_factory=dict)
-    trades: dict[str, Sequence[Any]] = field(default_factory=dict)
+    ``book(symbol)`` is the window's ``BookUpdate`` of a symbol, made once for every stream
+    that asks (None: none, or no book to continue yet).
+    """
+
+    __slots__ = ("_raws", "_replicas", "_updates", "trades")
+
+    def __init__(
+        self,
+        replicas: BookReplicas | None = None,
+        books: Mapping[str, Sequence[Any]] | None = None,
+        trades: Mapping[str, Sequence[Any]] | None = None,
+    ) -> None:
+        self._replicas = replicas
+        self._raws = dict(books) if books else {}
+        self._updates: dict[str, BookUpdate | None] = {}
+        self.trades = dict(trades) if trades else {}
 
     def __bool__(self) -> bool:
-        return bool(self.books or self.trades)
+        return bool(self._raws or self.trades)
+
+    def book(self, symbol: str) -> BookUpdate | None:
+        if symbol in self._updates:
+            return self._updates[symbol]
+        raw = self._raws.get(symbol)
+        update = None if raw is None or self._replicas is None else self._replicas.update_for(symbol, raw)
+        self._updates[symbol] = update
+        return update
 
 
 def window_of(
     replicas: BookReplicas, books: Mapping[str, Any] | None, trades: Mapping[str, Any] | None
 ) -> MarketWindow:
-    """Apply a window's book entries to ``replicas``; the window to hand to streams."""
-    window = MarketWindow(trades=dict(trades) if trades else {})
+    """A window's book entries queued on ``replicas``; the window to hand to streams."""
     for symbol, raw in (books or {}).items():
-        update = replicas.apply(symbol, raw)
-        if update is not None:
-            window.books[symbol] = update
-    return window
+        replicas.receive(symbol, raw)
+    return MarketWindow(replicas, books, trades)
 
 
 def _dumps(obj: Any) -> str:

@@ -81,9 +81,8 @@ class BookChannels:
     def frames(self, window: MarketWindow) -> list[str]:
         """The window's depth frames (snapshots or diffs) and its trades frame, in that order."""
         out = []
-        books = window.books
         for symbol, copy in self.depth.items():
-            update = books.get(symbol)
+            update = window.book(symbol)
             if update is None:
                 continue
             after = update.after

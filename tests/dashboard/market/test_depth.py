@@ -122,10 +122,28 @@ def test_trades_are_joined_from_pieces_encoded_once() -> None:
     }
 
 
-def test_a_window_applies_every_symbols_book_once() -> None:
+def test_a_window_applies_a_symbols_book_once_when_asked() -> None:
     replicas = BookReplicas()
     books = {s: book_entry("e1", 1, 1, 0, [(9.0, 1.0)], [(10.0, 1.0)], True) for s in ("AAA", "BBB")}
     window = window_of(replicas, books, {"AAA": ["e1", 1, 1, "{}"]})
-    assert set(window.books) == {"AAA", "BBB"}
     assert set(window.trades) == {"AAA"}
+    assert replicas.books == {}, "nothing applied before a stream asks"
+    assert window.book("BBB") is window.book("BBB"), "made once"
     assert replicas.books["BBB"].u == 1
+    assert "AAA" not in replicas.books, "a book nobody follows costs a queued entry"
+
+
+def test_entries_nobody_asked_for_are_dropped_at_the_next_keyframe() -> None:
+    replicas = BookReplicas()
+    first = window_of(replicas, {"AAA": book_entry("e1", 1, 1, 0, [(9.0, 1.0)], [(10.0, 1.0)], True)}, None)
+    second = window_of(replicas, {"AAA": book_entry("e1", 2, 2, 1, [(9.0, 2.0)], [], False)}, None)
+    keyframe = window_of(replicas, {"AAA": book_entry("e1", 3, 3, 2, [(9.0, 3.0)], [(10.0, 1.0)], True)}, None)
+    assert first.book("AAA") is None, "replaced by the keyframe before anyone asked"
+    assert second.book("AAA") is None
+    update = keyframe.book("AAA")
+    assert update is not None
+    assert update.before is None, "no diff across entries never applied: a snapshot"
+    assert update.after.bids == ((9.0, 3.0),)
+    assert replicas.missed == 0, "nothing was lost on the way"
+    later = window_of(replicas, {"AAA": book_entry("e1", 4, 4, 3, [(8.0, 1.0)], [], False)}, None)
+    assert later.book("AAA").continues("e1", 3)
