@@ -43,6 +43,7 @@ def client_specs(config: Config, target: Target, scenario: Scenario) -> list[dic
     else:
         urls = target.stream_urls(scenario.web_procs)
     mode = "stream" if scenario.kind in ("storm", "restart") else scenario.kind
+    depth = mode == "depth"
     budget = plan.connect_budget(config, target.name)
     specs, first = [], 0
     for n in plan.split(scenario.clients, procs):
@@ -51,7 +52,9 @@ def client_specs(config: Config, target: Target, scenario: Scenario) -> list[dic
                 "urls": urls,
                 "mode": mode,
                 "clients": n,
-                "symbols": target.symbols[: scenario.per_client] if mode == "stream" else [],
+                "symbols": target.symbols[: scenario.per_client] if mode in ("stream", "depth") else [],
+                "depth_symbols": target.symbols[: plan.DEPTH_SPREAD] if depth else [],
+                "depth_levels": plan.DEPTH_LEVELS,
                 "headers": target.headers(),
                 "cookies": target.cookies(),
                 "origin": target.origin(),

@@ -2,14 +2,22 @@
 
 ``python -m bench.floor serve --port P --redis URL`` accepts dashboards speaking the
 same protocol subset as Ticker (``hello``; ``subscribe`` answered by ``ack`` and one
-``snapshot`` per symbol; then ``ticks`` frames). One task reads one Redis subscription;
-per producer window it builds each distinct subscription set's frame once and hands
-the already-encoded bytes to ``websockets.broadcast``.
+``snapshot`` per symbol; then ``ticks`` frames; with ``channels`` ``depth`` and ``trades``
+and ``depth_levels``, a ``depth_snapshot`` with the next window, then ``depth`` and
+``trades`` frames). One task reads one Redis subscription; per producer window it builds
+each distinct subscription set's ``ticks`` frame once, each (symbol, levels)'s ``depth``
+frame once (``BookReplicas``, ``window_of`` and ``BookUpdate.frame``, as Ticker's web
+processes do), each distinct trades set's ``trades`` frame once, and hands the
+already-encoded bytes to ``websockets.broadcast``: per connection, ticks, then depth, then
+trades, as Ticker.
 
 ``python -m bench.floor produce --redis URL --rate R`` ticks ``--symbols`` symbols
-(``S00``...) at ``R`` ticks/s in total and publishes one message per 100 ms window
-carrying every symbol's ticks, each symbol's ticks encoded once. It also stores the
-last ``seq`` per symbol under ``floor:seq:<SYM>`` so the harness can measure its rate.
+(``S00``...) at ``R`` ticks/s in total, each tick printed through the symbol's order
+book (``workers.simulator`` and ``workers.order_book``, Ticker's own pure simulation:
+same trades, same book changes, a keyframe of each book every second), and publishes
+one message per 100 ms window carrying every symbol's ticks (encoded once), book
+entries and trades (``dashboard.market.depth``'s wire forms). It also stores the last
+``seq`` per symbol under ``floor:seq:<SYM>`` so the harness can measure its rate.
 
 This is what the hardware can do with the same wire format and no framework: the
 yardstick for Ticker's server CPU per frame.
@@ -32,10 +40,18 @@ import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
+from dashboard.market.depth import TRADES_PIECE, BookReplicas, book_entry, trades_frame, trades_piece, window_of
+from workers.order_book import OrderBook
+from workers.simulator import PriceProcess, SymbolSpec
+
 logger = logging.getLogger("bench.floor")
 
 CHANNEL = "floor:ticks"
 SEQ_KEY = "floor:seq:{}"
+# As Ticker's producer (workers/series.py): the whole book of each symbol this often.
+KEYFRAME_EVERY_MS = 1000
+DEFAULT_LEVELS = 20
+MAX_LEVELS = 50
 
 
 def symbol_names(count: int) -> list[str]:
@@ -58,10 +74,18 @@ class FloorServer:
         ]
         self.last_seq: dict[str, int] = dict.fromkeys(symbols, 0)
         self.groups: dict[tuple[str, ...], set[ServerConnection]] = {}
+        # Depth by (symbol, levels): sockets whose copy is at the replica's book, and sockets
+        # waiting for their snapshot (sent with the next window that has the symbol's book).
+        self.replicas = BookReplicas()
+        self.depth: dict[tuple[str, int], set[ServerConnection]] = {}
+        self.pending: dict[tuple[str, int], set[ServerConnection]] = {}
+        self.trade_groups: dict[tuple[str, ...], set[ServerConnection]] = {}
         self.frames_sent = 0
 
     async def handler(self, ws: ServerConnection) -> None:
         key: tuple[str, ...] = ()
+        books: dict[str, int] = {}  # depth symbol -> levels
+        trades: tuple[str, ...] = ()
         hello = {"type": "hello", "protocol": 1, "server_time": now_ms(), "symbols": self.catalog}
         await ws.send(orjson.dumps(hello).decode())
         try:
@@ -71,31 +95,44 @@ class FloorServer:
                     if op.get("op") != "subscribe":
                         raise ValueError("only subscribe is supported")
                     wanted = [s for s in op["symbols"] if s in self.last_seq]
+                    channels = set(op.get("channels", ["ticks"]))
+                    levels = op.get("depth_levels", DEFAULT_LEVELS)
+                    if not channels <= {"ticks", "depth", "trades"} or not 1 <= levels <= MAX_LEVELS:
+                        raise ValueError("bad channels or depth_levels")
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     await ws.send(orjson.dumps({"type": "error", "code": "bad_frame", "message": str(exc)}).decode())
                     continue
-                # Ack, snapshots and the group change happen with no await in between
+                # Ack, snapshots and the group changes happen with no await in between
                 # (broadcast writes synchronously): the next batch continues exactly
                 # after each snapshot's seq, and never overtakes a snapshot.
-                self._leave(key, ws)
-                key = tuple(sorted(set(key) | set(wanted)))
                 ack = {"type": "ack", "id": op.get("id"), "op": "subscribe", "symbols": wanted}
                 broadcast([ws], orjson.dumps(ack), text=True)
-                for s in wanted:
-                    snap = {"type": "snapshot", "symbol": s, "epoch": "floor", "seq": self.last_seq[s]}
-                    broadcast([ws], orjson.dumps(snap), text=True)
-                self.groups.setdefault(key, set()).add(ws)
+                if "ticks" in channels:
+                    _leave(self.groups, key, ws)
+                    key = tuple(sorted(set(key) | set(wanted)))
+                    for s in wanted:
+                        snap = {"type": "snapshot", "symbol": s, "epoch": "floor", "seq": self.last_seq[s]}
+                        broadcast([ws], orjson.dumps(snap), text=True)
+                    self.groups.setdefault(key, set()).add(ws)
+                if "depth" in channels:
+                    for s in wanted:
+                        if s in books:
+                            _leave(self.depth, (s, books[s]), ws)
+                            _leave(self.pending, (s, books[s]), ws)
+                        books[s] = levels
+                        self.pending.setdefault((s, levels), set()).add(ws)
+                if "trades" in channels:
+                    _leave(self.trade_groups, trades, ws)
+                    trades = tuple(sorted(set(trades) | set(wanted)))
+                    self.trade_groups.setdefault(trades, set()).add(ws)
         except ConnectionClosed:
             pass
         finally:
-            self._leave(key, ws)
-
-    def _leave(self, key: tuple[str, ...], ws: ServerConnection) -> None:
-        members = self.groups.get(key)
-        if members is not None:
-            members.discard(ws)
-            if not members:
-                del self.groups[key]
+            _leave(self.groups, key, ws)
+            _leave(self.trade_groups, trades, ws)
+            for s, levels in books.items():
+                _leave(self.depth, (s, levels), ws)
+                _leave(self.pending, (s, levels), ws)
 
     def fan_out(self, message: bytes) -> None:
         batch: dict[str, Any] = orjson.loads(message)
@@ -108,6 +145,41 @@ class FloorServer:
             frame = ('{"type":"ticks","data":[' + ",".join(chosen) + "]}").encode()
             broadcast(members, frame, text=True)
             self.frames_sent += len(members)
+        books = batch.get("books")
+        if books:
+            self.fan_out_books(books)
+        trades = batch.get("trades")
+        if trades:
+            for key, members in list(self.trade_groups.items()):
+                chosen = [trades[s][TRADES_PIECE] for s in key if s in trades]
+                if chosen and members:
+                    broadcast(members, trades_frame(chosen).encode(), text=True)
+                    self.frames_sent += len(members)
+
+    def fan_out_books(self, books: dict[str, Any]) -> None:
+        """The window's depth frames: a diff per (symbol, levels) to the sockets at the book, else snapshots.
+
+        As in Ticker's web processes (``window_of``), entries are only applied for the symbols
+        someone follows, once per window whatever the number of level counts asked for.
+        """
+        window = window_of(self.replicas, books, None)
+        for (symbol, levels), members in list(self.depth.items()):
+            update = window.book(symbol)
+            if update is None or not members:
+                continue
+            # No book before it: this process missed a window, so the book again.
+            frame = update.after.snapshot_frame(symbol, levels) if update.before is None else update.frame(levels)
+            if frame is not None:
+                broadcast(members, frame.encode(), text=True)
+                self.frames_sent += len(members)
+        for key in list(self.pending):
+            update = window.book(key[0])
+            if update is None:
+                continue
+            members = self.pending.pop(key)
+            broadcast(members, update.after.snapshot_frame(*key).encode(), text=True)
+            self.frames_sent += len(members)
+            self.depth.setdefault(key, set()).update(members)
 
     async def subscribe(self, url: str, stop: asyncio.Event) -> None:
         client = aioredis.from_url(url, socket_keepalive=True, socket_connect_timeout=3)
@@ -123,6 +195,14 @@ class FloorServer:
             await client.aclose()
 
 
+def _leave(groups: dict[Any, set[ServerConnection]], key: Any, ws: ServerConnection) -> None:
+    members = groups.get(key)
+    if members is not None:
+        members.discard(ws)
+        if not members:
+            del groups[key]
+
+
 async def serve_main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,6 +216,48 @@ async def serve_main(args: argparse.Namespace) -> None:
     logger.info("floor server stopped after %d frames", server.frames_sent)
 
 
+class FloorSeries:
+    """One symbol's price process and order book, continued from its stored ``seq``."""
+
+    __slots__ = ("book", "due", "epoch", "keyframe_due", "process", "symbol", "trades")
+
+    def __init__(self, spec: SymbolSpec, seq: int, start: int, epoch: str, rng: random.Random) -> None:
+        self.symbol = spec.symbol
+        self.process = PriceProcess(spec=spec, rng=random.Random(rng.getrandbits(64)), mid=spec.initial_price, seq=seq)
+        self.book = OrderBook(spec, random.Random(rng.getrandbits(64)))
+        self.epoch = epoch
+        self.due = float(start)
+        self.keyframe_due = 0
+        self.trades: list[dict[str, Any]] = []
+
+    def tick(self, ts: int, interval_ms: float) -> dict[str, Any]:
+        """The next tick printed through the book, as Ticker's producer prints it (workers.series.step)."""
+        process = self.process
+        printed = self.book.on_tick(process.next_tick(ts, interval_ms / 1000.0), process.mid)
+        process.mid = printed.mid
+        self.trades += [t.to_wire(self.symbol, self.epoch) for t in printed.trades]
+        return printed.tick.to_wire()
+
+    def book_window(self, now: int) -> tuple[list[Any] | None, list[Any] | None]:
+        """The window's book entry and trades entry (workers.series.book_window, without the store)."""
+        book = self.book
+        diff = book.take_diff()
+        first_u = last_u = 0
+        bids = asks = None
+        full = False
+        if diff is not None:
+            first_u, last_u, bids, asks = diff.first_u, diff.last_u, diff.bids, diff.asks
+        if now >= self.keyframe_due:
+            self.keyframe_due = now + KEYFRAME_EVERY_MS
+            key = book.keyframe()
+            first_u = diff.first_u if diff is not None else book.u + 1
+            last_u, bids, asks, full = book.u, key.bids, key.asks, True
+        entry = None if bids is None else book_entry(self.epoch, first_u, last_u, now, bids, asks or [], full)
+        trades, self.trades = self.trades, []
+        traded = [self.epoch, trades[0]["id"], trades[-1]["id"], trades_piece(trades)] if trades else None
+        return entry, traded
+
+
 async def produce_main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,12 +269,22 @@ async def produce_main(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     client = aioredis.from_url(args.redis, socket_keepalive=True, socket_connect_timeout=3)
     start = now_ms()
-    # Series continue from what Redis holds (a restarted producer at another rate).
+    # Series continue from what Redis holds (a restarted producer at another rate); the books
+    # start afresh, in a new epoch of their own.
     stored = await client.mget([SEQ_KEY.format(s) for s in symbols])
-    seq = {s: int(v or 0) for s, v in zip(symbols, stored, strict=True)}
-    price = {s: 100.0 + i for i, s in enumerate(symbols)}
+    epoch = f"floor-{start}"
+    # The benchmark symbols as bench/seed.py gives them to Ticker (book parameters: the defaults).
+    series = [
+        FloorSeries(
+            SymbolSpec(s, initial_price=100.0 + i, volatility=0.3, spread_bps=5.0, tick_interval_ms=round(interval_ms)),
+            int(v or 0),
+            start,
+            epoch,
+            rng,
+        )
+        for i, (s, v) in enumerate(zip(symbols, stored, strict=True))
+    ]
     # Every series starts on the same instant, as Ticker's producer starts the symbols it acquires.
-    due = dict.fromkeys(symbols, float(start))
     window = args.window_ms / 1000.0
     next_at = time.monotonic()
     logger.info("floor producer: %d symbols at %.0f ticks/s", len(symbols), args.rate)
@@ -160,33 +292,31 @@ async def produce_main(args: argparse.Namespace) -> None:
         while not stop.is_set():
             now = now_ms()
             pieces: dict[str, str] = {}
-            for s in symbols:
+            last: dict[str, int] = {}
+            books: dict[str, Any] = {}
+            trades: dict[str, Any] = {}
+            for one in series:
+                s = one.symbol
                 ticks = []
-                if now - due[s] > 1000:
-                    due[s] = now
-                while due[s] <= now:
-                    seq[s] += 1
-                    price[s] = max(0.01, price[s] * (1 + rng.gauss(0, 0.0005)))
-                    p = round(price[s], 2)
-                    ticks.append(
-                        {
-                            "symbol": s,
-                            "seq": seq[s],
-                            "ts": int(due[s]),
-                            "price": p,
-                            "bid": round(p * 0.9995, 2),
-                            "ask": round(p * 1.0005, 2),
-                            "volume": rng.randint(1, 500),
-                        }
-                    )
-                    due[s] += interval_ms
+                if now - one.due > 1000:
+                    one.due = now
+                while one.due <= now:
+                    ticks.append(one.tick(int(one.due), interval_ms))
+                    one.due += interval_ms
                 if ticks:
                     pieces[s] = orjson.dumps(ticks)[1:-1].decode()
-            if pieces:
-                last = {s: seq[s] for s in pieces}
+                    last[s] = ticks[-1]["seq"]
+                entry, traded = one.book_window(now)
+                if entry is not None:
+                    books[s] = entry
+                if traded is not None:
+                    trades[s] = traded
+            if pieces or books:
+                message = {"pieces": pieces, "last": last, "books": books, "trades": trades}
                 async with client.pipeline(transaction=False) as pipe:
-                    pipe.mset({SEQ_KEY.format(s): n for s, n in last.items()})
-                    pipe.publish(CHANNEL, orjson.dumps({"pieces": pieces, "last": last}))
+                    if last:
+                        pipe.mset({SEQ_KEY.format(s): n for s, n in last.items()})
+                    pipe.publish(CHANNEL, orjson.dumps(message))
                     await pipe.execute()
             next_at += window
             delay = next_at - time.monotonic()

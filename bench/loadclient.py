@@ -10,6 +10,12 @@ bound) it closes every socket and exits.
 What it measures, per tick received: the sequence gap against the last ``seq`` of that
 symbol on that connection (starting from the snapshot's ``seq``: ticks lost), and
 ``now - ts`` in a 1 ms histogram (tick-to-client latency). Frames are parsed with orjson.
+
+In ``depth`` mode each dashboard also subscribes the ``depth`` and ``trades`` channels of
+one symbol (``depth_symbols[i % len]`` for dashboard ``i``): every ``depth`` frame's
+``U``/``u`` and every trade's ``id`` is checked against the one before (``bench.chains``:
+gaps, duplicates, server resnapshots), and their ``ts`` go to two more histograms, one
+sample per ``depth`` frame and one per trade.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.chains import ANCHORED, DUPLICATE, GAP, Chains
+
 logger = logging.getLogger("bench.loadclient")
 
 # Latency histogram: 1 ms buckets up to this bound (later ticks land in the last bucket).
@@ -44,9 +52,14 @@ class ClientSpec:
     """What one load-client process does (written as JSON by the orchestrator)."""
 
     urls: list[str]
-    mode: str  # "stream" (subscribe to symbols), "sync" (single-symbol URL), "idle" (hello only)
+    # "stream" (subscribe to symbols), "depth" (stream, plus depth and trades of one symbol),
+    # "sync" (single-symbol URL), "idle" (hello only)
+    mode: str
     clients: int
     symbols: list[str] = field(default_factory=list)
+    # Depth mode: dashboard i follows the book and the tape of depth_symbols[i % len], depth_levels deep.
+    depth_symbols: list[str] = field(default_factory=list)
+    depth_levels: int = 20
     headers: dict[str, str] = field(default_factory=dict)
     cookies: list[str] = field(default_factory=list)  # client i sends cookies[i % len] as its Cookie
     origin: str | None = None
@@ -92,12 +105,41 @@ class Stats:
     # After a reconnect: symbols resumed with their missed ticks, symbols sent a snapshot.
     resumed: int = 0
     resnapshots: int = 0
+    # Depth mode (window counts, unless ``_total``): depth frames and their chain, trades and theirs.
+    depth_frames: int = 0
+    depth_gaps: int = 0
+    depth_duplicates: int = 0
+    depth_unanchored: int = 0
+    depth_resnapshots: int = 0
+    depth_hist: array = field(default_factory=lambda: array("q", bytes(8 * HIST_MS)))
+    depth_max_latency: int = 0
+    trade_frames: int = 0
+    trades: int = 0
+    trade_gaps: int = 0
+    trade_duplicates: int = 0
+    trade_hist: array = field(default_factory=lambda: array("q", bytes(8 * HIST_MS)))
+    trade_max_latency: int = 0
+    depth_gaps_total: int = 0
+    depth_resnapshots_total: int = 0
+    trade_gaps_total: int = 0
 
 
 class Dashboard:
     """One connection: its per-symbol last ``seq`` and the reader loop."""
 
-    __slots__ = ("epochs", "index", "last", "ready", "ready_at", "reconnects", "resuming", "stats", "want", "ws")
+    __slots__ = (
+        "chains",
+        "epochs",
+        "index",
+        "last",
+        "ready",
+        "ready_at",
+        "reconnects",
+        "resuming",
+        "stats",
+        "want",
+        "ws",
+    )
 
     def __init__(self, index: int, stats: Stats, want: int) -> None:
         self.index = index
@@ -110,6 +152,7 @@ class Dashboard:
         self.ws: ClientConnection | None = None
         self.reconnects = 0
         self.resuming = False
+        self.chains = Chains()
 
     def rearm(self, want: int) -> None:
         """A new socket: ready again once every symbol is resumed or re-snapshotted."""
@@ -186,6 +229,12 @@ class Dashboard:
             stats.ticks_total += counted
             stats.lost_total += lost
             return
+        if kind == "depth":
+            self.on_depth(frame, now, len(raw), measuring)
+            return
+        if kind == "trades":
+            self.on_trades(frame, now, len(raw), measuring)
+            return
         if measuring:
             stats.frames += 1
             stats.bytes += len(raw)
@@ -197,11 +246,73 @@ class Dashboard:
             if self.resuming:
                 stats.resnapshots += 1
             self.got_symbol()
+        elif kind == "depth_snapshot":
+            if self.chains.snapshot(frame["symbol"], frame["epoch"], frame["u"]):
+                stats.depth_resnapshots_total += 1
+                if measuring:
+                    stats.depth_resnapshots += 1
+            else:
+                self.got_symbol()
         elif kind == "error":
             stats.errors += 1
             code = str(frame.get("code"))
             stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
             logger.warning("client %d got an error frame: %s", self.index, raw[:200])
+
+    def on_depth(self, frame: dict[str, Any], now: float, size: int, measuring: bool) -> None:
+        stats = self.stats
+        verdict = self.chains.depth(frame["symbol"], frame["epoch"], frame["U"], frame["u"])
+        if verdict == GAP:
+            stats.depth_gaps_total += 1
+        if not measuring:
+            return
+        stats.frames += 1
+        stats.bytes += size
+        stats.depth_frames += 1
+        if verdict == GAP:
+            stats.depth_gaps += 1
+        elif verdict == DUPLICATE:
+            stats.depth_duplicates += 1
+        elif verdict == ANCHORED:
+            stats.depth_unanchored += 1
+        lat = min(max(int(now - frame["ts"]), 0), HIST_MS - 1)
+        stats.depth_hist[lat] += 1
+        if lat > stats.depth_max_latency:
+            stats.depth_max_latency = lat
+
+    def on_trades(self, frame: dict[str, Any], now: float, size: int, measuring: bool) -> None:
+        stats = self.stats
+        check = self.chains.trade
+        gaps = duplicates = 0
+        data = frame["data"]
+        for trade in data:
+            verdict = check(trade["symbol"], trade["epoch"], trade["id"])
+            if verdict == GAP:
+                gaps += 1
+            elif verdict == DUPLICATE:
+                duplicates += 1
+        stats.trade_gaps_total += gaps
+        if not measuring:
+            return
+        stats.frames += 1
+        stats.bytes += size
+        stats.trade_frames += 1
+        stats.trades += len(data) - duplicates
+        stats.trade_gaps += gaps
+        stats.trade_duplicates += duplicates
+        hist = stats.trade_hist
+        top = HIST_MS - 1
+        max_lat = stats.trade_max_latency
+        for trade in data:
+            lat = int(now - trade["ts"])
+            if lat < 0:
+                lat = 0
+            elif lat > top:
+                lat = top
+            hist[lat] += 1
+            if lat > max_lat:
+                max_lat = lat
+        stats.trade_max_latency = max_lat
 
 
 class LoadClient:
@@ -253,7 +364,7 @@ class LoadClient:
         """
         spec = self.spec
         url = spec.urls[(spec.first_index + index) % len(spec.urls)]
-        want = len(spec.symbols) if spec.mode == "stream" else (1 if spec.mode == "sync" else 0)
+        want = {"stream": len(spec.symbols), "depth": len(spec.symbols) + 1, "sync": 1}.get(spec.mode, 0)
         since: dict[str, Any] = {}
         if board is None:
             board = Dashboard(spec.first_index + index, self.stats, want)
@@ -284,10 +395,20 @@ class LoadClient:
                 hello = orjson.loads(await ws.recv())
                 if hello.get("type") != "hello":
                     raise RuntimeError(f"expected hello, got {hello.get('type')}")
-                if spec.mode == "stream":
+                if spec.mode in ("stream", "depth"):
                     op: dict[str, Any] = {"op": "subscribe", "id": 1, "symbols": spec.symbols}
                     if since:
                         op["since"] = since
+                    await ws.send(orjson.dumps(op).decode())
+                if spec.mode == "depth":
+                    book = spec.depth_symbols[board.index % len(spec.depth_symbols)]
+                    op = {
+                        "op": "subscribe",
+                        "id": 2,
+                        "symbols": [book],
+                        "channels": ["depth", "trades"],
+                        "depth_levels": spec.depth_levels,
+                    }
                     await ws.send(orjson.dumps(op).decode())
                 reader = asyncio.get_running_loop().create_task(self.read(board))
                 if want:
@@ -432,7 +553,32 @@ class LoadClient:
             cpu_s=round(self.cpu1 - self.cpu0, 3),
             ticks_total=stats.ticks_total,
             lost_total=stats.lost_total,
+            **self.book_result(),
         )
+
+    def book_result(self) -> dict[str, Any]:
+        """The depth and trades figures of the window (depth mode only)."""
+        if self.spec.mode != "depth":
+            return {}
+        stats = self.stats
+        return {
+            "depth_frames": stats.depth_frames,
+            "depth_gaps": stats.depth_gaps,
+            "depth_duplicates": stats.depth_duplicates,
+            "depth_unanchored": stats.depth_unanchored,
+            "depth_resnapshots": stats.depth_resnapshots,
+            "depth_max_latency_ms": stats.depth_max_latency,
+            "depth_latency_hist": {str(i): n for i, n in enumerate(stats.depth_hist) if n},
+            "trade_frames": stats.trade_frames,
+            "trades": stats.trades,
+            "trade_gaps": stats.trade_gaps,
+            "trade_duplicates": stats.trade_duplicates,
+            "trade_max_latency_ms": stats.trade_max_latency,
+            "trade_latency_hist": {str(i): n for i, n in enumerate(stats.trade_hist) if n},
+            "depth_gaps_total": stats.depth_gaps_total,
+            "depth_resnapshots_total": stats.depth_resnapshots_total,
+            "trade_gaps_total": stats.trade_gaps_total,
+        }
 
     async def close_all(self) -> None:
         self.closing = True

@@ -90,8 +90,10 @@ def document(
         "environment": env,
         "results": results,
         "ratios": report.ratios(results),
+        "depth_ratios": report.depth_ratios(results),
         "skipped": skipped,
         "profile": profiles.get("profile"),
+        "depth_profile": profiles.get("depth_profile"),
         "storm_profile": profiles.get("storm_profile"),
     }
 
@@ -114,6 +116,12 @@ def write(doc: dict[str, Any], out: Path) -> tuple[Path, Path]:
 def print_summary(doc: dict[str, Any], json_path: Path, md_path: Path) -> None:
     """The tables at the end of a run: every scenario, the storms, the ratios, what was not run."""
     print(report.render_table(doc["results"]))
+    depth = report.render_depth(doc["results"])
+    if depth:
+        print("\nDepth and trades (every symbol's ticks + one symbol's depth and trades per dashboard):")
+        print(depth)
+        if doc.get("depth_ratios"):
+            print(report.render_depth_ratios(doc["depth_ratios"]))
     storms = report.render_storms(doc["results"])
     if storms:
         print("\nStorms (Ticker, one Daphne):")

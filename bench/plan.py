@@ -21,6 +21,10 @@ CLIENTS_PER_PROCESS = 400
 # Values of --storm-profile and --profile that turn them off.
 OFF = ("off", "0", "no", "false")
 PROFILE_OFF = ("off", "0", "none")
+# The depth scenario: each dashboard follows the book (DEPTH_LEVELS a side) and the tape of one
+# symbol, dashboard i the symbol i % DEPTH_SPREAD of the market.
+DEPTH_SPREAD = 10
+DEPTH_LEVELS = 20
 
 
 def parse_load(text: str, default_rate: float) -> tuple[int, float]:
@@ -56,6 +60,11 @@ class Config:
     sync_rate: float = 1000.0
     multi_web: int = 1000
     multi_web_procs: int = 2
+    # Depth and trades: DEPTH_CLIENTS dashboards of every symbol's ticks plus one symbol's
+    # depth and trades, at DEPTH_RATE ticks/s (Ticker and the floor; 0: skip).
+    depth_clients: int = 1000
+    depth_rate: float = 200.0
+    depth_profile: bool = True  # py-spy Daphne during a repeat of Ticker's depth scenario
     # The tutorial pattern fails early and slowly: only the loads the issue quotes, CLIENTS@RATE.
     naive_loads: list[str] = field(default_factory=lambda: ["100@200", "500@200", "100@1000"])
     ref_idle: bool = True  # idle-connection memory for the references too
@@ -91,6 +100,8 @@ QUICK = {
     "idle": 300,
     "sync_clients": 50,
     "multi_web": 0,
+    "depth_clients": 100,
+    "depth_profile": False,
     "naive_loads": ["100@1000"],
     "ref_idle": False,
     "connect_budget": 20.0,
@@ -102,8 +113,17 @@ QUICK = {
     "restart_storm": 300,
     "storm_profile": False,
 }
-_FLOATS = ("duration", "warmup", "sync_rate", "max_minutes")
-_INTS = ("idle", "sync_clients", "multi_web", "storm", "storm_base", "storm_concurrency", "restart_storm")
+_FLOATS = ("duration", "warmup", "sync_rate", "max_minutes", "depth_rate")
+_INTS = (
+    "idle",
+    "sync_clients",
+    "multi_web",
+    "depth_clients",
+    "storm",
+    "storm_base",
+    "storm_concurrency",
+    "restart_storm",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=DESCRIPTION)
     add = parser.add_argument
     add("--quick", action="store_true", default=env("BENCH_QUICK", "") == "1", help="~2 min preset")
-    add("--clients", default=env("BENCH_CLIENTS"), help="dashboards per scenario, e.g. 100,500,1000")
+    add("--clients", default=env("BENCH_CLIENTS"), help="dashboards per scenario, e.g. 100,500,1000 (0: no fan-out)")
     add("--rates", default=env("BENCH_RATES"), help="producer ticks/s in total, e.g. 200,1000")
     add("--symbols", type=int, default=int(env("BENCH_SYMBOLS", str(defaults.symbols))), help="symbols in the market")
     add("--per-client", type=int, default=None, help="symbols each dashboard subscribes to")
@@ -124,6 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     add("--sync-rate", type=float, default=env("BENCH_SYNC_RATE"), help="rate for the sync scenario")
     add("--multi-web", type=int, default=env("BENCH_MULTI_WEB"), help="dashboards on several Daphnes")
     add("--multi-web-procs", type=int, default=int(env("BENCH_MULTI_WEB_PROCS", str(defaults.multi_web_procs))))
+    add(
+        "--depth-clients",
+        type=int,
+        default=env("BENCH_DEPTH_CLIENTS"),
+        help=f"dashboards of every symbol's ticks plus one symbol's depth ({DEPTH_LEVELS} levels) and trades,"
+        f" spread over {DEPTH_SPREAD} symbols (0: skip; full run 1000)",
+    )
+    add("--depth-rate", type=float, default=env("BENCH_DEPTH_RATE"), help="rate of the depth scenario (200)")
+    add(
+        "--depth-profile",
+        default=env("BENCH_DEPTH_PROFILE"),
+        help="py-spy Daphne during a repeat of Ticker's depth scenario (on/off; full run: on)",
+    )
     add("--naive-loads", default=env("BENCH_NAIVE_LOADS"), help="CLIENTS@RATE list for the naive reference")
     add("--targets", default=env("BENCH_TARGETS"), help="ticker,floor,naive")
     add("--client-procs", type=int, default=int(env("BENCH_CLIENT_PROCS", str(defaults.client_procs))))
@@ -154,7 +187,7 @@ def _config(args: argparse.Namespace) -> Config:
             setattr(config, key, value)
         config.quick = True
     if args.clients:
-        config.clients = _ints(args.clients)
+        config.clients = [n for n in _ints(args.clients) if n > 0]
     if args.rates:
         config.rates = _floats(args.rates)
     if args.naive_loads is not None:
@@ -166,6 +199,8 @@ def _config(args: argparse.Namespace) -> Config:
             setattr(config, key, float(getattr(args, key)))
     if args.storm_profile is not None:
         config.storm_profile = args.storm_profile not in OFF
+    if args.depth_profile is not None:
+        config.depth_profile = args.depth_profile not in OFF
     for key in _INTS:
         if getattr(args, key) is not None:
             setattr(config, key, int(getattr(args, key)))
@@ -193,7 +228,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
 class Scenario:
     """One measured load against one target."""
 
-    kind: str  # stream | sync | idle | storm | restart
+    kind: str  # stream | depth | sync | idle | storm | restart
     clients: int
     rate: float
     per_client: int
@@ -212,6 +247,9 @@ class Scenario:
             return f"restart storm {self.clients}x{self.per_client} @{self.rate:.0f}"
         web = f" {self.web_procs}web" if self.web_procs > 1 else ""
         profiled = " profiled" if self.profiled else ""
+        if self.kind == "depth":
+            # Every dashboard: per_client symbols' ticks + 1 symbol's depth and trades.
+            return f"depth {self.clients}x{self.per_client}+1 @{self.rate:.0f}{profiled}"
         return f"stream {self.clients}x{self.per_client} @{self.rate:.0f}{web}{profiled}"
 
 
@@ -226,8 +264,13 @@ def scenarios_for(config: Config, name: str) -> list[Scenario]:
         for rate in dict.fromkeys(rate for _, rate in loads):  # grouped by rate, in order
             plan += [Scenario("stream", n, r, cfg.per_client) for n, r in loads if r == rate]
     else:
+        depth = [Scenario("depth", cfg.depth_clients, cfg.depth_rate, cfg.per_client)] if cfg.depth_clients > 0 else []
         for rate in cfg.rates:
             plan += [Scenario("stream", n, rate, cfg.per_client) for n in cfg.clients]
+            if rate == cfg.depth_rate:  # beside the fan-outs of its rate: no rate change for it
+                plan += depth
+                depth = []
+        plan += depth
     if name != "ticker":
         return plan
     if cfg.sync_clients > 0:
@@ -241,6 +284,8 @@ def scenarios_for(config: Config, name: str) -> list[Scenario]:
         # sampler takes CPU from the same two cores, which moved p99 by up to 40 %.
         clients, rate = parse_load(cfg.profile, cfg.rates[0])
         plan.append(Scenario("stream", clients, rate, cfg.per_client, profiled=True))
+    if cfg.depth_profile and cfg.depth_clients > 0:
+        plan.append(Scenario("depth", cfg.depth_clients, cfg.depth_rate, cfg.per_client, profiled=True))
     return plan
 
 
@@ -256,7 +301,9 @@ def multi_web_scenario(config: Config) -> Scenario | None:
 def users_needed(config: Config) -> int:
     """How many traders Ticker's database needs: one per dashboard of its largest scenario."""
     cfg = config
-    users = max([*cfg.clients, cfg.idle, cfg.sync_clients, cfg.multi_web, cfg.storm + cfg.storm_base, 1])
+    users = max(
+        [*cfg.clients, cfg.idle, cfg.sync_clients, cfg.multi_web, cfg.depth_clients, cfg.storm + cfg.storm_base, 1]
+    )
     return max(users, cfg.restart_storm)
 
 

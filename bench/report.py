@@ -116,6 +116,81 @@ def render_markdown_storms(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+DEPTH_COLUMNS: list[tuple[str, str, str]] = [
+    ("target", "target", "s"),
+    ("scenario", "scenario", "s"),
+    ("clients", "clients_text", "s"),
+    ("msgs/s", "delivered_messages_per_s", ".0f"),
+    ("ticks/s", "delivered_tps", ".0f"),
+    ("deliv %", "delivered_pct", ".1f"),
+    ("depth/s", "depth_frames_per_s", ".0f"),
+    ("trades/s", "trades_per_s", ".0f"),
+    ("lost", "lost", "d"),
+    ("depth gaps", "depth_gaps", "d"),
+    ("resnaps", "depth_resnapshots", "d"),
+    ("trade gaps", "trade_gaps", "d"),
+    ("tick p50/p99", "tick_latency_text", "s"),
+    ("depth p50/p99", "depth_latency_text", "s"),
+    ("trade p50/p99", "trade_latency_text", "s"),
+    ("web CPU%", "web_cpu_pct", ".0f"),
+    ("us CPU/msg", "cpu_us_per_message", ".2f"),
+    ("client CPU%", "client_cpu_text", "s"),
+    ("other CPU%", "other_cpu_pct", ".0f"),
+]
+# What the depth table's "us CPU/msg" means, printed under it.
+DEPTH_LEGEND = (
+    "msgs = ticks + depth frames + trades received in the window (snapshots not counted);"
+    " us CPU/msg = web CPU seconds / msgs (cpu_us_per_message in the JSON)."
+)
+
+
+def _pair(result: Mapping[str, Any], p50: str, p99: str) -> str:
+    if result.get(p99) is None:
+        return "-"
+    return f"{result.get(p50)}/{result.get(p99)}"
+
+
+def depth_rows(results: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The depth scenarios' cells, Ticker and the floor of each load next to each other."""
+    rows = [r for r in results if r.get("kind") == "depth"]
+    rows.sort(key=lambda r: (r["clients_requested"], r["rate"], bool(r.get("profiled")), r["target"] != "ticker"))
+    out = []
+    for r in rows:
+        cells = {
+            **r,
+            "tick_latency_text": _pair(r, "p50_ms", "p99_ms"),
+            "depth_latency_text": _pair(r, "depth_p50_ms", "depth_p99_ms"),
+            "trade_latency_text": _pair(r, "trade_p50_ms", "trade_p99_ms"),
+        }
+        out.append([_cell(cells, key, fmt) for _, key, fmt in DEPTH_COLUMNS])
+    return out
+
+
+def render_depth(results: Sequence[Mapping[str, Any]]) -> str:
+    """The depth and trades scenarios (Ticker and the floor side by side), or "" when none ran."""
+    rows = depth_rows(results)
+    if not rows:
+        return ""
+    headers = [h for h, _, _ in DEPTH_COLUMNS]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in pairs)
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(row) for row in rows), DEPTH_LEGEND])
+
+
+def render_markdown_depth(results: Sequence[Mapping[str, Any]]) -> str:
+    rows = depth_rows(results)
+    if not rows:
+        return ""
+    headers = [h for h, _, _ in DEPTH_COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -155,6 +230,63 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The depth scenario's targets: Ticker's web CPU per delivered message at most this many times the floor's.
+DEPTH_CPU_RATIO_TARGET = 2.0
+
+
+def depth_ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ticker against the floor for every depth load both ran: CPU per message and p99s as multiples."""
+    by_key: dict[tuple[str, int, float], Mapping[str, Any]] = {}
+    for r in results:
+        if r.get("kind") == "depth" and not r.get("profiled"):
+            by_key.setdefault((r["target"], r["clients_requested"], r["rate"]), r)
+    out = []
+    for (target, clients, rate), ours in by_key.items():
+        theirs = by_key.get(("floor", clients, rate))
+        if target != "ticker" or theirs is None:
+            continue
+        cpu_ratio = _ratio(ours.get("cpu_us_per_message"), theirs.get("cpu_us_per_message"))
+        out.append(
+            {
+                "load": f"{clients}x{ours['symbols_per_client']}+1 @{rate:.0f}",
+                "reference": "floor",
+                "cpu_per_message_ratio": cpu_ratio,
+                "ticker_cpu_us_per_message": ours.get("cpu_us_per_message"),
+                "ref_cpu_us_per_message": theirs.get("cpu_us_per_message"),
+                "p99_ratio": _ratio(ours.get("p99_ms"), theirs.get("p99_ms")),
+                "ticker_p99_ms": ours.get("p99_ms"),
+                "ref_p99_ms": theirs.get("p99_ms"),
+                "book_p99_ratio": _ratio(ours.get("book_p99_ms"), theirs.get("book_p99_ms")),
+                "ticker_book_p99_ms": ours.get("book_p99_ms"),
+                "ref_book_p99_ms": theirs.get("book_p99_ms"),
+                "delivered_messages_ratio": _ratio(
+                    ours.get("delivered_messages_per_s"), theirs.get("delivered_messages_per_s")
+                ),
+                "ticker_holds": depth_holds(ours),
+                "ref_holds": depth_holds(theirs),
+                "cpu_within_target": None if cpu_ratio is None else cpu_ratio <= DEPTH_CPU_RATIO_TARGET,
+            }
+        )
+    return out
+
+
+def render_depth_ratios(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per depth load: Ticker's CPU per message and p99s as multiples of the floor's."""
+    lines = []
+    for r in rows:
+        lines.append(
+            f"{r['load']:<22} vs floor  CPU/msg x{_fmt(r['cpu_per_message_ratio'], '.2f')}"
+            f" ({_fmt(r['ticker_cpu_us_per_message'], '.2f')} vs {_fmt(r['ref_cpu_us_per_message'], '.2f')} us;"
+            f" target <= x{DEPTH_CPU_RATIO_TARGET:.0f})"
+            f"  tick p99 x{_fmt(r['p99_ratio'], '.2f')}"
+            f" ({_fmt(r['ticker_p99_ms'], 'd')} vs {_fmt(r['ref_p99_ms'], 'd')} ms)"
+            f"  depth+trades p99 x{_fmt(r['book_p99_ratio'], '.2f')}"
+            f" ({_fmt(r['ticker_book_p99_ms'], 'd')} vs {_fmt(r['ref_book_p99_ms'], 'd')} ms)"
+            f"  holds: ticker {'yes' if r['ticker_holds'] else 'no'}, floor {'yes' if r['ref_holds'] else 'no'}"
+        )
+    return "\n".join(lines)
+
+
 # A fan-out scenario "holds" when nothing is lost, (almost) everything is delivered and p99 is in target.
 HOLD_P99_MS = 250
 HOLD_DELIVERED_PCT = 97.0
@@ -175,6 +307,17 @@ def holds(result: Mapping[str, Any]) -> bool:
         and result.get("p99_ms") is not None
         and result["p99_ms"] <= HOLD_P99_MS
         and result.get("clients_connected") == result.get("clients_requested")
+    )
+
+
+def depth_holds(result: Mapping[str, Any]) -> bool:
+    """A depth load holds as a fan-out does, with no chain broken and depth and trades in the p99 target."""
+    return (
+        holds(result)
+        and result.get("depth_gaps", 1) == 0
+        and result.get("trade_gaps", 1) == 0
+        and result.get("book_p99_ms") is not None
+        and result["book_p99_ms"] <= HOLD_P99_MS
     )
 
 
@@ -283,6 +426,19 @@ def _per_tick(run: Mapping[str, Any], profile: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _per_message(run: Mapping[str, Any]) -> list[str]:
+    profiled = [r for r in run["results"] if r.get("profiled") and r.get("kind") == "depth"]
+    if not profiled or not profiled[0].get("cpu_us_per_message"):
+        return []
+    r = profiled[0]
+    return [
+        f"In that run Daphne spent {r['cpu_us_per_message']:.2f} µs of CPU per delivered message"
+        f" ({r['delivered_messages_per_s']:.0f} messages/s: ticks, depth frames and trades); the shares below"
+        " split it.",
+        "",
+    ]
+
+
 def render_markdown(run: Mapping[str, Any]) -> str:
     """The short summary written next to the JSON."""
     env = run["environment"]
@@ -310,6 +466,35 @@ def render_markdown(run: Mapping[str, Any]) -> str:
             f" {_fmt(r['cpu_per_frame_ratio'], '.1f')} |"
             f" {_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} / {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} |"
         )
+    depth = render_markdown_depth(run["results"])
+    if depth:
+        lines += [
+            "",
+            "## Depth and trades (Ticker and the floor)",
+            "",
+            "Every dashboard subscribes every symbol's ticks, then the `depth` (20 levels) and `trades` of one"
+            " symbol (dashboard i: symbol i % 10). Gaps: a `depth` frame whose `U` is not the previous `u` + 1"
+            " (the snapshot's included), a trade whose `id` is not the previous + 1; resnaps: `depth_snapshot`"
+            " frames the server sent again. " + DEPTH_LEGEND,
+            "",
+            depth,
+            "",
+            f"A depth load holds as a fan-out does, with 0 gaps and depth and trades p99 <= {HOLD_P99_MS} ms too;"
+            f" Ticker's target is at most {DEPTH_CPU_RATIO_TARGET:.0f}x the floor's web CPU per message.",
+            "",
+            "| load | reference | CPU/msg ratio | Ticker / ref us CPU/msg | tick p99 ratio | Ticker / ref tick p99 ms"
+            " | depth+trades p99 ratio | Ticker / ref depth+trades p99 ms | holds (Ticker / ref) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in run.get("depth_ratios", []):
+            lines.append(
+                f"| {r['load']} | {r['reference']} | {_fmt(r['cpu_per_message_ratio'], '.2f')} |"
+                f" {_fmt(r['ticker_cpu_us_per_message'], '.2f')} / {_fmt(r['ref_cpu_us_per_message'], '.2f')} |"
+                f" {_fmt(r['p99_ratio'], '.2f')} | {_fmt(r['ticker_p99_ms'], 'd')} / {_fmt(r['ref_p99_ms'], 'd')} |"
+                f" {_fmt(r['book_p99_ratio'], '.2f')} |"
+                f" {_fmt(r['ticker_book_p99_ms'], 'd')} / {_fmt(r['ref_book_p99_ms'], 'd')} |"
+                f" {'yes' if r['ticker_holds'] else 'no'} / {'yes' if r['ref_holds'] else 'no'} |"
+            )
     storms = render_markdown_storms(run["results"])
     if storms:
         lines += [
@@ -337,14 +522,15 @@ def render_markdown(run: Mapping[str, Any]) -> str:
     if skipped:
         lines += ["", "## Not run", "", *(f"- {s}" for s in skipped)]
     lines += _profile_section(run)
+    lines += _profile_section(run, "depth_profile")
     lines += _storm_profile_section(run)
     lines.append("")
     return "\n".join(lines)
 
 
-def _profile_section(run: Mapping[str, Any]) -> list[str]:
-    """The fan-out profile: shares by component, named functions inclusive, the top self-time functions."""
-    profile = run.get("profile")
+def _profile_section(run: Mapping[str, Any], key: str = "profile") -> list[str]:
+    """A fan-out profile: shares by component, named functions inclusive, the top self-time functions."""
+    profile = run.get(key)
     if not profile or not profile.get("samples"):
         return []
     lines = [
@@ -353,7 +539,7 @@ def _profile_section(run: Mapping[str, Any]) -> list[str]:
         "",
         "Each sample is charged to the first non-standard-library frame from the top of its stack.",
         "",
-        *_per_tick(run, profile),
+        *(_per_tick(run, profile) if key == "profile" else _per_message(run)),
         "| share | component |",
         "|---|---|",
     ]
@@ -394,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(name)
         run = json.loads(path.read_text())
         run["ratios"] = ratios(run["results"])
+        run["depth_ratios"] = depth_ratios(run["results"])
         path.with_suffix(".md").write_text(render_markdown(run))
         sys.stdout.write(render_table(run["results"]) + "\n")
     return 0

@@ -169,6 +169,11 @@ def _per_frame_ms(cpu_s: float, frames: int, ticks: int) -> float | None:
     return round(1000.0 * cpu_s / frames, 4) if frames and ticks else None
 
 
+def web_cpu_seconds(usage: Usage, web_names: Sequence[str]) -> float:
+    """CPU seconds of the web processes over the window."""
+    return sum(usage[n]["cpu_s"] for n in web_names if n in usage)
+
+
 def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int) -> dict[str, Any]:
     """CPU and memory of the web processes, the whole stack and the load clients over a window."""
     client_names = [n for n in usage if n.startswith("client")]
@@ -261,6 +266,93 @@ def fanout_notes(
         notes.append(f"producer reached {producer_tps:.0f} of {rate:.0f} ticks/s")
     if result["client_cpu_max_pct"] >= CLIENT_SATURATED_PCT:
         notes.append("a load-client process was CPU-saturated: figures are bounded by the client")
+    return notes
+
+
+# --- the depth scenario: ticks, depth frames and trades --------------------------------------
+
+
+def messages_delivered(ticks: int, depth_frames: int, trades: int) -> int:
+    """Delivered messages: every tick, every ``depth`` frame and every trade, received in the window.
+
+    The unit the depth scenario's cost is counted in: a tick and a trade are each one
+    item of a frame's ``data``, a ``depth`` frame is one book update of one symbol (however
+    many levels it carries). Snapshots, acks and heartbeats are not counted.
+    """
+    return ticks + depth_frames + trades
+
+
+def cpu_us_per_message(web_cpu_s: float, messages: int) -> float | None:
+    """Microseconds of web CPU per delivered message (None when nothing arrived)."""
+    return round(1e6 * web_cpu_s / messages, 3) if messages else None
+
+
+def book_figures(lines: Lines, usage: Usage, web_names: Sequence[str], *, duration: float) -> dict[str, Any]:
+    """A depth window's own figures: depth frames and trades, their chains and latency, cost per message."""
+    ticks = total(lines, "ticks")
+    depth_frames = total(lines, "depth_frames")
+    trades = total(lines, "trades")
+    messages = messages_delivered(ticks, depth_frames, trades)
+    depth_hist = merge_hist(line.get("depth_latency_hist", {}) for line in lines)
+    trade_hist = merge_hist(line.get("trade_latency_hist", {}) for line in lines)
+    book_hist = merge_hist([depth_hist, trade_hist])
+    hist = merge_hist([book_hist, merge_hist(line.get("latency_hist", {}) for line in lines)])
+    web_cpu_s = web_cpu_seconds(usage, web_names)
+    return {
+        "messages": messages,
+        "delivered_messages_per_s": round(messages / duration, 1),
+        "cpu_us_per_message": cpu_us_per_message(web_cpu_s, messages),
+        "depth_frames": depth_frames,
+        "depth_frames_per_s": round(depth_frames / duration, 1),
+        "depth_gaps": total(lines, "depth_gaps"),
+        "depth_duplicates": total(lines, "depth_duplicates"),
+        "depth_unanchored": total(lines, "depth_unanchored"),
+        "depth_resnapshots": total(lines, "depth_resnapshots"),
+        "depth_p50_ms": percentile(depth_hist, 0.50),
+        "depth_p99_ms": percentile(depth_hist, 0.99),
+        "depth_max_ms": max((line.get("depth_max_latency_ms", 0) for line in lines), default=None)
+        if depth_frames
+        else None,
+        "trade_frames": total(lines, "trade_frames"),
+        "trades": trades,
+        "trades_per_s": round(trades / duration, 1),
+        "trade_gaps": total(lines, "trade_gaps"),
+        "trade_duplicates": total(lines, "trade_duplicates"),
+        "trade_p50_ms": percentile(trade_hist, 0.50),
+        "trade_p99_ms": percentile(trade_hist, 0.99),
+        "trade_max_ms": max((line.get("trade_max_latency_ms", 0) for line in lines), default=None) if trades else None,
+        # Depth frames and trades together, and every message (ticks too).
+        "book_p99_ms": percentile(book_hist, 0.99),
+        "messages_p99_ms": percentile(hist, 0.99),
+        "gaps_outside_window": total(lines, "depth_gaps_total")
+        - total(lines, "depth_gaps")
+        + total(lines, "trade_gaps_total")
+        - total(lines, "trade_gaps"),
+        "resnapshots_outside_window": total(lines, "depth_resnapshots_total") - total(lines, "depth_resnapshots"),
+    }
+
+
+def book_notes(result: Mapping[str, Any]) -> list[str]:
+    """What a reader of a depth result should know: broken chains, resnapshots, frames before a snapshot."""
+    notes = []
+    if result["depth_gaps"] or result["trade_gaps"]:
+        notes.append(
+            f"chains broken in the window: {result['depth_gaps']} depth frames whose U did not follow the"
+            f" previous u, {result['trade_gaps']} trades whose id did not follow the previous one"
+        )
+    if result["depth_resnapshots"]:
+        notes.append(f"{result['depth_resnapshots']} depth_snapshot frames re-sent by the server during the window")
+    if result["depth_unanchored"]:
+        notes.append(f"{result['depth_unanchored']} depth frames arrived before their symbol's depth_snapshot")
+    if result["depth_duplicates"] or result["trade_duplicates"]:
+        notes.append(
+            f"duplicates: {result['depth_duplicates']} depth frames, {result['trade_duplicates']} trades already seen"
+        )
+    if result["gaps_outside_window"] or result["resnapshots_outside_window"]:
+        notes.append(
+            f"outside the window (connect, warm-up): {result['gaps_outside_window']} gaps,"
+            f" {result['resnapshots_outside_window']} resnapshots"
+        )
     return notes
 
 

@@ -3,7 +3,8 @@
 For every target (Ticker, the floor, the naive tutorial pattern) it starts the whole
 server on 127.0.0.1, then runs the scenarios in order: idle connections (memory per
 connection, measured on a fresh server), then dashboards x symbols at each producer
-rate, then (Ticker) the sync single-symbol endpoint, the two storms and the fan-out on
+rate, the depth scenario (every symbol's ticks plus one symbol's depth and trades; Ticker
+and the floor), then (Ticker) the sync single-symbol endpoint, the two storms and the fan-out on
 two Daphne processes. Every scenario is bounded: connect budget, warm-up, measurement
 window, result deadline; the whole run has a deadline too. Everything started is
 stopped in ``finally`` blocks, by process group.

@@ -51,7 +51,7 @@ class RunContext:
     config: Config
     workdir: Path
     stamp: str
-    # "profile" and "storm_profile": py-spy summaries, set by ``finish_profile``.
+    # "profile", "depth_profile" and "storm_profile": py-spy summaries, set by ``finish_profile``.
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The producer's seqs when the current rate was set: the long, precise span of its rate.
     rate_origin: SeqMark = ({}, 0.0)
@@ -186,13 +186,14 @@ def measure(
     t1 = t0 + ctx.config.duration
     group.send(f"measure {t0} {t1}")
     spy = None
+    name = "depth-profile" if scenario.kind == "depth" else "profile"
     if scenario.profiled:
-        spy = start_profile(ctx, server[target.web_names(1)[0]])
+        spy = start_profile(ctx, server[target.web_names(1)[0]], name=name)
     usage = _sample_window(sampler, target, t0, t1, result)
     lines = group.collect("result", indexes, RESULT_DEADLINE_S)
     end = mark(target)
     if spy is not None:
-        finish_profile(ctx, spy, scenario)
+        finish_profile(ctx, spy, scenario, name)
     record(ctx, target, scenario, result, usage, list(lines.values()), start, end)
 
 
@@ -208,7 +209,8 @@ def record(
 ) -> None:
     """The window's figures, table cells and notes into ``result`` (the producer's rate from ``start``)."""
     producer_tps, per_symbol = results.producer_rates(target.symbols, start, ctx.rate_origin, end)
-    subscribed = target.symbols[: scenario.per_client] if scenario.kind == "stream" else target.symbols[:1]
+    fanout = scenario.kind in ("stream", "depth")
+    subscribed = target.symbols[: scenario.per_client] if fanout else target.symbols[:1]
     expected = 0.0 if scenario.kind == "idle" else results.expected_tps(per_symbol, subscribed, scenario.clients)
     figures = results.fanout_figures(
         lines,
@@ -220,6 +222,11 @@ def record(
     )
     result.update(figures)
     result.update(results.fanout_texts(result, scenario.clients))
+    if scenario.kind == "depth":
+        result.update(
+            results.book_figures(lines, usage, target.web_names(scenario.web_procs), duration=ctx.config.duration)
+        )
+        result["notes"] += results.book_notes(result)
     result["notes"] += results.fanout_notes(
         result, kind=scenario.kind, rate=scenario.rate, profiled=scenario.profiled, producer_tps=producer_tps
     )
@@ -246,7 +253,7 @@ def start_profile(ctx: RunContext, pid: int, seconds: float = 0.0, name: str = "
 
 
 def finish_profile(ctx: RunContext, spy: ManagedProcess, scenario: Scenario, name: str = "profile") -> None:
-    """Wait for py-spy to write its profile and keep its summary in ``ctx.profiles``."""
+    """Wait for py-spy to write its profile and keep its summary in ``ctx.profiles`` (``name`` with ``_``)."""
     assert spy.popen is not None
     try:
         spy.popen.wait(PROFILE_WRITE_S)
@@ -258,4 +265,4 @@ def finish_profile(ctx: RunContext, spy: ManagedProcess, scenario: Scenario, nam
         logger.warning("py-spy wrote nothing:\n%s", spy.tail())
         return
     summary = {"scenario": f"ticker {scenario.label()}", "file": out.name, **profile.summarize(out)}
-    ctx.profiles["profile" if name == "profile" else "storm_profile"] = summary
+    ctx.profiles[name.replace("-", "_")] = summary

@@ -85,6 +85,8 @@ def test_scenario_labels() -> None:
     assert Scenario("restart", 300, 200.0, 50).label() == "restart storm 300x50 @200"
     assert Scenario("stream", 1000, 200.0, 50, web_procs=2).label() == "stream 1000x50 @200 2web"
     assert Scenario("stream", 500, 200.0, 50, profiled=True).label() == "stream 500x50 @200 profiled"
+    assert Scenario("depth", 1000, 200.0, 50).label() == "depth 1000x50+1 @200"
+    assert Scenario("depth", 1000, 200.0, 50, profiled=True).label() == "depth 1000x50+1 @200 profiled"
 
 
 def test_quick_run_order_for_each_target() -> None:
@@ -93,6 +95,7 @@ def test_quick_run_order_for_each_target() -> None:
         "idle 300",
         "stream 100x50 @200",
         "stream 300x50 @200",
+        "depth 100x50+1 @200",
         "stream 100x50 @1000",
         "stream 300x50 @1000",
         "sync 50x1 @1000",
@@ -102,6 +105,7 @@ def test_quick_run_order_for_each_target() -> None:
     assert [s.label() for s in plan.scenarios_for(config, "floor")] == [
         "stream 100x50 @200",
         "stream 300x50 @200",
+        "depth 100x50+1 @200",
         "stream 100x50 @1000",
         "stream 300x50 @1000",
     ]
@@ -112,7 +116,7 @@ def test_quick_run_order_for_each_target() -> None:
 def test_full_run_profiles_a_repeat_and_groups_naive_loads_by_rate() -> None:
     config = plan.parse_args(["--naive-loads", "100@1000,100@200,500@200"])
     ticker = plan.scenarios_for(config, "ticker")
-    assert ticker[-1].label() == "stream 500x50 @200 profiled"
+    assert [s.label() for s in ticker[-2:]] == ["stream 500x50 @200 profiled", "depth 1000x50+1 @200 profiled"]
     assert [s.label() for s in plan.scenarios_for(config, "naive")] == [
         "idle 2000",
         "stream 100x50 @1000",
@@ -127,7 +131,36 @@ def test_full_run_profiles_a_repeat_and_groups_naive_loads_by_rate() -> None:
 def test_users_needed_covers_the_largest_scenario() -> None:
     assert plan.users_needed(Config()) == 2000  # the idle scenario
     assert plan.users_needed(Config(idle=0, clients=[10], storm=300, storm_base=50, multi_web=0)) == 1000
-    assert plan.users_needed(Config(idle=0, clients=[10], sync_clients=0, multi_web=0, storm=0, restart_storm=0)) == 100
+    assert plan.users_needed(Config(idle=0, clients=[10], multi_web=0, storm=0, restart_storm=0)) == 1000  # depth
+    nothing_big = Config(idle=0, clients=[10], sync_clients=0, multi_web=0, storm=0, restart_storm=0, depth_clients=0)
+    assert plan.users_needed(nothing_big) == 100
+
+
+def test_depth_flags_and_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = plan.parse_args(["--depth-clients", "50", "--depth-rate", "1000", "--depth-profile", "off"])
+    assert (config.depth_clients, config.depth_rate, config.depth_profile) == (50, 1000.0, False)
+    quick = plan.parse_args(["--quick"])
+    assert (quick.depth_clients, quick.depth_rate, quick.depth_profile) == (100, 200.0, False)
+    monkeypatch.setenv("BENCH_DEPTH_CLIENTS", "0")
+    assert plan.parse_args([]).depth_clients == 0
+
+
+def test_clients_0_runs_no_fan_out_but_the_depth_scenario() -> None:
+    config = plan.parse_args(["--clients", "0", "--idle", "0", "--depth-clients", "20", "--rates", "200"])
+    assert config.clients == []
+    assert [s.label() for s in plan.scenarios_for(config, "floor")] == ["depth 20x50+1 @200"]
+
+
+def test_the_depth_scenario_follows_the_fan_outs_of_its_rate_or_comes_last() -> None:
+    config = Config(idle=0, clients=[10], rates=[200.0, 1000.0], depth_clients=20, depth_rate=1000.0)
+    labels = [s.label() for s in plan.scenarios_for(config, "floor")]
+    assert labels == ["stream 10x50 @200", "stream 10x50 @1000", "depth 20x50+1 @1000"]
+    config.depth_rate = 500.0  # a rate no fan-out runs at: after all of them
+    assert [s.label() for s in plan.scenarios_for(config, "floor")][-1] == "depth 20x50+1 @500"
+    config.depth_clients = 0
+    assert not any(s.kind == "depth" for s in plan.scenarios_for(config, "ticker"))
+    naive = plan.scenarios_for(Config(depth_clients=20), "naive")
+    assert not any(s.kind == "depth" for s in naive)  # the tutorial pattern has no book channels
 
 
 def test_connect_budget_is_shorter_for_the_tutorial_pattern() -> None:

@@ -192,3 +192,88 @@ def test_symbol_names_share_one_width() -> None:
     assert symbol_names(50)[-1] == "S49"
     assert symbol_names(101)[0] == "S000"
     assert symbol_names(101)[-1] == "S100"
+
+
+# --- the depth scenario ----------------------------------------------------------------------
+
+
+def _depth(target: str, clients: int = 1000, rate: float = 200.0, **figures: Any) -> dict[str, Any]:
+    row = _stream(target, clients, rate, kind="depth", scenario=f"depth {clients}x50+1 @{rate:.0f}")
+    row.update(
+        {
+            "depth_gaps": 0,
+            "trade_gaps": 0,
+            "depth_resnapshots": 0,
+            "book_p99_ms": 90,
+            "cpu_us_per_message": 2.0,
+            "delivered_messages_per_s": 50000.0,
+            "clients_text": str(clients),
+        }
+    )
+    row.update(figures)
+    return row
+
+
+def test_depth_ratios_by_hand() -> None:
+    ticker = _depth("ticker", cpu_us_per_message=3.0, p99_ms=120, book_p99_ms=100, delivered_messages_per_s=9000.0)
+    floor = _depth("floor", cpu_us_per_message=2.0, p99_ms=60, book_p99_ms=40, delivered_messages_per_s=10000.0)
+    [row] = report.depth_ratios([ticker, floor, _stream("floor", 1000, 200.0)])
+    assert row["load"] == "1000x50+1 @200"
+    assert row["cpu_per_message_ratio"] == 1.5  # 3.0 / 2.0 µs
+    assert row["cpu_within_target"] is True  # at most 2x
+    assert row["p99_ratio"] == 2.0  # ticks: 120 / 60
+    assert row["book_p99_ratio"] == 2.5  # depth and trades: 100 / 40
+    assert row["delivered_messages_ratio"] == 0.9
+    assert (row["ticker_holds"], row["ref_holds"]) == (True, True)
+
+
+def test_depth_ratios_over_the_cpu_target_and_without_a_floor() -> None:
+    ticker = _depth("ticker", cpu_us_per_message=4.2)
+    [row] = report.depth_ratios([ticker, _depth("floor", cpu_us_per_message=2.0)])
+    assert row["cpu_within_target"] is False  # 2.1x
+    assert report.depth_ratios([ticker, _depth("floor", clients=500)]) == []  # another load
+    assert report.depth_ratios([ticker, _depth("floor", profiled=True)]) == []  # a repeat is never compared
+
+
+def test_depth_holds_needs_whole_chains_and_the_book_in_target_too() -> None:
+    assert report.depth_holds(_depth("ticker"))
+    assert not report.depth_holds(_depth("ticker", depth_gaps=1))
+    assert not report.depth_holds(_depth("ticker", trade_gaps=1))
+    assert not report.depth_holds(_depth("ticker", book_p99_ms=251))
+    assert not report.depth_holds(_depth("ticker", book_p99_ms=None))
+    assert not report.depth_holds(_depth("ticker", lost=1))  # as a fan-out: ticks too
+    assert report.depth_holds(_depth("ticker", depth_resnapshots=2))  # a resnapshot is legal
+
+
+def test_render_depth_puts_ticker_and_the_floor_of_a_load_side_by_side() -> None:
+    assert report.render_depth([_stream("ticker", 100, 200.0)]) == ""
+    rows = [
+        _depth("floor", clients=500),
+        _depth("ticker", clients=1000, p50_ms=40, p99_ms=120, depth_p50_ms=9, depth_p99_ms=30),
+        _depth("floor", clients=1000),
+        _depth("ticker", clients=500),
+    ]
+    header, rule, *lines, legend = report.render_depth(rows).splitlines()
+    assert header.split()[:4] == ["target", "scenario", "clients", "msgs/s"]
+    assert [line.split()[0] for line in lines] == ["ticker", "floor", "ticker", "floor"]  # by load, Ticker first
+    assert "500x50+1" in lines[0]
+    assert "40/120" in lines[2].split()  # tick p50/p99
+    assert "9/30" in lines[2].split()  # depth p50/p99
+    assert len(header) == len(rule) == len(lines[0])
+    assert legend.startswith("msgs = ticks + depth frames + trades")
+
+
+def test_markdown_has_the_depth_section_only_when_a_depth_load_ran() -> None:
+    run: dict[str, Any] = {
+        "stamp": "s",
+        "environment": {},
+        "config": {},
+        "results": [_stream("ticker", 100, 200.0)],
+        "ratios": [],
+    }
+    assert "## Depth and trades" not in report.render_markdown(run)
+    run["results"] = [_depth("ticker"), _depth("floor")]
+    run["depth_ratios"] = report.depth_ratios(run["results"])
+    text = report.render_markdown(run)
+    assert "## Depth and trades" in text
+    assert "| 1000x50+1 @200 | floor | 1.00 |" in text
