@@ -179,6 +179,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._reads.add(task)
             task.add_done_callback(self._reads.discard)
 
+    @property
+    def follows_books(self) -> bool:
+        return self.session is not None and bool(self.session.books)
+
+    async def deliver_books(self, window: MarketWindow) -> None:
+        """Depth and trades of a window whose ticks went out in the feed's shared frame."""
+        session = self.session
+        if session is not None:
+            session.book_window(window)
+            if session.outbox:
+                await self._write()
+
     async def send_heartbeat(self, frame: str) -> None:
         await self.raw_send({"type": "websocket.send", "text": frame})
 

@@ -61,6 +61,13 @@ class SharedTarget(BatchTarget, Protocol):
     def leave_step(self, last: Positions) -> None:
         """Write its positions out from ``last``: it takes the per-stream path from now on."""
 
+    @property
+    def follows_books(self) -> bool:
+        """Whether it follows any symbol's depth or trades (``deliver_books`` after each shared frame)."""
+
+    async def deliver_books(self, window: MarketWindow) -> None:
+        """Its depth and trades frames of ``window``, after the window's shared ticks frame."""
+
 
 class MarketFeed:
     """The market group's messages for one event loop, delivered to registered streams."""
@@ -167,16 +174,21 @@ class MarketFeed:
             # Every member gets the frame, even one detached while others are being sent
             # to: its positions were written out as of this batch.
             targets = list(members)
-            if not pieces:
+            message = {"type": "websocket.send", "text": ticks_frame(pieces)} if pieces else None
+            if message is None and not window:
                 continue
-            message = {"type": "websocket.send", "text": ticks_frame(pieces)}
             for target in targets:
                 try:
-                    await target.raw_send(message)
+                    if message is not None:
+                        await target.raw_send(message)
+                    # A member that follows books gets its depth and trades after the shared ticks.
+                    if window and target.follows_books:
+                        await target.deliver_books(window)
                 except Exception:
                     logger.debug("shared frame not delivered to a closing stream", exc_info=True)
-            sent += len(targets)
-            ticks_sent += count * len(targets)
+            if message is not None:
+                sent += len(targets)
+                ticks_sent += count * len(targets)
         if sent:
             # Counted once per window, not per frame (a lock, and a file in multiprocess mode).
             self.shared_frames += sent

@@ -218,6 +218,12 @@ class StreamSession:
             self._resync(subs.take_resync())
         return subs.ticks_accepted - before
 
+    def book_window(self, window: MarketWindow) -> None:
+        """A window's depth and trades frames, for a stream whose ticks went out in the feed's
+        shared frame (in step: nothing is held)."""
+        if self.serving and self.books:
+            self.outbox.extend(self.books.frames(window))
+
     def read_done(self, read: Read, states: Mapping[str, Any]) -> None:
         """The states ``read`` asked for; its answer goes out once the reads before it have."""
         outstanding = self._find(read)
@@ -278,7 +284,7 @@ class StreamSession:
 
     def steppable(self) -> frozenset[str] | None:
         """Its symbols, when it may share frames now: nothing held, outstanding or unsent."""
-        if self._outstanding or self.outbox or self.books:
+        if self._outstanding or self.outbox:
             return None
         return self.subs.key()
 
@@ -306,7 +312,6 @@ class StreamSession:
         # snapshot costs one as a symbol's read does.
         charge_reads(self.budget, max(len(todo) + snapshots, 1), op.id, self.clock())
         if op.channels - {Channel.TICKS}:
-            self.on_change()  # book channels take the stream off the shared tick frames
             self.books.subscribe(op.symbols, op.channels, op.depth_levels)
         if not todo:
             self.outbox.append(protocol.ack_frame(op.id, "subscribe", op.symbols))

@@ -123,15 +123,17 @@ def test_a_client_that_asks_for_nothing_new_sees_only_its_ticks(clock) -> None:
     assert session.steppable() == frozenset({"AAA"}), "still shares the feed's frames"
 
 
-def test_book_channels_take_the_stream_off_shared_frames(clock) -> None:
-    changes = []
-    session = opened(clock, on_change=lambda: changes.append(1))
+def test_a_stream_in_step_keeps_the_shared_ticks_and_gets_its_book_frames_after(clock) -> None:
+    session, market = opened(clock), Market()
     subscribed(session, "AAA", "e1", 0)
-    changes.clear()
-    send(session, {"op": "subscribe", "id": 2, "symbols": ["AAA"], "channels": ["trades"]})
+    send(session, {"op": "subscribe", "id": 2, "symbols": ["AAA"], "channels": ["depth", "trades"]})
     drain(session)
-    assert changes
-    assert session.steppable() is None
+    assert session.steppable() == frozenset({"AAA"}), "book channels do not take it off the shared frames"
+    session.book_window(market.window(trades=2))
+    frames = drain(session)
+    assert kinds(frames) == ["depth_snapshot", "trades"]
+    session.book_window(market.window(changes=([], [[ASKS[0][0], 1.0]])))
+    assert kinds(drain(session)) == ["depth"]
 
 
 def test_bad_channels_and_levels_are_bad_frames_and_depth_is_bounded(clock) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from dashboard.market.depth import book_entry
 from dashboard.market.protocol import encode_ticks
 from dashboard.streams.feed import MarketFeed, SubscribeReads
 from dashboard.streams.subscriptions import Subscriptions
@@ -45,6 +46,12 @@ class Stream:
 
     def leave_step(self, last: dict[str, tuple[str, int]]) -> None:
         self.subs.catch_up(last)
+
+    follows_books = False
+    book_windows: list[Any] = []
+
+    async def deliver_books(self, window: Any) -> None:
+        self.book_windows = [*self.book_windows, (len(self.shared), window)]
 
     def seqs(self) -> list[tuple[str, int]]:
         frames = [orjson.loads(f) for f in self.own + self.shared]
@@ -113,6 +120,29 @@ def test_a_new_epoch_leaves_the_group_and_asks_for_a_snapshot() -> None:
         await feed.dispatch({"A": entry("A", "f", 1, 1)})
         assert a.feed_key is None
         assert a.subs.take_resync() == ["A"]
+
+    run(scenario())
+
+
+def test_members_that_follow_books_get_them_after_the_shared_ticks() -> None:
+    async def scenario() -> None:
+        feed = MarketFeed(layer=None)
+        a, b = Stream({"A": ("e", 0)}), Stream({"A": ("e", 0)})
+        a.follows_books = True
+        for s in (a, b):
+            feed.targets.add(s)
+            feed.loose.add(s)
+        await feed.dispatch({"A": entry("A", "e", 1, 1)})
+        assert a.feed_key is not None
+        book = book_entry("e", 1, 1, 0, [(9.0, 1.0)], [(10.0, 1.0)], True)
+        await feed.dispatch({"A": entry("A", "e", 2, 2)}, {"A": book}, None)
+        assert a.feed_key == b.feed_key, "both still share the ticks frame"
+        ((shared_before, window),) = a.book_windows
+        assert shared_before == len(a.shared) == 1, "the book frames come after that window's shared ticks"
+        assert window.book("A").after.u == 1
+        assert b.book_windows == []
+        await feed.dispatch({}, {"A": book_entry("e", 2, 2, 1, [(9.0, 2.0)], [], False)}, None)
+        assert len(a.book_windows) == 2, "a window of books alone reaches them too"
 
     run(scenario())
 
