@@ -58,8 +58,7 @@ PULL_ABOVE = 2.5
 # A level eaten below this share of its target is refilled to a fresh draw with this chance a
 # tick: on a coarse grid the touch stays put for many ticks, and a queue that is never refilled
 # would be swept by a run of ordinary prints, moving the price far more than the process does.
-REFILL_BELOW = 0.25
-REFILL_CHANCE = 0.3
+REFILL_BELOW, REFILL_CHANCE = 0.25, 0.3
 # Volatility: |log return| / expected per-tick sigma is smoothed with this weight per tick; a
 # calm Brownian market averages E|z| = sqrt(2/pi), and every unit of smoothed stress above calm
 # takes VOL_THINNING more off the book (1 / (1 + VOL_THINNING * excess)).
@@ -72,10 +71,7 @@ MAX_Z = 50.0
 MIN_SIGMA = 1e-5
 # shock(fraction) thins the book by SHOCK_BASE + SHOCK_PER_MOVE * |fraction| (at most
 # MAX_SHOCK), halving every SHOCK_HALF_LIFE_MS of tick time.
-SHOCK_BASE = 0.4
-SHOCK_PER_MOVE = 4.0
-MAX_SHOCK = 0.9
-SHOCK_HALF_LIFE_MS = 3000
+SHOCK_BASE, SHOCK_PER_MOVE, MAX_SHOCK, SHOCK_HALF_LIFE_MS = 0.4, 4.0, 0.9, 3000
 # However thin the market, the book keeps this share of its calm size.
 MIN_THINNING = 0.1
 # An order walks at most this many times book_levels levels; beyond, the rest fills at the last
