@@ -53,15 +53,6 @@ class Book:
             }
         )
 
-    def to_api(self, symbol: str, levels: int) -> dict[str, Any]:
-        return {
-            "symbol": symbol,
-            "epoch": self.epoch,
-            "u": self.u,
-            "bids": [list(level) for level in self.bids[:levels]],
-            "asks": [list(level) for level in self.asks[:levels]],
-        }
-
 
 def book_entry(
     epoch: str, first_u: int, last_u: int, ts: int, bids: Iterable[Level], asks: Iterable[Level], full: bool
