@@ -140,7 +140,8 @@ class MarketFeed:
         self, ticks: dict[str, Any], books: dict[str, Any] | None = None, trades: dict[str, Any] | None = None
     ) -> None:
         """Deliver one window's batch (``symbol -> [epoch, first_seq, last_seq, piece]``), and its
-        book entries and trades to the streams that follow them (never in a group)."""
+        book entries and trades to the streams that follow them: after the shared ticks frame
+        for a group's members, with their ticks on the per-stream path."""
         self.windows += 1
         window = window_of(self.books, books, trades) if books or trades else None
         last = self.last
