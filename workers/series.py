@@ -117,13 +117,6 @@ def book_window(series: OwnedSeries, symbol: str, owner: str, now: int) -> BookW
     entry = None if diff is None else book_entry(epoch, diff.first_u, diff.last_u, now, diff.bids, diff.asks, diff.full)
     wire = [t.to_wire(symbol, epoch) for t in trades]
     traded = [epoch, trades[0].id, trades[-1].id, trades_piece(wire)] if trades else None
-    stored = {
-        "epoch": epoch,
-        "u": book.u,
-        "ts": now,
-        "bids": book.bids(),
-        "asks": book.asks(),
-        "state": book.to_state(),
-    }
+    stored = {"epoch": epoch, "ts": now, "state": book.to_state()}
     commit = commit_call(symbol, owner, stored, [trades_piece([t]) for t in wire])
     return BookWindow(entry, traded, commit)

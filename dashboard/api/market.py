@@ -150,12 +150,13 @@ def depth(
     book = read_book(sync_redis(), instrument.symbol)
     if book is None:
         return {"symbol": instrument.symbol, "epoch": None, "u": 0, "bids": [], "asks": []}
+    state = book["state"]
     return {
         "symbol": instrument.symbol,
         "epoch": book["epoch"],
-        "u": book["u"],
-        "bids": book["bids"][:levels],
-        "asks": book["asks"][:levels],
+        "u": state["u"],
+        "bids": state["bids"][:levels],
+        "asks": state["asks"][:levels],
     }
 
 

@@ -36,13 +36,14 @@ return 1
 def commit_call(
     symbol: str, owner: str, book: Mapping[str, Any], trades: Sequence[str], keep_trades: int = KEEP_TRADES
 ) -> tuple[list[str], list[Any]]:
-    """Keys and arguments of ``BOOK_COMMIT_SCRIPT``: ``book`` as the API shows it plus what the
-    producer continues from, ``trades`` encoded (``Trade.to_wire``), oldest first."""
+    """Keys and arguments of ``BOOK_COMMIT_SCRIPT``: ``book`` as ``read_book`` returns it,
+    ``trades`` encoded (``Trade.to_wire``), oldest first."""
     return [lease_key(symbol), book_key(symbol), trades_key(symbol)], [owner, orjson.dumps(book), keep_trades, *trades]
 
 
 def read_book(redis: Any, symbol: str) -> dict[str, Any] | None:
-    """The stored book of ``symbol`` (``epoch``, ``u``, ``ts``, ``bids``, ``asks``, ``state``), or None."""
+    """The stored book of ``symbol``, or None: ``epoch``, ``ts`` and ``state``, the producer's
+    ``OrderBook.to_state()`` (its ``u``, and ``bids``/``asks`` best first, among the rest)."""
     raw = redis.get(book_key(symbol))
     return orjson.loads(raw) if raw else None
 
