@@ -336,6 +336,11 @@ TICKER = {
     # A client whose socket stays full this long is closed with 4408 (see ticker/slow_clients.py).
     "SLOW_CLIENT_SECONDS": env_int("TICKER_SLOW_CLIENT_SECONDS", 5, minimum=1),
     "MAX_OUTBOUND_BYTES": env_int("TICKER_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
+    # SIGTERM: streams are closed with 1012 over DRAIN_SPREAD_MS (so their reconnects do not
+    # all land on the other processes at once), and the process exits when they are gone or
+    # after DRAIN_SECONDS (see ticker/drain.py); systemd's TimeoutStopSec must be longer.
+    "DRAIN_SECONDS": env_int("TICKER_DRAIN_SECONDS", 10, minimum=1),
+    "DRAIN_SPREAD_MS": env_int("TICKER_DRAIN_SPREAD_MS", 2000, minimum=0),
     # The web process's young-generation GC threshold (0: CPython's 700); see ticker/gc_tuning.py.
     "GC_THRESHOLD0": env_int("TICKER_GC_THRESHOLD0", 7000, minimum=0),
     # Streams one user may hold open, and open per minute, in one server process.
