@@ -158,3 +158,22 @@ def test_make_runs_dev_env_file_is_development_and_the_environment_still_wins(tm
     refused = manage("check", TICKER_VAR_DIR=str(tmp_path))
     assert refused.returncode != 0
     assert "must belong to this user with mode 0600" in refused.stderr
+
+
+def test_secret_key_fallbacks_come_from_the_environment() -> None:
+    # docs/operations.md's rotation: the new key in SECRET_KEY, the old ones here, comma-separated.
+    assert production_settings("SECRET_KEY_FALLBACKS") == ["[]"]
+    old = ["o" * 60, "p" * 60]
+    assert production_settings("SECRET_KEY_FALLBACKS", SECRET_KEY_FALLBACKS=f" {old[0]}, {old[1]},") == [repr(old)]
+
+
+def test_a_weak_fallback_key_fails_the_deploy_check() -> None:
+    # Django's own check (security.W025): each fallback as long and varied as a key must be.
+    production = {"DEBUG": "0", "ALLOWED_HOSTS": "ticker.example.com", "EMAIL_HOST": "mx"}
+    production["SECRET_KEY"] = "new-production-key-" + "0123456789" * 5
+    old = "old-production-key-" + "abcdefghij" * 5
+    strong = manage("check", "--deploy", "--fail-level", "WARNING", **production, SECRET_KEY_FALLBACKS=old)
+    weak = manage("check", "--deploy", "--fail-level", "WARNING", **production, SECRET_KEY_FALLBACKS="short")
+    assert strong.returncode == 0, strong.stdout + strong.stderr
+    assert weak.returncode != 0
+    assert "SECRET_KEY_FALLBACKS[0]" in weak.stdout + weak.stderr
