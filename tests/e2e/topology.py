@@ -8,6 +8,7 @@ database; PostgreSQL (Debian's) through DATABASE_URL.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from tests.e2e.releases import procfile
 from tests.e2e.stack import (
     ROOT,
     TRADER,
@@ -24,7 +26,6 @@ from tests.e2e.stack import (
     Process,
     answers,
     process_env,
-    procfile_commands,
     tail_logs,
     wait_for,
 )
@@ -67,6 +68,9 @@ class Topology:
     postgres: PostgresServer | None = None
     processes: dict[str, Process] = field(default_factory=dict)
     database_url: str = ""
+    # The tree every process and manage.py runs from: the repository, or a previous release's
+    # (tests/e2e/test_upgrade.py); start_process runs one process from another tree.
+    code_root: Path = ROOT
 
     @property
     def base_url(self) -> str:
@@ -103,7 +107,7 @@ class Topology:
         self.postgres.start()
         self.database_url = self.postgres.create_database("ticker")
         env = self.env()
-        manage = [sys.executable, str(ROOT / "manage.py")]
+        manage = [sys.executable, str(self.code_root / "manage.py")]
         # The guide's first deploy: migrate, the market, the first admin (then the demo accounts
         # the tests log in with).
         first_admin = {"DJANGO_SUPERUSER_USERNAME": FIRST_ADMIN[0], "DJANGO_SUPERUSER_PASSWORD": FIRST_ADMIN[1]}
@@ -113,13 +117,11 @@ class Topology:
             ["createsuperuser", "--noinput", "--email", "ops@example.com"],
             ["load_demo"],
         ):
-            subprocess.run([*manage, *command], env={**env, **first_admin}, cwd=ROOT, check=True, capture_output=True)
-        commands = procfile_commands()
-        for i, port in enumerate(self.web_ports, start=1):
-            self._start(f"web{i}", self.web_command(), {**env, "PORT": str(port)})
-        for name in ("w1", "w2"):
-            self._start(name, f"{commands['worker']} --hostname={name}@%h", env)
-        self._start("beat", commands["beat"], env)
+            subprocess.run(
+                [*manage, *command], env={**env, **first_admin}, cwd=self.code_root, check=True, capture_output=True
+            )
+        for name in [f"web{i}" for i in range(1, len(self.web_ports) + 1)] + ["w1", "w2", "beat"]:
+            self.start_process(name)
         config = self.workdir / "haproxy.cfg"
         pem, self.ssl_context = self_signed(self.workdir / "tls")
         config.write_text(guide_haproxy_config(self.http_port, self.lb_port, pem, self.web_ports))
@@ -142,16 +144,33 @@ class Topology:
     @staticmethod
     def web_command() -> str:
         """The Procfile's web command (TRUSTED_PROXIES makes it read the balancer's headers)."""
-        return procfile_commands()["web"]
+        return procfile(ROOT)["web"]
+
+    def start_process(self, name: str, root: Path | None = None) -> None:
+        """Start ``name`` (``web1``, ``w1``, ``beat``...) as its Procfile entry of the release in
+        ``root`` (default ``code_root``), from that tree (``python -m`` and Celery import from
+        the working directory)."""
+        root = root or self.code_root
+        commands = procfile(root)
+        env = self.env()
+        if name.startswith("web"):
+            command = commands["web"]
+            env["PORT"] = str(self.web_ports[int(name.removeprefix("web")) - 1])
+        elif name == "beat":
+            command = commands["beat"]
+        else:
+            command = f"{commands['worker']} --hostname={name}@%h"
+        self._start(name, command, env, root)
 
     def restart_web(self, index: int) -> None:
         """Start a killed Daphne again and wait until the balancer sends it traffic."""
         port = self.web_ports[index - 1]
-        self._start(f"web{index}", self.web_command(), {**self.env(), "PORT": str(port)})
+        self.start_process(f"web{index}")
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, f"Daphne on {port}")
 
-    def _start(self, name: str, command: str, env: dict[str, str]) -> None:
-        process = Process(name, ["/bin/sh", "-c", f"exec {command}"], self.workdir / f"{name}.log")
+    def _start(self, name: str, command: str, env: dict[str, str], root: Path = ROOT) -> None:
+        argv = ["/bin/sh", "-c", f"cd {shlex.quote(str(root))} && exec {command}"]
+        process = Process(name, argv, self.workdir / f"{name}.log")
         self.processes[name] = process
         process.start(env)
 
