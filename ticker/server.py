@@ -5,9 +5,11 @@
   instead of buffering for it without limit;
 * proxy headers (``ticker/proxy_headers.py``): ``X-Forwarded-*`` are believed from
   ``TRUSTED_PROXIES`` alone, read without ``--proxy-headers`` when some are set, and
-  removed from every other peer's requests before the application sees them.
+  removed from every other peer's requests before the application sees them;
+* a graceful stop (``ticker/drain.py``): SIGTERM stops accepting, closes every stream with
+  1012 so that it reconnects elsewhere, and exits when drained (``TICKER_DRAIN_*``).
 
-``main`` configures both from the settings, loads the application, tunes the garbage
+``main`` configures them from the settings, loads the application, tunes the garbage
 collector (``ticker/gc_tuning.py``) and runs Daphne's CLI with ``BoundedServer``.
 
 Usage: ``python -m ticker.server [daphne options] ticker.asgi:application``.
@@ -22,8 +24,10 @@ from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+from twisted.internet import reactor
 
 from ticker import gc_tuning, proxy_headers
+from ticker.drain import Drain
 from ticker.slow_clients import BoundedWebSocketProtocol
 
 # Twisted listens with a backlog of 50: a crowd of clients reconnecting at once (after a
@@ -32,15 +36,32 @@ LISTEN_BACKLOG = 2048
 
 
 class BoundedServer(Server):
-    """Daphne's server, building WebSocket connections with ``BoundedWebSocketProtocol``."""
+    """Daphne's server, building WebSocket connections with ``BoundedWebSocketProtocol``,
+    and draining on SIGTERM (``ticker/drain.py``)."""
+
+    drain_seconds = 10.0
+    drain_spread_seconds = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.listening_ports: list[Any] = []
+        self.drain = Drain(self, reactor, bound_seconds=self.drain_seconds, spread_seconds=self.drain_spread_seconds)
         self.endpoints = [
             f"{e}:backlog={LISTEN_BACKLOG}" if e.startswith("tcp:") and "backlog=" not in e else e
             for e in self.endpoints
         ]
         proxy_headers.read_without_flag(self)
+
+    def run(self) -> None:
+        if self.signal_handlers:
+            # After Twisted's own handlers, which are installed as the reactor starts.
+            reactor.callWhenRunning(self.drain.install)
+        super().run()
+
+    def listen_success(self, port: Any) -> None:
+        # Kept so that a drain can stop accepting (Daphne keeps only the addresses).
+        self.listening_ports.append(port)
+        super().listen_success(port)
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         # Every HTTP request and WebSocket handshake passes here with its scope, before the
@@ -78,6 +99,8 @@ def configure_from_settings() -> None:
     proxy_headers.install(settings.TRUSTED_PROXIES)
     BoundedWebSocketProtocol.slow_after = settings.TICKER["SLOW_CLIENT_SECONDS"]
     BoundedWebSocketProtocol.max_outbound_bytes = settings.TICKER["MAX_OUTBOUND_BYTES"]
+    BoundedServer.drain_seconds = settings.TICKER["DRAIN_SECONDS"]
+    BoundedServer.drain_spread_seconds = settings.TICKER["DRAIN_SPREAD_MS"] / 1000
 
 
 def main(argv: list[str] | None = None) -> None:

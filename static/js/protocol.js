@@ -12,6 +12,8 @@
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
+const CLOSE_SERVICE_RESTART = 1012;
+const RESTART_JITTER_MS = 500;
 const CLOSE_NOT_AUTHENTICATED = 4401;
 const BOOK_CHANNELS = ["depth", "trades"];
 
@@ -280,9 +282,16 @@ export class StreamClient {
     if (this.reconnectTimer) return;
     this.attempt += 1;
     this.stats.reconnects += 1;
+    this.stats.lastCloseCode = event.code;
     this.setState("reconnecting");
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (this.attempt - 1));
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
+    // A server that is restarting (1012) sends its clients elsewhere on purpose: the other
+    // processes are up, so no backoff, but "full jitter" over RESTART_JITTER_MS so that its
+    // clients do not all arrive there in the same instant.
+    const delay =
+      event.code === CLOSE_SERVICE_RESTART
+        ? Math.random() * RESTART_JITTER_MS
+        : ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       this.connect();

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable
@@ -12,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+
+from dashboard.market.protocol import CloseCode
+
+SERVICE_RESTART = int(CloseCode.SERVICE_RESTART)
 
 
 async def first_match(
@@ -114,6 +119,8 @@ class ResumingClient:
     frames: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     servers: list[str] = field(default_factory=list)
     drops: list[float] = field(default_factory=list)
+    # The close code of each connection that ended (None: no close frame, e.g. refused or cut).
+    close_codes: list[int | None] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,18 +137,25 @@ class ResumingClient:
 
     async def _run(self) -> None:
         while True:
+            code: int | None = None
             try:
                 tls = {"ssl": self.ssl} if self.ssl is not None else {}
                 async with connect(self.url, additional_headers=self.headers, open_timeout=5, **tls) as ws:
                     self.servers.append(ws.response.headers.get("X-Served-By", "?"))
-                    await self._session(ws)
+                    try:
+                        await self._session(ws)
+                    finally:
+                        code = ws.close_code
+                        self.close_codes.append(code)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self.frames.append((time.monotonic(), {"type": "_error", "error": repr(exc)}))
             except Exception as exc:  # websockets' ConnectionClosed and handshake errors
                 self.frames.append((time.monotonic(), {"type": "_closed", "error": repr(exc)}))
             self.connected.clear()
             self.drops.append(time.monotonic())
-            await asyncio.sleep(0.2)
+            # As the browser does: after a server's restart close (1012) a random delay of up
+            # to half a second, so that its clients do not all arrive elsewhere at once.
+            await asyncio.sleep(random.uniform(0, 0.5) if code == SERVICE_RESTART else 0.2)
 
     async def _session(self, ws: ClientConnection) -> None:
         since = {s: p for s, p in self.positions.items() if p.get("epoch")}

@@ -384,12 +384,13 @@ RECORD_FRAMES = """
 (() => {
   // Every (symbol, seq) the page's sockets receive, in arrival order: the test checks that
   // the series has no hole across a server restart.
-  const log = { seqs: {}, snapshots: {}, recovered: 0 };
+  const log = { seqs: {}, snapshots: {}, recovered: 0, closeCodes: [] };
   window.__frames = log;
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
+      this.addEventListener("close", (event) => log.closeCodes.push(event.code));
       this.addEventListener("message", (event) => {
         const msg = JSON.parse(event.data);
         if (msg.type === "snapshot") (log.snapshots[msg.symbol] ||= []).push(msg.seq);
@@ -448,6 +449,22 @@ def test_server_restart_shows_reconnecting_then_live_with_no_gap(
         assert seqs == list(range(start + 1, start + 1 + len(seqs))), f"{symbol}: a hole or a repeat in seq"
     assert price.evaluate("td => getComputedStyle(td).color") != DIMMED
     wait_for_change(page, '#grid tr[data-symbol="BTC-USD"] td.last')
+
+    # A graceful stop (a deploy): SIGTERM closes the stream with 1012, the page comes back
+    # by itself once a server answers, resumed with no gap.
+    before = page.evaluate("({...window.tickerStream.stats})")
+    closes_before = len(page.evaluate("window.__frames.closeCodes"))
+    stack.processes["web"].stop()
+    page.wait_for_function(f"window.tickerStream.stats.reconnects > {before['reconnects']}")
+    stack.start_web()
+    expect_live(page, timeout_ms=20_000)
+    page.wait_for_function(f"window.tickerStream.stats.ticks > {before['ticks']} + 20", timeout=10_000)
+    after = page.evaluate("({...window.tickerStream.stats})")
+    assert after["gaps"] == 0
+    assert after["snapshots"] == before["snapshots"]
+    # This stop's first close was the server's 1012 (later ones: refused while it was down).
+    codes = page.evaluate("window.__frames.closeCodes")
+    assert codes[closes_before] == 1012, codes
     assert console.unexpected() == [], f"console errors: {console.unexpected()}"
 
 
