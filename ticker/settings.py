@@ -25,10 +25,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # `make run`'s settings for the rest of the checkout (manage.py, celery); the environment wins.
 dev_env.load(VAR_DIR)
 
-# Prometheus metrics are shared by every process of the host through this directory; it
-# must be set before prometheus_client is first imported, hence here. Empty it at deploy.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
-Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# Prometheus's multiprocess directory (PROMETHEUS_MULTIPROC_DIR, default VAR_DIR/prometheus)
+# is chosen in ticker/metrics.py: only long-running processes write it, not manage.py commands.
 
 # The embedded Redis of `make run` listens here when REDIS_URL is unset.
 EMBEDDED_REDIS_PORT = int(os.environ.get("TICKER_EMBEDDED_REDIS_PORT", "6399"))
