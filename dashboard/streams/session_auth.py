@@ -7,8 +7,9 @@ opening at once (``make bench``'s connect storm) that thread took a large share 
 web process's samples, and the event loop waited on it for the GIL (docs/performance.md,
 "What made the storm fit"). ``BatchedAuthMiddleware``
 keeps Channels' lookup (``channels.auth.get_user``, so every rule of Django's session
-authentication holds as it is) but runs the handshakes that wait together in one trip:
-one hop and one connection for the batch. Batches form by themselves: while one is in
+authentication holds as it is, plus the one Channels lacks: ``SECRET_KEY_FALLBACKS``)
+but runs the handshakes that wait together in one trip: one hop and one connection for
+the batch. Batches form by themselves: while one is in
 the database thread the next handshakes queue, so a lone handshake is never delayed.
 """
 
@@ -20,14 +21,57 @@ from typing import Any
 from channels.auth import AuthMiddleware, get_user
 from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import UpdateError
 from django.db import close_old_connections
+from django.utils.crypto import constant_time_compare
 
 from dashboard.market.loop_services import BackgroundTask, services
 
 # The most handshakes one trip resolves (the rest wait for the next, right after).
 MAX_BATCH = 64
 
-_lookup = get_user.func  # Channels' own lookup, without its per-call thread hop
+_channels_lookup = get_user.func  # Channels' own lookup, without its per-call thread hop
+
+
+def _lookup_with_fallbacks(session: Any) -> Any:
+    """Channels' lookup, and Django's rule that Channels lacks: an auth hash made under one of
+    ``SECRET_KEY_FALLBACKS`` still logs its user in (Channels would flush the session, so a
+    stream reconnecting after a key rotation would log its trader out everywhere).
+
+    Django's page path cycles the session key on such a hash; here the hash is re-made under
+    the current key in place: the browser's cookie stays the session's, and the pages that
+    follow find the current hash, so no cycle leaves this tab's open streams on a deleted key.
+    """
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return AnonymousUser()
+    user = load_backend(backend).get_user(user_id) if backend in settings.AUTHENTICATION_BACKENDS else None
+    if user is None:
+        return AnonymousUser()
+    stored, current = session.get(HASH_SESSION_KEY), user.get_session_auth_hash()
+    if stored and constant_time_compare(stored, current):
+        return user
+    if stored and any(constant_time_compare(stored, old) for old in user.get_session_auth_fallback_hash()):
+        session[HASH_SESSION_KEY] = current
+        try:
+            session.save()
+        except UpdateError:  # deleted meanwhile (a logout)
+            return AnonymousUser()
+        return user
+    session.flush()
+    return AnonymousUser()
+
+
+def _lookup(scope: dict[str, Any]) -> Any:
+    # Fallbacks are set only while a rotation lasts; otherwise Channels' lookup as it is.
+    if settings.SECRET_KEY_FALLBACKS and "session" in scope:
+        return _lookup_with_fallbacks(scope["session"])
+    return _channels_lookup(scope)
 
 
 def _users(scopes: list[dict[str, Any]]) -> list[Any]:
