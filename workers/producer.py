@@ -94,6 +94,7 @@ class Producer:
         self._catalog_due_ms = 0
         self._catalog_version: bytes | None = None
         self._acquire_due_ms = 0
+        self._handover: bytes | None = None
         self._free_last_round: set[str] = set()
         self.last_window_ms = 0
         # Symbols acquired with no series state: their history is written in the background
@@ -156,6 +157,7 @@ class Producer:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for symbol in held:
                     await self._release(keys=[market_store.lease_key(symbol)], args=[self.config.owner], client=pipe)
+                pipe.incr(market_store.HANDOVER_KEY)
                 await pipe.execute()
         except Exception as exc:
             logger.warning("could not release leases on stop: %r", exc)
@@ -165,9 +167,13 @@ class Producer:
 
     async def run_window(self, now: int) -> dict[str, BatchEntry]:
         """Tick, store and publish everything due at ``now``; returns what was published."""
-        version, alerts_version = await self.redis.mget(
-            market_store.CATALOG_VERSION_KEY, market_store.ALERTS_VERSION_KEY
+        version, alerts_version, handover = await self.redis.mget(
+            market_store.CATALOG_VERSION_KEY, market_store.ALERTS_VERSION_KEY, market_store.HANDOVER_KEY
         )
+        if handover != self._handover:
+            # A producer stopped and released its leases: take them now, not at the next round.
+            self._handover = handover
+            self._acquire_due_ms = 0
         if now >= self._catalog_due_ms or version != self._catalog_version:
             # An admin change bumps the version: applied within one window, not one refresh period.
             self._catalog_version = version

@@ -87,6 +87,8 @@ return 0
 
 # Live producers (sorted set: owner -> last acquire round, ms): how many share the market.
 PRODUCERS_KEY = f"{KEY_PREFIX}producers"
+# Bumped by a producer that stops cleanly: the others acquire its symbols in their next window.
+HANDOVER_KEY = f"{KEY_PREFIX}producers:handover"
 
 
 def lease_key(symbol: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -105,3 +106,29 @@ async def test_admin_halt_and_shock_reach_open_streams_within_2s(two_workers: St
         admin.post_form(changelist, {"action": "resume", "_selected_action": [pk]})
         resumed = time.monotonic()
         await rec.wait_for_tick("TSLA", lambda t: True, timeout=5, after=resumed)
+
+
+async def test_a_clean_worker_stop_hands_its_symbols_over_at_once(two_workers: Stack) -> None:
+    """SIGTERM (a deploy, a rolling restart): the leases are released, not left to expire."""
+    stack = two_workers
+    live = [p for p in stack.processes.values() if p.name in {"worker", "w2", "w3"} and p.alive()]
+    if len(live) < 2:  # the kill -9 above took one: a worker to hand over to
+        stack.start_worker("w3")
+        wait_for(lambda: "producer" in stack.processes["w3"].log.read_text(), 30, "the third worker's producer")
+    async with recorder(stack, ["AAPL"]) as rec:
+        await rec.wait_for_tick("AAPL", lambda t: True, timeout=10, after=time.monotonic())
+        owner = stack.lease_owner_pid("AAPL")
+        leaving = next(p for p in stack.processes.values() if p.popen and p.popen.pid == owner)
+        stopped_at = time.monotonic()
+        leaving.stop()  # SIGTERM, then waits for the exit: Celery's warm shutdown
+        exited = time.monotonic() - stopped_at
+        await rec.wait_for_tick("AAPL", lambda t: True, timeout=5, after=time.monotonic())
+        assert stack.lease_owner_pid("AAPL") not in (None, owner)
+        ticks = rec.ticks("AAPL")
+        seqs = [t["seq"] for _, t in ticks]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one series, no gap, no repeat"
+        # AAPL ticks every 250 ms: the longest silence around the stop is the handover.
+        arrivals = [arrived for arrived, _ in ticks if arrived >= stopped_at - 1]
+        handover = max(b - a for a, b in itertools.pairwise(arrivals))
+        logger.info("clean stop: the worker exited in %.2f s, AAPL was silent %.2f s at most", exited, handover)
+        assert handover < 1.0, "a released lease is taken within an acquire round (0.5 s), not at expiry (3 s)"

@@ -242,3 +242,18 @@ async def test_leases_spread_evenly_and_rebalance_when_producers_join_and_leave(
     await p3.release_all()
     now = await rounds([p1, p2], now, 4)
     assert held([p1, p2]) == [6, 6], "a producer that stops hands its share to the others"
+
+
+async def test_a_clean_stop_is_taken_over_in_the_next_window_not_the_next_acquire_round(aredis) -> None:
+    first, second = make_producer(aredis, "p1"), make_producer(aredis, "p2")
+    now = 5_000_000
+    while not (first.owned and second.owned):  # the market split between the two
+        await first.run_window(now)
+        await second.run_window(now)
+        now += 100
+    # Mid-round for the second: its next acquire round is 400 ms away.
+    await second.run_window(now)
+    leaving = set(first.owned)
+    await first.release_all()
+    await second.run_window(now + 100)
+    assert leaving <= set(second.owned), "the released symbols are taken within one window"
