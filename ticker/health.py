@@ -9,14 +9,21 @@ run at most once per ``READY_CACHE_SECONDS`` per process whatever the request ra
 request runs them, concurrent ones wait for its result), and the per-check details
 (timings, exception names) go only to a balancer in ``TRUSTED_PROXIES`` probing directly
 and to staff sessions; anyone else gets ``{"status": ...}`` and the status code.
+
+Probes that answer 200 are left out of Daphne's access log (``QuietProbesAccessLog``,
+logged at DEBUG instead): a balancer checks every process once a second, and those lines
+would bury the requests worth reading. A failing probe stays in the access log.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from typing import Any
 
+from daphne.access import AccessLogGenerator
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -25,6 +32,8 @@ from django.views.decorators.http import require_GET
 
 from dashboard.market import store
 from dashboard.market.client import sync_redis
+
+logger = logging.getLogger(__name__)
 
 # A producer window older than this means no worker is producing.
 MAX_PRODUCER_AGE_MS = 5000
@@ -80,6 +89,9 @@ class ProbeMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
+        # Built when the web process loads its application, before Daphne's command line
+        # creates its access log: the one moment to hand it the quiet one.
+        quiet_probes_in_access_log()
 
     def __call__(self, request: HttpRequest) -> Any:
         probe = PROBES.get(request.path_info)
@@ -143,3 +155,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class QuietProbesAccessLog(AccessLogGenerator):
+    """Daphne's access log without the probes that answered 200 (those go to DEBUG)."""
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        path = str(details.get("path", "")).partition("?")[0]
+        if protocol == "http" and action == "complete" and path in PROBES and details.get("status") == 200:
+            logger.debug("probe %s %s from %s", path, details["status"], details.get("client"))
+            return
+        super().__call__(protocol, action, details)
+
+
+def quiet_probes_in_access_log() -> None:
+    """Make Daphne's command line, when this process runs one, build ``QuietProbesAccessLog``."""
+    # Only a process that imported it (ticker.server) has one; importing it here would
+    # install Twisted's reactor in every other process that loads the middleware.
+    cli = sys.modules.get("daphne.cli")
+    if cli is not None:
+        cli.AccessLogGenerator = QuietProbesAccessLog
