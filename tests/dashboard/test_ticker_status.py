@@ -79,3 +79,25 @@ def test_no_password_form_is_ever_printed(db, redis_client, settings) -> None:
         call_command("ticker_status", stdout=StringIO())
     assert "m4rket-s3cret" not in str(refused.value)
     assert "password=***" in str(refused.value)
+
+
+def test_each_channel_layer_shard_is_shown_and_probed(db, redis_client, redis_server, settings) -> None:
+    unreachable = "redis://:sh4rd-s3cret@127.0.0.1:1/3"
+    layers = {**settings.CHANNEL_LAYERS["default"]}
+    layers["CONFIG"] = {**layers["CONFIG"], "hosts": [{"address": redis_server.url}, {"address": unreachable}]}
+    settings.CHANNEL_LAYERS = {"default": layers}
+
+    out = StringIO()
+    call_command("ticker_status", "--json", stdout=out)
+    shards = json.loads(out.getvalue())["channel_layer"]
+    assert shards == [
+        {"url": redis_server.url, "database": 0, "reachable": True},
+        {"url": "redis://:***@127.0.0.1:1/3", "database": 3, "reachable": False, "error": "ConnectionError"},
+    ]
+    out = StringIO()
+    call_command("ticker_status", stdout=out)
+    text = out.getvalue()
+    assert "Channel layer (2 shards):" in text
+    assert f"  {redis_server.url} (database 0)  reachable\n" in text
+    assert "  redis://:***@127.0.0.1:1/3 (database 3)  UNREACHABLE (ConnectionError)\n" in text
+    assert "sh4rd-s3cret" not in text + json.dumps(shards)

@@ -52,6 +52,9 @@ async def test_ticker_status_reports_the_running_stack(stack_logs: Stack) -> Non
     assert [w["pid"] for w in status["web_processes"] if w["streams"] >= 1] == [web_pid], status["web_processes"]
     assert status["redis"] == {"url": stack_logs.redis.url, "database": 0}
     assert status["broker"]["database"] == 1
+    # The stack's channel layer is its one Redis (no CHANNEL_LAYER_REDIS_URLS), and it answers.
+    assert status["channel_layer"] == [{"url": stack_logs.redis.url, "database": 0, "reachable": True}]
+    assert f"Channel layer (1 shard):\n  {stack_logs.redis.url} (database 0)  reachable\n" in text
     # One worker holds every demo symbol; its owner id names its pid.
     [producer] = status["producers"]
     assert int(producer["owner"].split(":")[1]) == stack_logs.lease_owner_pid("AAPL")

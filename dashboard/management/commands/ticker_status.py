@@ -3,6 +3,8 @@
 For an operator (or a script, with ``--json``), on any host that can reach the Redis:
 
 * the Redis it reads (URL with the password masked, database) and the broker's;
+* each channel-layer shard (``CHANNEL_LAYER_REDIS_URLS``, masked) and whether it answers a
+  ``PING`` (within ``SHARD_TIMEOUT_S``);
 * the producers: each lease owner (``ticker:lease:<SYM>`` holds the owner id) and the
   symbols it holds, plus enabled symbols nobody holds;
 * how long ago the last producer window completed (``PRODUCER_HEARTBEAT_KEY``);
@@ -10,7 +12,8 @@ For an operator (or a script, with ``--json``), on any host that can reach the R
 * open streams per web process, as each process's heartbeat hub last published them
   (entries expire after three heartbeats, so a dead process drops out by itself).
 
-Exit status 1 when Redis cannot be read.
+Exit status 1 when Redis cannot be read; an unreachable shard is reported, not an error
+(streams still run on the other shards' groups).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dashboard.market.client import sync_redis
 from dashboard.selectors import enabled_symbol_codes
 
 SCAN_COUNT = 500
+# A shard that takes longer than this to answer is reported unreachable: the command must not hang.
+SHARD_TIMEOUT_S = 2.0
 MASK = "***"
 # A query parameter whose name holds one of these carries a credential.
 SECRET_PARAMETER_WORDS = ("pass", "secret", "token")
@@ -61,6 +66,24 @@ def redis_database(url: str) -> int:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
+
+
+def channel_layer_shards(timeout: float = SHARD_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Each channel-layer server, in ``CHANNEL_LAYERS`` order (the sharding order), and whether it answers."""
+    shards = []
+    for host in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]:
+        url = host["address"] if isinstance(host, dict) else str(host)
+        shard: dict[str, Any] = {"url": mask_url(url), "database": redis_database(url), "reachable": False}
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            shard["reachable"] = bool(client.ping())
+        except (redis.RedisError, OSError) as exc:
+            # The exception's name only: its text may quote the URL, password included.
+            shard["error"] = type(exc).__name__
+        finally:
+            client.close()
+        shards.append(shard)
+    return shards
 
 
 def collect(client: redis.Redis, symbols: list[str], now_ms: int) -> dict[str, Any]:
@@ -117,6 +140,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             status = collect(sync_redis(), enabled_symbol_codes(), time.time_ns() // 1_000_000)
+            status["channel_layer"] = channel_layer_shards()
         except (redis.RedisError, OSError) as exc:
             raise CommandError(f"Redis at {mask_url(settings.MARKET_REDIS_URL)} cannot be read: {exc}") from exc
         if options["json"]:
@@ -130,6 +154,11 @@ class Command(BaseCommand):
             f"Redis     {status['redis']['url']} (database {status['redis']['database']})",
             f"Broker    {status['broker']['url']} (database {status['broker']['database']})",
         ]
+        shards = status.get("channel_layer", [])
+        lines.append(f"Channel layer ({len(shards)} shard{'' if len(shards) == 1 else 's'}):")
+        for shard in shards:
+            state = "reachable" if shard["reachable"] else f"UNREACHABLE ({shard.get('error', '?')})"
+            lines.append(f"  {shard['url']} (database {shard['database']})  {state}")
         age = status["last_window_age_ms"]
         lines.append("Last producer window: " + ("never" if age is None else f"{age / 1000:.1f} s ago"))
         lines.append(f"Producers ({len(status['producers'])}):")
