@@ -1,6 +1,7 @@
-"""docs/deploy.md's HAProxy block, as written, limits stream handshakes per client address.
+"""deploy/haproxy/haproxy.cfg, as shipped, limits stream handshakes per client address
+and logs requests (not its health checks).
 
-HAProxy (Debian's) runs the guide's configuration in front of a real ``python -m
+HAProxy (Debian's) runs the shipped configuration in front of a real ``python -m
 ticker.server`` serving the small application of ``tests/test_server.py``; one address
 opens handshakes until the balancer answers 429.
 """
@@ -18,9 +19,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.e2e.deploy_files import HAPROXY_CONFIG, haproxy_config
 from tests.e2e.stack import Process, answers
 from tests.e2e.tls import self_signed
-from tests.e2e.topology import GUIDE, guide_haproxy_config
 from tests.test_server import WebServer
 from tests.waiting import wait_until
 from ticker.embedded_redis import free_port
@@ -28,19 +29,19 @@ from ticker.embedded_redis import free_port
 # HAProxy is one of the system packages `make test` installs: no skip when it is missing.
 pytestmark = pytest.mark.e2e
 
-# The guide's handshake limit and its window, read from the block itself.
-LIMIT = int(re.search(r"sc_http_req_rate\(0\) gt (\d+)", GUIDE.read_text())[1])
-WINDOW_SECONDS = int(re.search(r"http_req_rate\((\d+)s\)", GUIDE.read_text())[1])
+# The shipped handshake limit and its window, read from the file itself.
+LIMIT = int(re.search(r"sc_http_req_rate\(0\) gt (\d+)", HAPROXY_CONFIG.read_text())[1])
+WINDOW_SECONDS = int(re.search(r"http_req_rate\((\d+)s\)", HAPROXY_CONFIG.read_text())[1])
 
 
 class Balancer:
-    """HAProxy with the guide's configuration, both of its servers the one test server."""
+    """HAProxy with the shipped configuration, its first two servers the one test server."""
 
     def __init__(self, workdir: Path, web_port: int) -> None:
         self.port = free_port()
         pem, self.ssl_context = self_signed(workdir / "tls")
         config = workdir / "haproxy.cfg"
-        config.write_text(guide_haproxy_config(free_port(), self.port, pem, [web_port, web_port]))
+        config.write_text(haproxy_config(free_port(), self.port, pem, [web_port, web_port], workdir / "haproxy"))
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.process = Process("haproxy", [haproxy, "-f", str(config), "-db"], workdir / "haproxy.log")
 
@@ -77,3 +78,17 @@ def test_the_guides_balancer_refuses_a_handshake_flood_from_one_address(balancer
     assert statuses[LIMIT:] == [429] * 5
     # Plain requests (the page, the API) are not counted.
     assert answers(f"https://127.0.0.1:{balancer.port}/", balancer.ssl_context)
+
+
+def test_the_balancer_logs_requests_but_not_its_health_checks(balancer: Balancer) -> None:
+    assert answers(f"https://127.0.0.1:{balancer.port}/?logged=1", balancer.ssl_context)
+
+    def logged() -> str:
+        return balancer.process.log.read_text(errors="replace")
+
+    # option httplog: one line per request, with the server that answered.
+    request = '"GET /?logged=1 HTTP/1.1"'
+    line = wait_until(lambda: next((x for x in logged().splitlines() if request in x), None), 10, "the request log")
+    assert re.search(r" ticker~ daphne/web[12] ", line), line
+    # Both servers are checked every second; those checks are not requests and leave no line.
+    assert "/healthz" not in logged()

@@ -1,13 +1,17 @@
 """The scale-out topology of docs/deploy.md, on 127.0.0.1, for the scale test.
 
 HAProxy (Debian's) in front of two Daphne processes; two Celery workers and one beat;
-the channel layer sharded over two Redis servers; the Celery broker on its own Redis
-database; PostgreSQL (Debian's) through DATABASE_URL.
+the channel layer sharded over two Valkey servers; the Celery broker on its own Redis
+database; PostgreSQL (Debian's) through DATABASE_URL. HAProxy and Valkey run the shipped
+``deploy/haproxy/haproxy.cfg`` and ``deploy/valkey/ticker.conf`` (``tests/e2e/deploy_files.py``:
+only addresses, ports, paths and passwords substituted), so every URL carries a password.
+The two Daphne processes are the file's first two servers (``web1``, ``web2``: one host's
+ports 8001 and 8002); the other host's servers are dropped.
 """
 
 from __future__ import annotations
 
-import re
+import secrets
 import shlex
 import shutil
 import ssl
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from tests.e2e.deploy_files import ShippedValkey, haproxy_config
 from tests.e2e.releases import procfile
 from tests.e2e.stack import (
     ROOT,
@@ -31,28 +36,9 @@ from tests.e2e.stack import (
 )
 from tests.e2e.tls import self_signed
 from tests.postgres_server import PostgresServer
-from ticker.embedded_redis import EmbeddedRedis, free_port
+from ticker.embedded_redis import free_port
 
-GUIDE = ROOT / "docs" / "deploy.md"
 FIRST_ADMIN = ("ops", "first-admin-pass-1")
-
-
-def guide_haproxy_config(http_port: int, https_port: int, pem: Path, web_ports: list[int]) -> str:
-    """docs/deploy.md's HAProxy block as written, with loopback addresses, ports and the
-    test certificate in place of the production ones."""
-    text = GUIDE.read_text()
-    config = text.split("```haproxy\n", 1)[1].split("```", 1)[0]
-    config = config.replace("bind :80\n", f"bind 127.0.0.1:{http_port}\n")
-    config = config.replace(
-        "bind :443 ssl crt /etc/haproxy/certs/ticker.pem", f"bind 127.0.0.1:{https_port} ssl crt {pem}"
-    )
-    servers = re.findall(r"server (web\d+) (\S+) check", config)
-    assert len(servers) == len(web_ports), "the guide lists one server per web process"
-    for (name, address), port in zip(servers, web_ports, strict=True):
-        config = config.replace(f"server {name} {address} check", f"server {name} 127.0.0.1:{port} check")
-    assert "10.0.0." not in config, config
-    assert "/etc/haproxy" not in config, config
-    return config
 
 
 @dataclass
@@ -64,7 +50,7 @@ class Topology:
     lb_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     ssl_context: ssl.SSLContext | None = None
-    redis_servers: list[EmbeddedRedis] = field(default_factory=list)
+    redis_servers: list[ShippedValkey] = field(default_factory=list)
     postgres: PostgresServer | None = None
     processes: dict[str, Process] = field(default_factory=dict)
     database_url: str = ""
@@ -100,7 +86,7 @@ class Topology:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("redis-a", "redis-b"):
-            server = EmbeddedRedis(free_port(), self.workdir / name, persist=False)
+            server = ShippedValkey(self.workdir / name, password=secrets.token_urlsafe(24))
             server.start()
             self.redis_servers.append(server)
         self.postgres = PostgresServer()
@@ -124,7 +110,7 @@ class Topology:
             self.start_process(name)
         config = self.workdir / "haproxy.cfg"
         pem, self.ssl_context = self_signed(self.workdir / "tls")
-        config.write_text(guide_haproxy_config(self.http_port, self.lb_port, pem, self.web_ports))
+        config.write_text(haproxy_config(self.http_port, self.lb_port, pem, self.web_ports, self.workdir / "haproxy"))
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         process = Process("haproxy", [haproxy, "-f", str(config), "-db"], self.workdir / "haproxy.log")
         self.processes["haproxy"] = process
