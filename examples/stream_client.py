@@ -5,6 +5,7 @@
     export TICKER_TOKEN=tkr_...        # create one on the "API tokens" page
     python examples/stream_client.py --url ws://127.0.0.1:8000 AAPL BTC-USD
     python examples/stream_client.py --depth --depth-levels 10 AAPL BTC-USD   # + order book, trades
+    python examples/stream_client.py --url wss://ticker.example.com --cafile ca.pem AAPL   # a private CA
 
 It prints one line per event on stdout (that is its product), for example::
 
@@ -28,7 +29,10 @@ What it shows (see docs/protocol.md):
 * on a dropped connection it reconnects with exponential backoff and full jitter,
   re-subscribing everything with ``since``, so a short outage costs no snapshot;
 * it treats 3 heartbeats of silence as a dead connection;
-* close 4401 (token invalid, expired or revoked) ends it with exit status 2.
+* close 4401 (token invalid, expired or revoked) ends it with exit status 2;
+* over ``wss://`` it verifies the server's certificate against the system's CAs, or only
+  those of ``--cafile PATH`` (PEM: a private or test CA); a certificate that does not
+  verify ends it at once with ``tls failed: ...`` and exit status 3 (retrying cannot help).
 
 With ``--depth`` (``--depth-levels N``, 1-50, default 20; at most ``max_depth_symbols``
 symbols, 10 by default) it also subscribes the ``depth`` and ``trades`` channels and keeps
@@ -65,6 +69,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -400,10 +405,15 @@ class Backoff:
         self.attempt = 0
 
 
-async def run_once(url: str, token: str, state: StreamState, backoff: Backoff) -> None:
+async def run_once(
+    url: str, token: str, state: StreamState, backoff: Backoff, tls: ssl.SSLContext | None = None
+) -> None:
     """One connection, until it closes; raises ``ConnectionClosed`` or ``OSError``."""
     headers = {"Authorization": f"Bearer {token}"}
-    async with connect(f"{url}/ws/stream/", additional_headers=headers, open_timeout=10, max_size=2**22) as ws:
+    options: dict[str, Any] = {"ssl": tls} if tls is not None else {}
+    async with connect(
+        f"{url}/ws/stream/", additional_headers=headers, open_timeout=10, max_size=2**22, **options
+    ) as ws:
         for frame in state.on_connect():
             await ws.send(json.dumps(frame))
         while True:
@@ -417,7 +427,7 @@ async def run_once(url: str, token: str, state: StreamState, backoff: Backoff) -
                 backoff.reset()
 
 
-async def main_async(url: str, token: str, state: StreamState) -> int:
+async def main_async(url: str, token: str, state: StreamState, tls: ssl.SSLContext | None = None) -> int:
     backoff = Backoff()
     task = asyncio.current_task()
     if task is not None:
@@ -427,7 +437,10 @@ async def main_async(url: str, token: str, state: StreamState) -> int:
     while True:
         code: int | None = None
         try:
-            await run_once(url, token, state, backoff)
+            await run_once(url, token, state, backoff, tls)
+        except ssl.SSLCertVerificationError as exc:
+            emit(f"tls failed: {exc.verify_message}: give the server's CA with --cafile PATH")
+            return 3
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
         except InvalidStatus as exc:
@@ -458,6 +471,12 @@ def main() -> int:
         metavar="N",
         help="levels a side of each book, 1-50 (default 20; implies --depth)",
     )
+    parser.add_argument(
+        "--cafile",
+        default=None,
+        metavar="PATH",
+        help="verify the wss:// server against the CA certificates in PATH (PEM) instead of the system's",
+    )
     args = parser.parse_args()
     token = args.token or os.environ.get("TICKER_TOKEN", "")
     if not token:
@@ -467,10 +486,18 @@ def main() -> int:
     depth_levels = None
     if args.depth or args.depth_levels is not None:  # --depth-levels alone implies --depth
         depth_levels = args.depth_levels or 20
+    tls = None
+    if args.cafile:
+        if not args.url.startswith("wss://"):
+            parser.error("--cafile is for a wss:// --url")
+        try:
+            tls = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"--cafile {args.cafile}: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     state = StreamState(symbols=list(dict.fromkeys(args.symbols)), interval=args.interval, depth_levels=depth_levels)
     try:
-        status = asyncio.run(main_async(args.url.rstrip("/"), token, state))
+        status = asyncio.run(main_async(args.url.rstrip("/"), token, state, tls))
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = 0
     if depth_levels is not None:

@@ -1,15 +1,19 @@
 """examples/stream_client.py: its gap logic and order book, and the script itself against the
 live stack (token auth, ticks, a web restart survived by resuming, its ``--depth`` book right
-and rebuilt across one, a revoked token ending it)."""
+and rebuilt across one, a revoked token ending it, ``--cafile`` through the shipped HAProxy
+with TLS), and that ``examples/requirements.txt`` is all it needs."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import logging
 import os
 import queue
 import re
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,7 +25,11 @@ from types import ModuleType
 import pytest
 
 from tests.e2e.api_tokens import create_token, revoke_token
-from tests.e2e.stack import ROOT, Stack
+from tests.e2e.deploy_files import haproxy_config
+from tests.e2e.stack import ROOT, Process, Stack, answers
+from tests.e2e.tls import self_signed
+from tests.waiting import wait_until
+from ticker.embedded_redis import free_port
 
 SCRIPT = ROOT / "examples" / "stream_client.py"
 logger = logging.getLogger(__name__)
@@ -268,10 +276,13 @@ class Lines:
 def run_client(stack_logs: Stack, tmp_path: Path) -> Iterator[Callable[[str], Lines]]:
     started: list[subprocess.Popen[str]] = []
 
-    def _run(token: str, *options: str) -> Lines:
+    def _run(token: str, *options: str, url: str = stack_logs.ws_url) -> Lines:
         env = {**os.environ, "TICKER_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        # Only --cafile may make a private CA trusted (a CA bundle from the environment would too).
+        env.pop("SSL_CERT_FILE", None)
+        env.pop("SSL_CERT_DIR", None)
         process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--url", stack_logs.ws_url, *options, *SYMBOLS],
+            [sys.executable, str(SCRIPT), "--url", url, *options, *SYMBOLS],
             env=env,
             stdout=subprocess.PIPE,
             stderr=(tmp_path / "client.log").open("w"),
@@ -395,3 +406,56 @@ def test_revoking_the_token_ends_the_example_client(stack_logs: Stack, run_clien
     revoke_token(session, token_id)
     out.until(lambda line: line.startswith("closed code=4401"), 15, "the 4401 close")
     assert out.process.wait(10) == 2
+
+
+def test_the_example_client_needs_only_the_standard_library_and_its_requirements() -> None:
+    """``python -m pip install -r examples/requirements.txt`` is all it needs: every import is
+    the standard library's or a package that file names."""
+    required = {
+        re.split(r"[<>=!~ \[]", line, maxsplit=1)[0].strip().lower()
+        for line in (ROOT / "examples" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert required == {"websockets"}
+    imported = set()
+    for node in ast.walk(ast.parse(SCRIPT.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported - sys.stdlib_module_names - {"__future__"} == required
+    command = "python -m pip install -r examples/requirements.txt"
+    for document in (SCRIPT, ROOT / "README.md", ROOT / "examples" / "requirements.txt"):
+        assert command in document.read_text(), f"{document.name} gives the install command"
+
+
+@pytest.mark.e2e
+def test_the_example_client_verifies_tls_against_its_cafile(stack_logs: Stack, run_client, tmp_path: Path) -> None:
+    """Through deploy/haproxy/haproxy.cfg with a self-signed certificate: refused without
+    ``--cafile`` (exit 3 at once, not retried), streaming with it."""
+    pem, _ = self_signed(tmp_path / "tls")
+    cafile = tmp_path / "ca.pem"
+    certificate = pem.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    cafile.write_text(certificate)
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    web = stack_logs.web_port
+    config.write_text(haproxy_config(free_port(), port, pem, [web, web], tmp_path / "haproxy"))
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    balancer = Process("haproxy", [haproxy, "-f", str(config), "-db"], tmp_path / "haproxy.log")
+    balancer.start({"PATH": "/usr/sbin:/usr/bin:/bin"})
+    try:
+        context = ssl.create_default_context(cafile=str(cafile))
+        wait_until(lambda: answers(f"https://127.0.0.1:{port}/healthz", context), 30, "HAProxy with TLS")
+        _, token = create_token(stack_logs.session(), "example client tls")
+        url = f"wss://127.0.0.1:{port}"
+        refused = run_client(token, url=url)
+        line = refused.until(lambda line: line.startswith("tls failed:"), 30, "the refused certificate")
+        assert "certificate verify failed" in line or "self-signed" in line or "self signed" in line, line
+        assert refused.process.wait(10) == 3
+        trusted = run_client(token, "--cafile", str(cafile), url=url)
+        trusted.until(lambda line: line.startswith("connected "), 30, "the hello over TLS")
+        for symbol in SYMBOLS:
+            trusted.until(lambda line, s=symbol: line.startswith(f"tick {s} "), 15, f"{symbol} ticks over TLS")
+    finally:
+        balancer.stop()
