@@ -7,7 +7,9 @@
   ``TRUSTED_PROXIES`` alone, read without ``--proxy-headers`` when some are set, and
   removed from every other peer's requests before the application sees them;
 * a graceful stop (``ticker/drain.py``): SIGTERM stops accepting, closes every stream with
-  1012 so that it reconnects elsewhere, and exits when drained (``TICKER_DRAIN_*``).
+  1012 so that it reconnects elsewhere, and exits when drained (``TICKER_DRAIN_*``);
+* a replacement in place (``ticker/successor.py``, ``ticker/listen.py``): the port is
+  bound with ``SO_REUSEPORT``, and SIGHUP starts a successor on it that retires this one.
 
 ``main`` configures them from the settings, loads the application, tunes the garbage
 collector (``ticker/gc_tuning.py``) and runs Daphne's CLI with ``BoundedServer``.
@@ -28,7 +30,9 @@ from twisted.internet import reactor
 
 from ticker import gc_tuning, proxy_headers
 from ticker.drain import Drain
+from ticker.listen import shared_endpoint
 from ticker.slow_clients import BoundedWebSocketProtocol
+from ticker.successor import Successor, retire_predecessor
 
 # Twisted listens with a backlog of 50: a crowd of clients reconnecting at once (after a
 # deploy) overflows it and handshakes fail before Daphne sees them.
@@ -37,7 +41,7 @@ LISTEN_BACKLOG = 2048
 
 class BoundedServer(Server):
     """Daphne's server, building WebSocket connections with ``BoundedWebSocketProtocol``,
-    and draining on SIGTERM (``ticker/drain.py``)."""
+    draining on SIGTERM (``ticker/drain.py``) and replaced in place on SIGHUP."""
 
     drain_seconds = 10.0
     drain_spread_seconds = 2.0
@@ -46,22 +50,27 @@ class BoundedServer(Server):
         super().__init__(*args, **kwargs)
         self.listening_ports: list[Any] = []
         self.drain = Drain(self, reactor, bound_seconds=self.drain_seconds, spread_seconds=self.drain_spread_seconds)
-        self.endpoints = [
-            f"{e}:backlog={LISTEN_BACKLOG}" if e.startswith("tcp:") and "backlog=" not in e else e
-            for e in self.endpoints
-        ]
+        self.successor = Successor(reactor)
         proxy_headers.read_without_flag(self)
 
     def run(self) -> None:
+        # Bound here, where a failure is Daphne's start failing: shared with a successor.
+        endpoints = [shared_endpoint(e, LISTEN_BACKLOG) for e in self.endpoints]
+        self.endpoints = [
+            f"{e}:backlog={LISTEN_BACKLOG}" if e.startswith("tcp:") and "backlog=" not in e else e for e in endpoints
+        ]
         if self.signal_handlers:
             # After Twisted's own handlers, which are installed as the reactor starts.
             reactor.callWhenRunning(self.drain.install)
+            reactor.callWhenRunning(self.successor.install)
         super().run()
 
     def listen_success(self, port: Any) -> None:
         # Kept so that a drain can stop accepting (Daphne keeps only the addresses).
         self.listening_ports.append(port)
         super().listen_success(port)
+        if len(self.listening_ports) == len(self.endpoints):
+            retire_predecessor()
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         # Every HTTP request and WebSocket handshake passes here with its scope, before the

@@ -103,3 +103,59 @@ async def test_sigterm_sends_every_stream_elsewhere_with_1012_and_exits_when_dra
             await client.stop()
         if not web.alive():
             await asyncio.to_thread(stack.start_web)
+
+
+async def test_sighup_replaces_the_process_on_its_port_and_each_client_moves_once(stack_logs: Stack) -> None:
+    stack = stack_logs
+    headers = {"Cookie": stack.login(), "Origin": stack.base_url}
+    dashboards = [ResumingClient(f"{stack.ws_url}/ws/stream/", headers, SYMBOLS) for _ in range(DASHBOARDS)]
+    web = stack.processes["web"]
+    assert web.popen is not None
+    predecessor = web.popen
+    refused: list[float] = []
+    watching = True
+
+    async def watch_the_port() -> None:
+        # Every 20 ms through the replacement: the port must never refuse a connection.
+        while watching:
+            if await asyncio.to_thread(refuses, stack.web_port):
+                refused.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch_the_port())
+    try:
+        for client in dashboards:
+            client.start()
+        for client in dashboards:
+            await client.wait_for(lambda f: f["type"] == "ticks", timeout=15)
+        signalled = time.monotonic()
+        os.kill(predecessor.pid, signal.SIGHUP)
+        # The successor starts (about 3 s of imports), listens beside it, then retires it.
+        assert await asyncio.to_thread(predecessor.wait, 30) == 0, stack.logs()
+        replaced = time.monotonic() - signalled
+        for client in dashboards:
+            await client.wait_for(lambda f: f["type"] == "ticks", timeout=10, after=time.monotonic())
+        watching = False
+        await watcher
+        assert refused == [], f"the port refused {len(refused)} connections during the replacement"
+        for client in dashboards:
+            assert client.close_codes[:1] == [1012]
+            assert len(client.servers) == 2, "moved once: from the old process to its successor"
+            assert client.gaps == []
+            assert client.duplicates == []
+        log = (stack.workdir / "web.log").read_text()
+        assert "SIGHUP: started successor" in log
+        assert "sent it SIGTERM to drain" in log
+        logger.info("SIGHUP to the old process's exit: %.2f s; no refused connection", replaced)
+    finally:
+        watching = False
+        watcher.cancel()
+        for client in dashboards:
+            await client.stop()
+        # The successor runs in the old process's group, which the stack's bookkeeping no
+        # longer follows: stop it there, and start the stack's own web process again.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(predecessor.pid, signal.SIGTERM)
+        await until(lambda: refuses(stack.web_port), 15, "the successor to stop")
+        web.popen = None
+        await asyncio.to_thread(stack.start_web)
