@@ -11,7 +11,7 @@ nothing (``env -i``) with the unit's ``Environment=`` lines, then its ``Environm
 
 The production paths are substituted, nothing else: the checkout (``/srv/ticker``) by
 this repository, its virtualenv by the running one, the state directory and the secrets
-file by the test's. The unit's ``User=`` is the test's unprivileged user: ``nobody`` when
+file by the test's. The unit's ``User=`` (``ticker``, ``valkey``) is the test's unprivileged user: ``nobody`` when
 the test runs as root, the current user otherwise.
 """
 
@@ -34,7 +34,8 @@ from pathlib import Path
 
 from tests.e2e.stack import ROOT
 
-UNITS = ROOT / "deploy" / "systemd"
+# Every unit shipped under deploy/ (deploy/systemd/ for Ticker, deploy/valkey/ for Valkey).
+UNITS = ROOT / "deploy"
 # systemd's own search path for a program named without a directory (not the unit's PATH).
 SYSTEMD_EXEC_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin")
 DEFAULT_PATH = ":".join(SYSTEMD_EXEC_SEARCH_PATH)
@@ -189,7 +190,10 @@ class UnitRun:
             return self.text
         stem, _, suffix = self.unit_name.rpartition(".")
         prefix, at, _instance = stem.partition("@")
-        return (UNITS / f"{prefix}{at}.{suffix}").read_text()
+        name = f"{prefix}{at}.{suffix}"
+        found = [path for path in UNITS.rglob(name)]
+        assert len(found) == 1, f"one {name} under deploy/: {found}"
+        return found[0].read_text()
 
     def service(self) -> dict[str, list[str]]:
         text = self.template()
@@ -219,7 +223,7 @@ class UnitRun:
     def command(self) -> tuple[list[str], dict[str, str], Path, int]:
         """argv, environment, working directory and umask, as systemd would run them."""
         service = self.service()
-        assert service.get("User") == ["ticker"], "the units run as the ticker user"
+        assert service.get("User"), "every unit names its (unprivileged) user"
         (exec_start,) = service["ExecStart"]
         env = self.environment(service)
         workdir = Path(service["WorkingDirectory"][-1])

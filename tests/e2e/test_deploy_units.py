@@ -1,9 +1,10 @@
 """deploy/systemd's units start as systemd would start them, on a fresh host's layout.
 
-Every unit (two web instances on their ports, two workers, beat) runs through
+Every unit (Valkey's, two web instances on their ports, two workers, beat) runs through
 ``tests/e2e/systemd_units.py``: an environment of only the unit's ``Environment=`` and an
 ``EnvironmentFile=`` made from ``deploy/env.example``, no shell, as an unprivileged user,
-in the checkout, against a Valkey running ``deploy/valkey/ticker.conf`` with a password.
+in the checkout, against Valkey's unit running ``deploy/valkey/ticker.conf`` (port, address,
+directory and password substituted).
 The web processes must answer ``/healthz`` on the address and port the unit gives them,
 the workers must report ready under their own node names and produce ticks, beat must
 start and write its schedule into the state directory. A unit written the honcho way
@@ -29,11 +30,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.deploy_files import DEPLOY, ShippedValkey
+from tests.e2e.deploy_files import DEPLOY, valkey_config
 from tests.e2e.stack import ROOT, tail_logs
 from tests.e2e.systemd_units import UnitRun, unprivileged_user
 from tests.waiting import wait_until
-from ticker.embedded_redis import free_port
+from ticker.embedded_redis import SERVER_BINARY, free_port
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Host:
 
     base: Path
     logs: Path
-    valkey: ShippedValkey
+    valkey_url: str
     web_ports: tuple[int, int]
     units: dict[str, UnitRun]
 
@@ -85,9 +86,33 @@ class Host:
             "/srv/ticker": str(ROOT),
             "/var/lib/ticker": str(self.base / "var"),
             "/etc/ticker/env": str(self.logs / "env"),
+            "/usr/local/bin/valkey-server": SERVER_BINARY,
+            "/var/lib/valkey": str(self.base / "valkey"),
+            "/etc/valkey/ticker.conf": str(self.base / "valkey.conf"),
         }
         log = self.logs / f"{name}.log"
-        return UnitRun(name, paths, self.base / "var", log, text=text)
+        state = self.base / ("valkey" if name == "valkey.service" else "var")
+        return UnitRun(name, paths, state, log, text=text)
+
+    def start_valkey(self, port: int, password: str) -> None:
+        """valkey.service on deploy/valkey/ticker.conf, the config root's and readable by the
+        server's group only (root:valkey 0640 in production)."""
+        config = self.base / "valkey.conf"
+        config.write_text(valkey_config(port, self.base / "valkey", password))
+        unit = self.units["valkey.service"] = self.unit("valkey.service")
+        os.chown(config, os.geteuid(), unit.user.pw_gid)
+        config.chmod(0o640)
+        unit.start()
+        market = redis.Redis.from_url(self.valkey_url, socket_timeout=1)
+
+        def answers() -> bool:
+            assert unit.alive(), self.log("valkey.service")
+            try:
+                return bool(market.ping())
+            except (redis.RedisError, OSError):
+                return False
+
+        wait_until(answers, 15, "valkey.service to answer")
 
     def log(self, name: str) -> str:
         return self.units[name].log.read_text(errors="replace")
@@ -117,13 +142,14 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     # Outside pytest's 0700 temporary tree, so that the unprivileged user can reach its state.
     base = Path(tempfile.mkdtemp(prefix="ticker-units-"))
     base.chmod(0o755)
-    valkey = ShippedValkey(logs / "valkey", password=secrets.token_urlsafe(24))
+    password, valkey_port = secrets.token_urlsafe(24), free_port()
+    valkey_url = f"redis://:{password}@127.0.0.1:{valkey_port}/0"
     web_ports = (free_port(), free_port())
     names = [f"ticker-web@{port}.service" for port in web_ports]
     names += ["ticker-worker@1.service", "ticker-worker@2.service", "ticker-beat.service"]
-    running = Host(base, logs, valkey, web_ports, {})
+    running = Host(base, logs, valkey_url, web_ports, {})
     try:
-        valkey.start()
+        running.start_valkey(valkey_port, password)
         env = environment_file(
             {
                 "SECRET_KEY": secrets.token_urlsafe(50),
@@ -131,14 +157,14 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
                 "TRUSTED_PROXIES": "127.0.0.1",
                 "HOST": WEB_HOST,
                 "DATABASE_URL": f"sqlite:///{base / 'var' / 'db.sqlite3'}",
-                "REDIS_URL": valkey.url,
+                "REDIS_URL": valkey_url,
                 "METRICS_TOKEN": secrets.token_urlsafe(32),
             }
         )
         # Root's and 0600, as /etc/ticker/env: read by "systemd" (this process), not the units.
         (logs / "env").write_text(env)
         (logs / "env").chmod(0o600)
-        running.units = {name: running.unit(name) for name in names}
+        running.units.update({name: running.unit(name) for name in names})
         first = running.units[names[0]]
         first.prepare_state_directory()
         # The guide's first deploy, as the ticker user with the units' environment.
@@ -146,8 +172,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
             done = first.run([f"{sys.prefix}/bin/python", "manage.py", *command])
             assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
         started = time.monotonic()
-        for unit in running.units.values():
-            unit.start()
+        for name in names:
+            running.units[name].start()
         for port in web_ports:
             wait_until(lambda p=port: get(p, "/healthz") == 200, 60, f"ticker-web@{port} to answer /healthz")
         logger.info("both web units answered /healthz %.1f s after start", time.monotonic() - started)
@@ -156,9 +182,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         logger.error("units' logs:\n%s", tail_logs_of(running))
         raise
     finally:
-        for unit in running.units.values():
+        # Valkey last, as systemd would order it (the Ticker units come After= the network).
+        for unit in reversed(list(running.units.values())):
             unit.stop()
-        valkey.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -173,6 +199,7 @@ def tail_logs_of(host: Host) -> str:
 def test_every_unit_runs_as_the_unprivileged_user_from_its_environment(host: Host) -> None:
     user = unprivileged_user()
     for name, unit in host.units.items():
+        assert unit.service()["User"] == ["valkey" if name == "valkey.service" else "ticker"]
         assert unit.alive(), f"{name} exited:\n{host.log(name)}"
         assert unit.popen is not None
         status = Path(f"/proc/{unit.popen.pid}/status").read_text()
@@ -198,7 +225,7 @@ def test_workers_start_under_their_own_node_names_and_produce(host: Host) -> Non
     for instance in (1, 2):
         name = f"ticker-worker@{instance}.service"
         wait_until(lambda n=name, i=instance: f"w{i}@{hostname} ready." in host.log(n), 60, f"{name} ready")
-    market = redis.Redis.from_url(host.valkey.url, socket_timeout=5)
+    market = redis.Redis.from_url(host.valkey_url, socket_timeout=5)
     wait_until(lambda: next(market.scan_iter("ticker:state:*"), None), 90, "a symbol's state written by a worker")
 
 
@@ -240,10 +267,13 @@ def test_a_honcho_style_login_shell_unit_does_not_start(host: Host) -> None:
 
 
 def test_every_unit_stops_on_its_kill_signal_within_its_stop_timeout(host: Host) -> None:
-    for name, unit in host.units.items():
+    # Valkey last, after every process that uses it.
+    for name, unit in sorted(host.units.items(), key=lambda item: item[0] == "valkey.service"):
         if not unit.alive():
             continue
         took = unit.stop()
         assert took is not None, f"{name} did not exit within TimeoutStopSec:\n{host.log(name)}"
         logger.info("%s stopped %.2f s after SIGTERM", name, took)
     assert os.listdir(host.base / "var"), "the units kept their state in the state directory"
+    # Valkey's AOF (appendonly yes) in its own state directory.
+    assert list((host.base / "valkey").rglob("appendonly.aof*")), os.listdir(host.base / "valkey")
