@@ -72,15 +72,21 @@ def test_the_scan_finds_the_code_that_counts() -> None:
 
 def test_every_literal_label_value_is_known() -> None:
     computed = set()
+    used: dict[str, set[str]] = {}
     for module, family, arg in label_calls():
         values = literals(arg)
         if values is None:
             computed.add((module, family))
             continue
+        used.setdefault(family, set()).update(values)
         unknown = set(values) - known(family)
         assert not unknown, f"{module}: {family} labelled {sorted(unknown)}: add them to ticker.metrics KNOWN_LABELS"
     unchecked = computed - set(COMPUTED)
     assert not unchecked, f"computed label values with no check of where they come from: {sorted(unchecked)}"
+    # A family labelled by literals only: every known value is one the code still uses.
+    for family, values in used.items():
+        if not any(family == f for _, f in computed):
+            assert values == known(family), f"{family}: known but never used: {sorted(known(family) - values)}"
 
 
 def test_every_labelled_family_has_known_values() -> None:
