@@ -120,6 +120,7 @@ def render() -> bytes:
     """The host's metrics in the text format: every live process's, plus what exited ones counted."""
     if FILES_DIR is None:
         return generate_latest(REGISTRY)  # a one-shot process: its own, in memory
+    FILES_DIR.mkdir(parents=True, exist_ok=True)  # emptied by hand, directory and all
     # Under the lock: a reap by another web process is either not begun or done.
     with metrics_dir.locked(FILES_DIR):
         metrics_dir.reap(FILES_DIR)
