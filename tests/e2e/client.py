@@ -125,6 +125,9 @@ class ResumingClient:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     ssl: ssl_module.SSLContext | None = None
+    # A loopback address of its own (127.0.1.x): a crowd of clients is not one address's
+    # handshakes for the balancer's per-address limit.
+    local_host: str | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -139,8 +142,10 @@ class ResumingClient:
         while True:
             code: int | None = None
             try:
-                tls = {"ssl": self.ssl} if self.ssl is not None else {}
-                async with connect(self.url, additional_headers=self.headers, open_timeout=5, **tls) as ws:
+                options: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
+                if self.local_host is not None:
+                    options["local_addr"] = (self.local_host, 0)
+                async with connect(self.url, additional_headers=self.headers, open_timeout=5, **options) as ws:
                     self.servers.append(ws.response.headers.get("X-Served-By", "?"))
                     try:
                         await self._session(ws)

@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 
+from tests.e2e import rolling
 from tests.e2e.client import ResumingClient
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN
@@ -136,3 +138,72 @@ def test_the_two_workers_share_the_market_evenly(topology: Topology) -> None:
 
     # 14 demo symbols over 2 live producers: 7 each (leases move one per acquire round).
     wait_until(lambda: split() == [7, 7], 30, "an even split of the leases")
+
+
+ROLLING_CLIENTS = 200
+ROLLING_USERS = 20  # 10 streams each: under the per-user limit (20) on any one process
+ROLLING_SYMBOLS = ["BTC-USD", "NVDA", "ETH-USD", "AAPL", "EURUSD"]
+
+
+async def test_a_rolling_restart_goes_unnoticed(topology: Topology) -> None:
+    """Both web processes replaced in place, then both workers restarted, under 200 clients."""
+    password = "rolling-pass-1"
+    names = [f"rolling{i:02d}" for i in range(ROLLING_USERS)]
+    await asyncio.to_thread(rolling.create_users, topology, names, password)
+    cookies = [await asyncio.to_thread(lambda n=n: topology.session(n, password).cookie_header()) for n in names]
+    clients = [
+        ResumingClient(
+            f"{topology.ws_url}/ws/stream/",
+            {"Cookie": cookies[i % ROLLING_USERS], "Origin": topology.base_url},
+            ROLLING_SYMBOLS,
+            ssl=topology.ssl_context,
+            local_host=f"127.0.1.{i + 1}",
+        )
+        for i in range(ROLLING_CLIENTS)
+    ]
+    watch = rolling.Watch(clients)
+    groups: list[int] = []
+    try:
+        for client in clients:
+            client.start()
+        await until(lambda: all(c.connected.is_set() for c in clients), 60, "200 clients connected")
+        split = Counter(c.servers[0] for c in clients)
+        assert set(split) == {"web1", "web2"}, split
+        await until_ticking(clients, 1)
+        began_ms = rolling.now_ms()
+        watch.start()
+        for index in (1, 2):
+            groups.append(await rolling.reload_web(topology, index))
+            await until(lambda: all(c.connected.is_set() for c in clients), 30, "every client back")
+        for name in ("w1", "w2"):
+            await rolling.restart_worker(topology, name)
+        await until_ticking(clients, 2)
+        await watch.stop()
+
+        reconnects = Counter(len(c.servers) - 1 for c in clients)
+        silence = rolling.longest_silence_ms(clients, began_ms)
+        logger.info(
+            "rolling restart: split %s, reconnects per client %s, at most %d of %d disconnected at once "
+            "(%d samples), longest silence per symbol %s ms",
+            dict(split),
+            dict(reconnects),
+            watch.most_disconnected,
+            ROLLING_CLIENTS,
+            watch.samples,
+            silence,
+        )
+        for client in clients:
+            assert client.gaps == [], client.gaps[:5]
+            assert client.duplicates == []
+            assert set(client.close_codes) <= {1012}, client.close_codes
+        assert max(reconnects) <= 1, f"a client reconnected more than once: {reconnects}"
+        assert watch.most_disconnected <= ROLLING_CLIENTS // 2
+        # A tick every 150-250 ms: more than 1 s on top of that is a symbol that stopped.
+        assert max(silence.values()) <= 1250, silence
+    finally:
+        await watch.stop()
+        for client in clients:
+            await client.stop()
+        await rolling.stop_groups(groups, topology.web_ports[: len(groups)])
+        for index in range(1, len(groups) + 1):
+            await asyncio.to_thread(topology.restart_web, index)
