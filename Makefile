@@ -53,12 +53,13 @@ format: $(DEV_STAMP)
 
 ## system-packages: Debian's Chromium (browser tests; Playwright cannot download one here),
 ## HAProxy and the PostgreSQL server (scale-out and PostgreSQL runs), iproute2's ss (the
-## server's listen backlog)
+## server's listen backlog), Prometheus's promtool (the alert rules' checks and unit tests)
 SYSTEM_PACKAGES_MISSING = $(strip \
 	$(if $(shell command -v chromium),,chromium) \
 	$(if $(shell command -v haproxy || ls /usr/sbin/haproxy 2>/dev/null),,haproxy) \
 	$(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql) \
-	$(if $(shell command -v ss),,iproute2))
+	$(if $(shell command -v ss),,iproute2) \
+	$(if $(shell command -v promtool),,prometheus))
 
 system-packages:
 	@if [ -n "$(SYSTEM_PACKAGES_MISSING)" ]; then \
