@@ -425,7 +425,7 @@ def test_the_example_client_needs_only_the_standard_library_and_its_requirements
             imported.add(node.module.split(".")[0])
     assert imported - sys.stdlib_module_names - {"__future__"} == required
     command = "python -m pip install -r examples/requirements.txt"
-    for document in (SCRIPT, ROOT / "README.md", ROOT / "examples" / "requirements.txt"):
+    for document in (SCRIPT, ROOT / "README.md", ROOT / "docs" / "protocol.md", ROOT / "examples" / "requirements.txt"):
         assert command in document.read_text(), f"{document.name} gives the install command"
 
 
