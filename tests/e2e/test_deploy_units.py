@@ -20,6 +20,7 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -194,6 +195,37 @@ def tail_logs_of(host: Host) -> str:
             self.name, self.log = name, log
 
     return tail_logs([Named(name, unit.log) for name, unit in host.units.items()])  # type: ignore[list-item]
+
+
+def test_systemd_itself_reads_every_shipped_unit_without_a_complaint(tmp_path: Path) -> None:
+    """``systemd-analyze verify``: what the emulation would not notice (an unknown key, a bad
+    value: systemd ignores those with a warning). The programs must exist, so the
+    virtualenv and the Valkey binary stand at their production paths' place."""
+    paths = {"/srv/ticker/.venv": sys.prefix, "/usr/local/bin/valkey-server": SERVER_BINARY}
+    shipped = {
+        "ticker-web@8001.service": DEPLOY / "systemd" / "ticker-web@.service",
+        "ticker-worker@1.service": DEPLOY / "systemd" / "ticker-worker@.service",
+        "ticker-beat.service": DEPLOY / "systemd" / "ticker-beat.service",
+        "ticker.target": DEPLOY / "systemd" / "ticker.target",
+        "valkey.service": DEPLOY / "valkey" / "valkey.service",
+    }
+    for name, source in shipped.items():
+        text = source.read_text()
+        for production, here in paths.items():
+            text = text.replace(production, here)
+        (tmp_path / name).write_text(text)
+    analyze = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+    verified = subprocess.run(
+        [analyze, "verify", "--man=no", *[f"./{name}" for name in shipped]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    complaints = (verified.stdout + verified.stderr).strip()
+    assert verified.returncode == 0, complaints
+    assert complaints == "", complaints
 
 
 def test_every_unit_runs_as_the_unprivileged_user_from_its_environment(host: Host) -> None:
