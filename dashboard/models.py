@@ -85,18 +85,23 @@ class Symbol(models.Model):
         validators=[MaxValueValidator(MAX_PRECISION)],
         help_text="Decimal places of displayed prices.",
     )
+    # db_default as well as default: code that does not know a column (the previous release,
+    # during an upgrade) leaves it out of its INSERTs (docs/upgrading.md, "Migrations").
     book_levels = models.PositiveSmallIntegerField(
         default=20,
+        db_default=20,
         validators=[MinValueValidator(MIN_BOOK_LEVELS), MaxValueValidator(MAX_BOOK_LEVELS)],
         help_text=f"Price levels per side of the order book, {MIN_BOOK_LEVELS} to {MAX_BOOK_LEVELS}.",
     )
     book_size = models.FloatField(
         default=0.0,
+        db_default=0.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(MAX_BOOK_SIZE)],
         help_text="Typical size at the best bid and ask in a calm market; 0: three times the average trade volume.",
     )
     liquidity = models.FloatField(
         default=1.0,
+        db_default=1.0,
         validators=[MinValueValidator(MIN_LIQUIDITY), MaxValueValidator(MAX_LIQUIDITY)],
         help_text=f"Multiplier on every order book level's size, {MIN_LIQUIDITY:g} to {MAX_LIQUIDITY:g}.",
     )
