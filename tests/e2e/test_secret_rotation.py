@@ -34,7 +34,7 @@ from ticker.embedded_redis import EmbeddedRedis, free_port
 
 pytestmark = pytest.mark.e2e
 
-# As docs/operations.md makes them (secrets.token_urlsafe(50)), fixed here for the logs.
+# Fixed keys long and varied enough for Django (real ones: docs/operations.md, token_urlsafe(50)).
 KEY_A = "rotation-test-key-a-" + "Qw3rTy9UiOp4AsDf" * 3
 KEY_B = "rotation-test-key-b-" + "Zx8CvBn2MlKj6HgF" * 3
 HEARTBEAT_MS = 500
