@@ -7,7 +7,10 @@ nothing (``env -i``) with the unit's ``Environment=`` lines, then its ``Environm
 (which overrides them), then what systemd adds itself (``USER``, ``HOME``, a default
 ``PATH``, ``STATE_DIRECTORY``); ``ExecStart=`` is split into words with ``${VAR}`` and
 ``$VAR`` expanded, and its program run directly (no shell), as the unit's user, in its
-``WorkingDirectory``, under its ``UMask``.
+``WorkingDirectory``, under its ``UMask``. A unit that may notify (``NotifyAccess=``) gets a
+``NOTIFY_SOCKET`` whose ``MAINPID=`` messages change its main process, as systemd's does;
+``reload`` runs ``ExecReload=`` with ``$MAINPID``; ``stop`` sends ``KillSignal=`` to the
+main process and waits ``TimeoutStopSec=``.
 
 The production paths are substituted, nothing else: the checkout (``/srv/ticker``) by
 this repository, its virtualenv by the running one, the state directory and the secrets
@@ -28,11 +31,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.stack import ROOT
+from tests.waiting import wait_until
 
 # Every unit shipped under deploy/ (deploy/systemd/ for Ticker, deploy/valkey/ for Valkey).
 UNITS = ROOT / "deploy"
@@ -173,6 +179,44 @@ def drop_privileges_prefix(user: pwd.struct_passwd) -> list[str]:
     return [*prefix, "--"]
 
 
+class NotifySocket:
+    """systemd's notification socket for one unit: records the ``MAINPID=`` it is sent."""
+
+    def __init__(self, path: Path, on_main_pid: Callable[[int], None]) -> None:
+        self.path = path
+        self.on_main_pid = on_main_pid
+        path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        # Any process of the unit may write to it (NotifyAccess=all), whatever its user.
+        path.chmod(0o777)
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                message = self.sock.recv(4096).decode()
+            except OSError:
+                return
+            for line in message.splitlines():
+                key, _, value = line.partition("=")
+                if key == "MAINPID":
+                    self.on_main_pid(int(value))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 @dataclass
 class UnitRun:
     """One unit instance (``ticker-web@8001.service``) from its template file, started as systemd would."""
@@ -184,6 +228,8 @@ class UnitRun:
     text: str | None = None
     user: pwd.struct_passwd = field(default_factory=unprivileged_user)
     popen: subprocess.Popen[bytes] | None = None
+    main_pid: int | None = None
+    notify: NotifySocket | None = None
 
     def template(self) -> str:
         if self.text is not None:
@@ -239,8 +285,14 @@ class UnitRun:
 
     def start(self) -> None:
         argv, env, workdir, umask = self.command()
-        if self.service().get("StateDirectory"):
+        service = self.service()
+        if service.get("StateDirectory"):
             self.prepare_state_directory()
+        if service.get("NotifyAccess", ["none"])[-1] != "none" or service.get("Type") == ["notify"]:
+            # Beside the state directory: a place the unit's user can reach.
+            path = self.state_dir.parent / f"notify-{self.unit_name}.sock"
+            self.notify = NotifySocket(path, self._main_pid_changed)
+            env["NOTIFY_SOCKET"] = str(path)
         handle = self.log.open("ab")
         self.popen = subprocess.Popen(
             [*drop_privileges_prefix(self.user), *argv],
@@ -253,6 +305,26 @@ class UnitRun:
             start_new_session=True,
         )
         handle.close()
+        self.main_pid = self.popen.pid
+
+    def _main_pid_changed(self, pid: int) -> None:
+        self.main_pid = pid
+
+    def reload(self) -> None:
+        """``systemctl reload``: each ``ExecReload=`` with ``$MAINPID``, as the unit's user."""
+        _argv, env, workdir, umask = self.command()
+        env["MAINPID"] = str(self.main_pid)
+        for command in self.service()["ExecReload"]:
+            done = subprocess.run(
+                [*drop_privileges_prefix(self.user), *expand_command(command, env)],
+                env=env,
+                cwd=workdir,
+                umask=umask,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            assert done.returncode == 0, done
 
     def run(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
         """A one-off command with this unit's user, environment and directory (what an
@@ -269,26 +341,34 @@ class UnitRun:
         )
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        if self.popen is None or self.main_pid is None:
+            return False
+        self.popen.poll()  # reaps the first main process once it exits
+        return running(self.main_pid)
 
     def stop(self) -> float | None:
         """KillSignal= to the main process (KillMode=mixed), SIGKILL to the group after
         TimeoutStopSec=; returns the seconds it took to exit, None if it had to be killed."""
-        if self.popen is None:
-            return 0.0
-        if self.popen.poll() is not None:
-            return 0.0
-        service = self.service()
-        kill_signal = getattr(signal, service.get("KillSignal", ["SIGTERM"])[-1])
-        timeout = float(service.get("TimeoutStopSec", ["90"])[-1])
-        started = time.monotonic()
-        self.popen.send_signal(kill_signal)
-        try:
-            self.popen.wait(timeout)
-            took: float | None = time.monotonic() - started
-        except subprocess.TimeoutExpired:
-            took = None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
+        took: float | None = 0.0
+        if self.popen is not None and self.main_pid is not None and self.alive():
+            service = self.service()
+            kill_signal = getattr(signal, service.get("KillSignal", ["SIGTERM"])[-1])
+            timeout = float(service.get("TimeoutStopSec", ["90"])[-1])
+            started = time.monotonic()
+            os.kill(self.main_pid, kill_signal)
+            try:
+                # A main process that is not our child (a successor) cannot be waited for: polled.
+                wait_until(lambda: not self.alive(), timeout, f"{self.unit_name} to exit")
+                took = time.monotonic() - started
+            except AssertionError:
+                took = None
+        if self.popen is not None:
+            # The whole group, successors included (they inherit it), as systemd's cgroup.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+            self.popen = None
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         return took

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import redis
 
 from tests.e2e.deploy_files import DEPLOY, valkey_config
 from tests.e2e.stack import ROOT, tail_logs
-from tests.e2e.systemd_units import UnitRun, unprivileged_user
+from tests.e2e.systemd_units import UnitRun, running, unprivileged_user
 from tests.waiting import wait_until
 from ticker.embedded_redis import SERVER_BINARY, free_port
 
@@ -296,6 +297,38 @@ def test_a_honcho_style_login_shell_unit_does_not_start(host: Host) -> None:
     assert not listening(WEB_HOST, port)
     assert not listening("127.0.0.1", port)
     logger.info("the honcho-style unit exited with %d: %s", code, unit.log.read_text().strip()[-200:])
+
+
+def test_a_reload_replaces_the_web_process_on_its_port_without_refusing_a_connection(host: Host) -> None:
+    """``systemctl reload ticker-web@PORT`` (ExecReload=, SIGHUP): a successor takes the port
+    and becomes the unit's main process (MAINPID= on NOTIFY_SOCKET), the old one exits."""
+    port = host.web_ports[1]
+    unit = host.units[f"ticker-web@{port}.service"]
+    old = unit.main_pid
+    assert old is not None
+    statuses: list[int] = []
+    stopping = threading.Event()
+
+    def probe() -> None:
+        while not stopping.is_set():
+            statuses.append(get(port, "/healthz"))
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        started = time.monotonic()
+        unit.reload()
+        wait_until(lambda: unit.main_pid != old, 30, "the successor to become the main process")
+        wait_until(lambda: not running(old), 30, "the replaced process to exit")
+        took = time.monotonic() - started
+        count = len(statuses)
+        wait_until(lambda: len(statuses) >= count + 5, 10, "probes after the replacement")
+    finally:
+        stopping.set()
+        prober.join(10)
+    logger.info("reload: main %d -> %s in %.2f s, %d probes, all 200", old, unit.main_pid, took, len(statuses))
+    assert set(statuses) == {200}, statuses
+    assert unit.alive(), host.log(unit.unit_name)
 
 
 def test_every_unit_stops_on_its_kill_signal_within_its_stop_timeout(host: Host) -> None:
