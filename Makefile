@@ -59,7 +59,8 @@ SYSTEM_PACKAGES_MISSING = $(strip \
 	$(if $(shell command -v haproxy || ls /usr/sbin/haproxy 2>/dev/null),,haproxy) \
 	$(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql) \
 	$(if $(shell command -v ss),,iproute2) \
-	$(if $(shell command -v promtool),,prometheus))
+	$(if $(shell command -v promtool),,prometheus) \
+	$(if $(shell command -v systemd-analyze),,systemd))
 
 system-packages:
 	@if [ -n "$(SYSTEM_PACKAGES_MISSING)" ]; then \
