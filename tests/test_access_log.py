@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
 
 import pytest
+from daphne.access import AccessLogGenerator
 
-from ticker.health import QuietProbesAccessLog, quiet_probes_in_access_log
+from ticker.health import QuietProbesAccessLog
 
 
 def complete(path: str, status: int) -> dict[str, object]:
@@ -31,13 +31,12 @@ def test_successful_probes_go_to_debug_everything_else_to_the_access_log(caplog:
     assert probes == ["probe /healthz 200 from 10.0.0.2:4242", "probe /readyz 200 from 10.0.0.2:4242"]
 
 
-def test_daphnes_command_line_is_given_the_quiet_access_log_when_the_process_runs_one() -> None:
-    import daphne.cli
+def test_the_web_servers_access_log_is_the_quiet_one() -> None:
+    from ticker.server import BoundedServer
 
-    assert "daphne.cli" in sys.modules
-    original = daphne.cli.AccessLogGenerator
-    try:
-        quiet_probes_in_access_log()
-        assert daphne.cli.AccessLogGenerator is QuietProbesAccessLog
-    finally:
-        daphne.cli.AccessLogGenerator = original
+    stream = io.StringIO()
+    server = BoundedServer(
+        endpoints=["tcp:port=0:interface=127.0.0.1"], application=None, action_logger=AccessLogGenerator(stream)
+    )
+    assert type(server.action_logger) is QuietProbesAccessLog
+    assert server.action_logger.stream is stream

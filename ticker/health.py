@@ -10,15 +10,15 @@ request runs them, concurrent ones wait for its result), and the per-check detai
 (timings, exception names) go only to a balancer in ``TRUSTED_PROXIES`` probing directly
 and to staff sessions; anyone else gets ``{"status": ...}`` and the status code.
 
-Probes that answer 200 are left out of Daphne's access log (``QuietProbesAccessLog``,
-logged at DEBUG instead): a balancer checks every process once a second, and those lines
-would bury the requests worth reading. A failing probe stays in the access log.
+Probes that answer 200 are left out of Daphne's access log and logged at DEBUG instead
+(``QuietProbesAccessLog``, which ``ticker/server.py`` puts in place of Daphne's): a
+balancer checks every process once a second, and those lines would bury the requests
+worth reading. A failing probe stays in the access log.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from typing import Any
@@ -89,9 +89,6 @@ class ProbeMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
-        # Built when the web process loads its application, before Daphne's command line
-        # creates its access log: the one moment to hand it the quiet one.
-        quiet_probes_in_access_log()
 
     def __call__(self, request: HttpRequest) -> Any:
         probe = PROBES.get(request.path_info)
@@ -166,12 +163,3 @@ class QuietProbesAccessLog(AccessLogGenerator):
             logger.debug("probe %s %s from %s", path, details["status"], details.get("client"))
             return
         super().__call__(protocol, action, details)
-
-
-def quiet_probes_in_access_log() -> None:
-    """Make Daphne's command line, when this process runs one, build ``QuietProbesAccessLog``."""
-    # Only a process that imported it (ticker.server) has one; importing it here would
-    # install Twisted's reactor in every other process that loads the middleware.
-    cli = sys.modules.get("daphne.cli")
-    if cli is not None:
-        cli.AccessLogGenerator = QuietProbesAccessLog

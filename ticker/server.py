@@ -24,12 +24,14 @@ import os
 import sys
 from typing import Any
 
+from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from twisted.internet import reactor
 
 from ticker import gc_tuning, proxy_headers
 from ticker.drain import Drain
+from ticker.health import QuietProbesAccessLog
 from ticker.listen import shared_endpoint
 from ticker.slow_clients import BoundedWebSocketProtocol
 from ticker.successor import Successor, retire_predecessor
@@ -51,6 +53,9 @@ class BoundedServer(Server):
         self.listening_ports: list[Any] = []
         self.drain = Drain(self, reactor, bound_seconds=self.drain_seconds, spread_seconds=self.drain_spread_seconds)
         self.successor = Successor(reactor)
+        if type(self.action_logger) is AccessLogGenerator:
+            # The balancer's probes, once a second per process, are not requests worth a line.
+            self.action_logger = QuietProbesAccessLog(self.action_logger.stream)
         proxy_headers.read_without_flag(self)
 
     def run(self) -> None:
