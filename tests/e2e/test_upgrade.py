@@ -5,11 +5,13 @@ migration) is extracted with ``git archive`` and the whole topology of tests/e2e
 (HAProxy, two Daphne processes, two workers, beat, PostgreSQL, sharded Redis) starts from it,
 on its own schema. Then the guide's sequence: ``migrate`` with the new code while the old
 processes serve, each web process replaced and back in the balancer before the next, the
-workers one by one, beat; then one web process rolled back to the old code, on the new schema.
-Clients stay connected through the balancer all along; each must resume with no gap and
-no duplicate. A second test checks the schema itself: every table and column the old
-models use is still there after the newest migrations, and none they do not know would make
-their INSERTs fail.
+workers one by one, beat; then the rollback's first half: the workers, then one web process,
+back on the old code (on the new schema). The API is checked in each mixed state (old code
+on the new schema, new web processes on old workers, an old and a new web process). Clients
+stay connected through the balancer all along; each must resume with no gap and no
+duplicate. A second test checks the schema itself: every table and column the old models
+use is still there after the newest migrations, and none they do not know would make their
+INSERTs fail.
 """
 
 from __future__ import annotations
@@ -295,6 +297,9 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
             await until(lambda: all(c.connected.is_set() for c in clients), 15, "every client to reconnect")
             await ticking(clients, time.monotonic())
 
+        # New web processes on old workers: they read what the old release writes to Valkey.
+        await steps.run("new web, old workers serve", serves, topology, WEBS)
+
         # 3. the workers one by one, then beat.
         for name in WORKERS:
             await steps.run(f"restart {name}", roll_worker, topology, name, ROOT)
@@ -315,6 +320,7 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         for name in WORKERS:
             await steps.run(f"rollback {name}", roll_worker, topology, name, old.root)
             await ticking(clients, time.monotonic())
+        await steps.run("new web, old workers serve again", serves, topology, WEBS)
         await steps.run("rollback web1", roll_web, topology, "web1", old.root)
         await steps.run("old and new web serve", serves, topology, WEBS)
         fresh = ResumingClient(
