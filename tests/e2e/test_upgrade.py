@@ -107,6 +107,22 @@ def test_the_previous_release_runs_against_the_newest_schema(topology: Topology,
     )
 
 
+def test_schema_problems_names_what_the_previous_release_would_trip_on() -> None:
+    """The comparison itself, on made-up tables: each way a migration breaks old code."""
+    models = {"shop": ["id", "name", "price"], "gone": ["id"]}
+    schema = {
+        # "price" dropped; "stock" NOT NULL with no default; "note" nullable; "size" with a default.
+        "shop": {"id": True, "name": False, "stock": False, "note": True, "size": True},
+    }
+    assert schema_problems(models, schema) == [
+        "table gone is gone (the previous release still reads it)",
+        "column shop.price is gone (the previous release still reads it)",
+        "column shop.stock is NOT NULL with no database default: the previous release's INSERTs "
+        "leave it out and fail (give the field db_default=..., or null=True)",
+    ]
+    assert schema_problems({"shop": ["id", "name"]}, {"shop": {"id": True, "name": False, "note": True}}) == []
+
+
 def api_get(topology: Topology, web: str, cookie: str, path: str) -> Any:
     """GET ``path`` from the web process ``web`` itself, as the balancer forwards a request (from
     a trusted proxy, over HTTPS), with the session ``cookie``; its JSON."""
