@@ -86,7 +86,8 @@ class Symbol(models.Model):
         help_text="Decimal places of displayed prices.",
     )
     # db_default as well as default: code that does not know a column (the previous release,
-    # during an upgrade) leaves it out of its INSERTs (docs/upgrading.md, "Migrations").
+    # during an upgrade) leaves it out of its INSERTs (docs/upgrading.md, "Migrations the
+    # previous release runs against").
     book_levels = models.PositiveSmallIntegerField(
         default=20,
         db_default=20,

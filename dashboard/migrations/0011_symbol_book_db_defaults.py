@@ -8,7 +8,7 @@ from django.db import migrations, models
 # default once existing rows are filled), so the release before it, which does not know
 # them, could not INSERT a symbol once 0010 was applied: while it still runs during an
 # upgrade, adding a symbol in its admin failed. Database defaults make its INSERTs work
-# (docs/upgrading.md, "Migrations"; tests/e2e/test_upgrade.py).
+# (docs/upgrading.md, "Migrations the previous release runs against"; tests/e2e/test_upgrade.py).
 class Migration(migrations.Migration):
     dependencies = [
         ("dashboard", "0010_symbol_order_book"),

@@ -103,7 +103,7 @@ def test_the_previous_release_runs_against_the_newest_schema(topology: Topology,
     problems = schema_problems(models, schema_columns(url))
     assert problems == [], (
         f"the newest migrations are not ones the previous release ({old.release.commit[:10]}) runs against "
-        "(docs/upgrading.md, 'Migrations'):\n" + "\n".join(problems)
+        "(docs/upgrading.md, 'Migrations the previous release runs against'):\n" + "\n".join(problems)
     )
 
 
