@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -88,8 +89,31 @@ def old(tmp_path_factory: pytest.TempPathFactory) -> OldRelease:
 
 @pytest.fixture(scope="module")
 def topology(old: OldRelease, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    with started(Topology(tmp_path_factory.mktemp("upgrade"), code_root=old.root)) as running:
+    """The topology run from a link to the old release, as /srv/ticker is in the guide."""
+    workdir = tmp_path_factory.mktemp("upgrade")
+    link = workdir / "ticker"
+    link.symlink_to(old.root)
+    with started(Topology(workdir, code_root=link)) as running:
+        for name in running.processes:
+            if name != "haproxy":
+                assert runs_from(running, name) == old.root.resolve(), name
         yield running
+
+
+def switch(link: Path, release: Path) -> None:
+    """Point ``link`` at ``release`` in one rename, as the guide's ``ln -sfn`` and ``mv -T`` do."""
+    new = link.with_name(link.name + ".next")
+    new.unlink(missing_ok=True)
+    new.symlink_to(release)
+    os.replace(new, link)
+
+
+def runs_from(topology: Topology, name: str) -> Path:
+    """The directory process ``name`` imports Ticker from: its working directory (``python -m``
+    puts it first on sys.path; Celery imports the app from it), resolved when it started."""
+    popen = topology.processes[name].popen
+    assert popen is not None, name
+    return Path(f"/proc/{popen.pid}/cwd").resolve()
 
 
 def test_the_previous_release_runs_against_the_newest_schema(topology: Topology, old: OldRelease) -> None:
@@ -177,13 +201,23 @@ async def ticking(clients: list[ResumingClient], after: float, timeout: float = 
         await client.wait_for(lambda f: f["type"] == "ticks" and bool(f["data"]), timeout=timeout, after=after)
 
 
-def roll_web(topology: Topology, name: str, root: Path) -> float:
-    """The guide's step for one web process: stop it (it drains), start the release in ``root``
-    on the same port, wait for its /readyz, then for the balancer to send it requests."""
+def restart(topology: Topology, name: str, release: Path) -> int:
+    """Stop ``name`` and start it again through the link, which points at ``release``; returns
+    when it had stopped (ms since the epoch)."""
+    assert topology.code_root.resolve() == release.resolve(), "the link points at the release"
+    topology.processes[name].stop()
+    stopped_ms = time.time_ns() // 1_000_000
+    topology.start_process(name)
+    assert runs_from(topology, name) == release.resolve(), f"{name} runs the release the link points at"
+    return stopped_ms
+
+
+def roll_web(topology: Topology, name: str, release: Path) -> float:
+    """The guide's step for one web process: stop it (it drains), start it again (``release``),
+    wait for its /readyz, then for the balancer to send it requests."""
     started_at = time.monotonic()
     port = topology.web_ports[WEBS.index(name)]
-    topology.processes[name].stop()
-    topology.start_process(name, root)
+    restart(topology, name, release)
     wait_until(lambda: answers(f"http://127.0.0.1:{port}/readyz"), 30, f"{name}'s /readyz")
     # leastconn: with no stream on it yet, the balancer's next request goes to it once it is up.
     wait_until(lambda: served_by(f"{topology.base_url}/healthz", topology) == name, 15, f"the balancer to use {name}")
@@ -201,25 +235,22 @@ def lease_pids(topology: Topology) -> dict[int, int]:
     return pids
 
 
-def roll_worker(topology: Topology, name: str, root: Path) -> float:
-    """Stop a worker (its leases are released or expire), start the release in ``root``, and wait
-    until its producer holds symbols again."""
+def roll_worker(topology: Topology, name: str, release: Path) -> float:
+    """Restart a worker (its leases are released, or expire) on ``release`` and wait until its
+    producer holds symbols again."""
     started_at = time.monotonic()
-    topology.processes[name].stop()
-    topology.start_process(name, root)
+    restart(topology, name, release)
     popen = topology.processes[name].popen
     assert popen is not None
     wait_until(lambda: lease_pids(topology).get(popen.pid, 0) > 0, 30, f"{name}'s producer to hold a symbol")
     return time.monotonic() - started_at
 
 
-def roll_beat(topology: Topology, root: Path) -> float:
-    """Stop beat, start the release in ``root``, and wait for its first housekeeping: a 5 s
-    candle that closed after the old beat stopped reaches the database (flushed every 2 s)."""
+def roll_beat(topology: Topology, release: Path) -> float:
+    """Restart beat on ``release`` and wait for its first housekeeping: a 5 s candle that closed
+    after the old beat stopped reaches the database (flushed every 2 s)."""
     started_at = time.monotonic()
-    topology.processes["beat"].stop()
-    stopped_ms = time.time_ns() // 1_000_000
-    topology.start_process("beat", root)
+    stopped_ms = restart(topology, "beat", release)
 
     def flushed_since_stop() -> bool:
         with psycopg.connect(topology.database_url) as conn:
@@ -303,7 +334,11 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         await steps.run("old release serves on the new schema", serves, topology, WEBS)
         await steps.run("old ORM inserts a symbol", manage, old.root, env, "shell", "-c", ADD_SYMBOL_SCRIPT)
 
-        # 2. one web process at a time, each back in the balancer before the next.
+        # 2. the link to the new release; nothing restarts, the old processes keep serving.
+        switch(topology.code_root, ROOT)
+        assert {runs_from(topology, n) for n in [*WEBS, *WORKERS, "beat"]} == {old.root.resolve()}
+
+        # 3. one web process at a time, each back in the balancer before the next.
         for name in WEBS:
             others = [c for c in clients if c.servers[-1] != name]
             stopped = time.monotonic()
@@ -316,7 +351,7 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         # New web processes on old workers: they read what the old release writes to Valkey.
         await steps.run("new web, old workers serve", serves, topology, WEBS)
 
-        # 3. the workers one by one, then beat.
+        # 4. the workers one by one, then beat.
         for name in WORKERS:
             await steps.run(f"restart {name}", roll_worker, topology, name, ROOT)
             await ticking(clients, time.monotonic())
@@ -331,8 +366,9 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         assert max(reconnects) <= len(WEBS), f"reconnects per client: {reconnects}"
         report(steps, clients, old, "upgrade", upgraded)
 
-        # 4. rollback, the cheap half: the workers, then one web process, back to the old code
-        # on the new schema (the other web process stays new).
+        # 5. rollback, the cheap half: the link back, the workers, then one web process, on the
+        # old code on the new schema (the other web process stays new).
+        switch(topology.code_root, old.root)
         for name in WORKERS:
             await steps.run(f"rollback {name}", roll_worker, topology, name, old.root)
             await ticking(clients, time.monotonic())
