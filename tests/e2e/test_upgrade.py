@@ -196,6 +196,16 @@ async def open_clients(topology: Topology, count: int) -> list[ResumingClient]:
     return opened
 
 
+async def new_stream(topology: Topology) -> ResumingClient:
+    """One more client, logged in now, through the balancer; once it has every symbol's ticks."""
+    headers = {"Cookie": topology.session().cookie_header(), "Origin": topology.base_url}
+    client = ResumingClient(f"{topology.ws_url}/ws/stream/", headers, SYMBOLS, ssl=topology.ssl_context)
+    client.start()
+    await asyncio.wait_for(client.connected.wait(), 10)
+    await until(lambda: {s for s, _, _ in client.ticks} >= set(SYMBOLS), 15, "a new stream's ticks")
+    return client
+
+
 async def ticking(clients: list[ResumingClient], after: float, timeout: float = 15) -> None:
     for client in clients:
         await client.wait_for(lambda f: f["type"] == "ticks" and bool(f["data"]), timeout=timeout, after=after)
@@ -321,7 +331,8 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         await ticking(clients, time.monotonic())
         await steps.run("old release serves", serves, topology, WEBS)
 
-        # 1. migrate with the new code while the old release serves.
+        # The guide's step 2: migrate with the new code while the old release serves (its step 1,
+        # the new release beside the old, is this tree beside the extracted one).
         pending = manage(ROOT, env, "showmigrations", "dashboard")
         assert f"[ ] {newest_migration().stem}" in pending, pending
         await steps.run("migrate", manage, ROOT, env, "migrate", "--noinput")
@@ -330,15 +341,16 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         for client in clients:
             assert not [d for d in client.drops if d >= migrate_started], "a stream closed during migrate"
 
-        # The old code on the new schema: it serves, and its ORM still inserts.
+        # The old code on the new schema: it serves, opens new streams, and its ORM still inserts.
         await steps.run("old release serves on the new schema", serves, topology, WEBS)
+        clients.append(await new_stream(topology))
         await steps.run("old ORM inserts a symbol", manage, old.root, env, "shell", "-c", ADD_SYMBOL_SCRIPT)
 
-        # 2. the link to the new release; nothing restarts, the old processes keep serving.
+        # Step 3: the link to the new release; nothing restarts, the old processes keep serving.
         switch(topology.code_root, ROOT)
         assert {runs_from(topology, n) for n in [*WEBS, *WORKERS, "beat"]} == {old.root.resolve()}
 
-        # 3. one web process at a time, each back in the balancer before the next.
+        # Step 4: one web process at a time, each back in the balancer before the next.
         for name in WEBS:
             others = [c for c in clients if c.servers[-1] != name]
             stopped = time.monotonic()
@@ -351,7 +363,7 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         # New web processes on old workers: they read what the old release writes to Valkey.
         await steps.run("new web, old workers serve", serves, topology, WEBS)
 
-        # 4. the workers one by one, then beat.
+        # Then the workers one by one, then beat.
         for name in WORKERS:
             await steps.run(f"restart {name}", roll_worker, topology, name, ROOT)
             await ticking(clients, time.monotonic())
@@ -366,7 +378,7 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         assert max(reconnects) <= len(WEBS), f"reconnects per client: {reconnects}"
         report(steps, clients, old, "upgrade", upgraded)
 
-        # 5. rollback, the cheap half: the link back, the workers, then one web process, on the
+        # Rollback, the cheap half: the link back, the workers, then one web process, on the
         # old code on the new schema (the other web process stays new).
         switch(topology.code_root, old.root)
         for name in WORKERS:
@@ -375,17 +387,9 @@ async def test_a_rolling_upgrade_from_the_previous_release(topology: Topology, o
         await steps.run("new web, old workers serve again", serves, topology, WEBS)
         await steps.run("rollback web1", roll_web, topology, "web1", old.root)
         await steps.run("old and new web serve", serves, topology, WEBS)
-        fresh = ResumingClient(
-            f"{topology.ws_url}/ws/stream/",
-            {"Cookie": topology.session().cookie_header(), "Origin": topology.base_url},
-            SYMBOLS,
-            ssl=topology.ssl_context,
-        )
-        fresh.start()
+        fresh = await new_stream(topology)
         clients.append(fresh)
-        await asyncio.wait_for(fresh.connected.wait(), 10)
         assert fresh.servers == ["web1"], "leastconn sends a new stream to the process with none"
-        await until(lambda: {s for s, _, _ in fresh.ticks} >= set(SYMBOLS), 15, "every symbol's ticks from web1")
         await until(lambda: all(c.connected.is_set() for c in clients), 15, "every client to reconnect")
         await ticking(clients, time.monotonic())
         assert_continuous(clients)
