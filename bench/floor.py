@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dashboard.market.depth import TRADES_PIECE, BookReplicas, book_entry, trades_frame, trades_piece, window_of
 from workers.order_book import OrderBook
-from workers.simulator import PriceProcess, SymbolSpec
+from workers.simulator import PriceProcess, SymbolSpec, on_the_clock
 
 logger = logging.getLogger("bench.floor")
 
@@ -268,7 +268,7 @@ async def produce_main(args: argparse.Namespace) -> None:
     interval_ms = len(symbols) * 1000.0 / args.rate
     rng = random.Random(7)
     client = aioredis.from_url(args.redis, socket_keepalive=True, socket_connect_timeout=3)
-    start = now_ms()
+    start = on_the_clock(now_ms(), round(interval_ms))
     # Series continue from what Redis holds (a restarted producer at another rate); the books
     # start afresh, in a new epoch of their own.
     stored = await client.mget([SEQ_KEY.format(s) for s in symbols])
@@ -284,7 +284,8 @@ async def produce_main(args: argparse.Namespace) -> None:
         )
         for i, (s, v) in enumerate(zip(symbols, stored, strict=True))
     ]
-    # Every series starts on the same instant, as Ticker's producer starts the symbols it acquires.
+    # Ticker's schedule (workers.simulator.on_the_clock): every series of one interval ticks
+    # on the instants that are multiples of it, so both send the same frames.
     window = args.window_ms / 1000.0
     next_at = time.monotonic()
     logger.info("floor producer: %d symbols at %.0f ticks/s", len(symbols), args.rate)

@@ -27,6 +27,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("client CPU%", "client_cpu_text", "s"),
     ("other CPU%", "other_cpu_pct", ".0f"),
     ("ms CPU/frame", "cpu_per_frame_ms", ".3f"),
+    ("frames/dash/s", "frames_per_dashboard_s", ".2f"),
+    ("us CPU/tick", "cpu_us_per_tick", ".3f"),
     ("KiB/conn", "kib_per_conn", ".1f"),
 ]
 
@@ -225,6 +227,11 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "cpu_per_frame_ratio": _ratio(ours.get("cpu_per_frame_ms"), theirs.get("cpu_per_frame_ms")),
                     "ticker_cpu_per_frame_ms": ours.get("cpu_per_frame_ms"),
                     "ref_cpu_per_frame_ms": theirs.get("cpu_per_frame_ms"),
+                    "cpu_per_tick_ratio": _ratio(ours.get("cpu_us_per_tick"), theirs.get("cpu_us_per_tick")),
+                    "ticker_cpu_us_per_tick": ours.get("cpu_us_per_tick"),
+                    "ref_cpu_us_per_tick": theirs.get("cpu_us_per_tick"),
+                    "ticker_frames_per_dashboard_s": ours.get("frames_per_dashboard_s"),
+                    "ref_frames_per_dashboard_s": theirs.get("frames_per_dashboard_s"),
                 }
             )
     return out
@@ -409,17 +416,21 @@ def render_ratios(rows: Sequence[Mapping[str, Any]]) -> str:
             f" ({_fmt(r['ticker_p99_ms'], 'd')} vs {_fmt(r['ref_p99_ms'], 'd')} ms)"
             f"  CPU/frame x{_fmt(r['cpu_per_frame_ratio'], '.1f')}"
             f" ({_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} vs {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} ms)"
+            f"  CPU/tick x{_fmt(r.get('cpu_per_tick_ratio'), '.2f')}"
+            f" ({_fmt(r.get('ticker_cpu_us_per_tick'), '.3f')} vs {_fmt(r.get('ref_cpu_us_per_tick'), '.3f')} us;"
+            f" frames/dashboard/s {_fmt(r.get('ticker_frames_per_dashboard_s'), '.2f')}"
+            f" vs {_fmt(r.get('ref_frames_per_dashboard_s'), '.2f')})"
         )
     return "\n".join(lines)
 
 
 def _per_tick(run: Mapping[str, Any], profile: Mapping[str, Any]) -> list[str]:
-    profiled = [r for r in run["results"] if r.get("profiled") and r.get("web_us_per_tick")]
+    profiled = [r for r in run["results"] if r.get("profiled") and r.get("cpu_us_per_tick")]
     if not profiled:
         return []
     r = profiled[0]
     return [
-        f"In that run Daphne spent {r['web_us_per_tick']:.2f} µs of CPU per delivered tick"
+        f"In that run Daphne spent {r['cpu_us_per_tick']:.2f} µs of CPU per delivered tick"
         f" ({r['cpu_per_frame_ms']:.3f} ms per frame of {r['ticks_per_frame']:.0f} ticks); the shares below"
         " split it.",
         "",
@@ -455,8 +466,9 @@ def render_markdown(run: Mapping[str, Any]) -> str:
         "## Ticker against the references (same load, same run)",
         "",
         "| load | reference | delivered ratio | Ticker / ref delivered | p99 ratio | Ticker / ref p99 ms"
-        " | CPU/frame ratio | Ticker / ref ms CPU/frame |",
-        "|---|---|---|---|---|---|---|---|",
+        " | CPU/frame ratio | Ticker / ref ms CPU/frame | CPU/tick ratio | Ticker / ref µs CPU/tick"
+        " | Ticker / ref frames per dashboard-s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in run.get("ratios", []):
         lines.append(
@@ -465,6 +477,10 @@ def render_markdown(run: Mapping[str, Any]) -> str:
             f" {_fmt(r['p99_ratio'], '.2f')} | {_fmt(r['ticker_p99_ms'], 'd')} / {_fmt(r['ref_p99_ms'], 'd')} |"
             f" {_fmt(r['cpu_per_frame_ratio'], '.1f')} |"
             f" {_fmt(r['ticker_cpu_per_frame_ms'], '.3f')} / {_fmt(r['ref_cpu_per_frame_ms'], '.3f')} |"
+            f" {_fmt(r.get('cpu_per_tick_ratio'), '.2f')} |"
+            f" {_fmt(r.get('ticker_cpu_us_per_tick'), '.3f')} / {_fmt(r.get('ref_cpu_us_per_tick'), '.3f')} |"
+            f" {_fmt(r.get('ticker_frames_per_dashboard_s'), '.2f')} /"
+            f" {_fmt(r.get('ref_frames_per_dashboard_s'), '.2f')} |"
         )
     depth = render_markdown_depth(run["results"])
     if depth:

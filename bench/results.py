@@ -191,7 +191,8 @@ def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int)
         "client_procs": len(client_names),
         "cpu_per_frame_ms": _per_frame_ms(web_cpu_s, frames, ticks),
         "stack_cpu_per_frame_ms": _per_frame_ms(stack_cpu_s, frames, ticks),
-        "web_us_per_tick": round(1e6 * web_cpu_s / ticks, 2) if ticks else None,
+        # Per delivered tick: the comparison that holds when two servers send different frames.
+        "cpu_us_per_tick": round(1e6 * web_cpu_s / ticks, 3) if ticks else None,
     }
 
 
@@ -209,6 +210,10 @@ def fanout_figures(
     frames = total(lines, "frames")
     hist = merge_hist(line.get("latency_hist", {}) for line in lines)
     delivered = ticks / duration
+    cpu = cpu_figures(usage, web_names, frames, ticks)
+    dashboards = total(lines, "alive")
+    dashboard_s = dashboards * duration
+    web_cpu_s = web_cpu_seconds(usage, web_names)
     return {
         "duration_s": duration,
         "producer_tps": round(producer_tps, 1),
@@ -221,9 +226,11 @@ def fanout_figures(
         "p99_ms": percentile(hist, 0.99),
         "max_ms": max((line.get("max_latency_ms", 0) for line in lines), default=None) if ticks else None,
         "frames_per_s": round(frames / duration, 1),
+        "frames_per_dashboard_s": round(frames / dashboard_s, 2) if dashboard_s else None,
         "ticks_per_frame": round(ticks / max(1, total(lines, "tick_frames")), 1),
         "mbytes_per_s": round(total(lines, "bytes") / duration / 1e6, 2),
-        **cpu_figures(usage, web_names, frames, ticks),
+        **cpu,
+        "cpu_us_per_dashboard_s": round(1e6 * web_cpu_s / dashboard_s, 1) if dashboard_s and ticks else None,
         "processes": usage,
         "closed_codes": merge_counts(line.get("closed_codes", {}) for line in lines),
         "frame_types": merge_counts(line.get("frame_types", {}) for line in lines),

@@ -31,7 +31,7 @@ from dashboard.market.candles import Candle
 from dashboard.market.protocol import BatchEntry, encode_ticks
 from ticker import metrics
 from workers.series import BookWindow, OwnedSeries, book_window, open_series, step
-from workers.simulator import DEFAULT_TIME_SCALE, SymbolSpec, Tick
+from workers.simulator import DEFAULT_TIME_SCALE, SymbolSpec, Tick, on_the_clock
 
 if TYPE_CHECKING:
     from workers.alerts import AlertWatcher
@@ -225,6 +225,8 @@ class Producer:
             if spec != series.process.spec:
                 if series.process.spec.halted and not spec.halted:
                     series.next_tick_ms = now_ms()
+                # A resumed symbol, or one whose interval changed, back on its clock.
+                series.next_tick_ms = on_the_clock(series.next_tick_ms, spec.tick_interval_ms)
                 series.process.retune(spec)
                 series.book.retune(spec)
         self.specs = specs
@@ -365,7 +367,7 @@ class Producer:
             done: list[Candle] = []
             if not spec.halted:
                 if now - series.next_tick_ms > MAX_CATCH_UP_MS:
-                    series.next_tick_ms = now
+                    series.next_tick_ms = on_the_clock(now, spec.tick_interval_ms)
                 ticks: list[Tick] = []
                 interval = spec.tick_interval_ms
                 while series.next_tick_ms <= now:

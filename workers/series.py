@@ -20,7 +20,7 @@ from dashboard.market.book_store import aread_book, commit_call
 from dashboard.market.candles import Candle, CandleBook
 from dashboard.market.depth import book_entry, trades_piece
 from workers.order_book import BookDiff, OrderBook, Trade
-from workers.simulator import PriceProcess, SessionStats, SymbolSpec, Tick
+from workers.simulator import PriceProcess, SessionStats, SymbolSpec, Tick, on_the_clock
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ async def open_series(
     return OwnedSeries(
         epoch=epoch,
         process=process,
-        next_tick_ms=now,
+        next_tick_ms=on_the_clock(now, spec.tick_interval_ms),
         candles=CandleBook(forming=forming),
         book=book,
         quote=state.quote if state else None,

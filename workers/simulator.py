@@ -117,6 +117,18 @@ def quote_prices(mid: float, spread_bps: float, precision: int) -> tuple[float, 
     return price, bid, ask
 
 
+def on_the_clock(ms: int, interval_ms: int) -> int:
+    """The first instant at or after ``ms`` on the clock of a symbol: a multiple of its interval.
+
+    Every symbol of one interval ticks on the same instants, whoever opened it and when, so
+    their ticks meet in the same producer windows: a dashboard gets fewer, fuller frames (50
+    symbols of 250 ms in 100 ms windows: 4 frames a second instead of up to 10, and a frame
+    costs the server and the browser about the same whatever it carries), with no tick later
+    than its own time. A takeover continues the same cadence.
+    """
+    return -(-ms // interval_ms) * interval_ms
+
+
 @dataclass
 class PriceProcess:
     """The evolving state of one symbol: unrounded mid, session stats and sequence."""

@@ -235,6 +235,7 @@ def test_fanout_figures_by_hand() -> None:
         "p99_ms": 50,
         "max_ms": 90,
         "frames_per_s": 10.0,  # 40 frames / 4 s
+        "frames_per_dashboard_s": 0.53,  # 40 frames / (19 dashboards x 4 s)
         "ticks_per_frame": 16.0,  # 400 ticks / 25 tick frames (heartbeats do not count)
         "mbytes_per_s": 0.75,  # 3 MB / 4 s
         "web_cpu_pct": 5.0,
@@ -245,7 +246,8 @@ def test_fanout_figures_by_hand() -> None:
         "client_procs": 2,
         "cpu_per_frame_ms": 5.0,  # 0.2 s of web CPU / 40 frames
         "stack_cpu_per_frame_ms": 15.0,  # 0.6 s / 40 frames
-        "web_us_per_tick": 500.0,  # 0.2 s / 400 ticks
+        "cpu_us_per_tick": 500.0,  # 0.2 s / 400 ticks
+        "cpu_us_per_dashboard_s": 2631.6,  # 0.2 s / (19 dashboards x 4 s)
         "processes": USAGE,
         "closed_codes": {"1006": 1},
         "frame_types": {"ticks": 25, "heartbeat": 15},
@@ -273,7 +275,7 @@ def test_fanout_figures_with_nothing_received() -> None:
     assert figures["ticks_per_frame"] == 0.0
     assert figures["cpu_per_frame_ms"] is None
     assert figures["stack_cpu_per_frame_ms"] is None
-    assert figures["web_us_per_tick"] is None
+    assert figures["cpu_us_per_tick"] is None
     assert figures["client_cpu_max_pct"] == 0.0
     assert figures["client_procs"] == 0
     assert figures["web_cpu_pct"] == 0.0
@@ -288,7 +290,7 @@ def test_cpu_per_frame_needs_ticks_not_only_heartbeats() -> None:
     lines = [{"frames": 8, "ticks": 0}]
     figures = results.fanout_figures(lines, USAGE, ["web1"], duration=4.0, producer_tps=0, expected=0)
     assert figures["cpu_per_frame_ms"] is None
-    assert figures["web_us_per_tick"] is None
+    assert figures["cpu_us_per_tick"] is None
     assert figures["max_ms"] is None  # no tick: no latency at all
 
 
@@ -296,7 +298,7 @@ def test_zero_cpu_is_zero_per_frame() -> None:
     usage = {"web1": {"cpu_s": 0.0, "cpu_pct": 0.0, "rss_mib": 90.0}}
     figures = results.fanout_figures(LINES, usage, ["web1"], duration=4.0, producer_tps=0, expected=0)
     assert figures["cpu_per_frame_ms"] == 0.0
-    assert figures["web_us_per_tick"] == 0.0
+    assert figures["cpu_us_per_tick"] == 0.0
 
 
 def test_a_web_process_missing_from_the_sample_counts_nothing() -> None:

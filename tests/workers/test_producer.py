@@ -257,3 +257,22 @@ async def test_a_clean_stop_is_taken_over_in_the_next_window_not_the_next_acquir
     await first.release_all()
     await second.run_window(now + 100)
     assert leaving <= set(second.owned), "the released symbols are taken within one window"
+
+
+async def test_ticks_fall_on_the_clock_of_their_interval_whenever_a_series_opens(aredis) -> None:
+    producer = make_producer(aredis, "p1")
+    windows = await run_windows(producer, 7_000_037, 10)  # opened off every symbol's grid
+    for spec in SPECS:
+        stamps = [t["ts"] for entries in windows if spec.symbol in entries for t in _ticks(entries[spec.symbol])]
+        assert stamps, spec.symbol
+        assert all(ts % spec.tick_interval_ms == 0 for ts in stamps), (spec.symbol, stamps)
+        assert stamps == list(range(stamps[0], stamps[-1] + 1, spec.tick_interval_ms)), "one every interval"
+    # A takeover keeps the cadence: the next producer's ticks are on the same instants.
+    await producer.release_all()
+    second = make_producer(aredis, "p2")
+    later = await run_windows(second, 7_001_093, 5)
+    assert all(t["ts"] % 50 == 0 for entries in later if "AAA" in entries for t in _ticks(entries["AAA"]))
+
+
+def _ticks(entry) -> list[dict]:
+    return json.loads("[" + entry.piece + "]")
