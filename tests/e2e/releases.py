@@ -186,13 +186,3 @@ def schema_problems(models: dict[str, list[str]], schema: dict[str, dict[str, bo
             if c not in columns and not optional
         ]
     return problems
-
-
-def procfile(root: Path) -> dict[str, str]:
-    """The Procfile's commands of the release in ``root``."""
-    commands = {}
-    for line in (root / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    return commands

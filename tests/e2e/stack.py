@@ -44,13 +44,19 @@ for i in range({count}):
 """
 
 
-def procfile_commands() -> dict[str, str]:
+def procfile(root: Path) -> dict[str, str]:
+    """The Procfile's commands of the release in ``root``."""
     commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
+    for line in (root / "Procfile").read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, command = line.split(":", 1)
             commands[name.strip()] = command.strip()
     return commands
+
+
+def procfile_commands() -> dict[str, str]:
+    """This repository's Procfile commands: what `make run` starts."""
+    return procfile(ROOT)
 
 
 def process_env(workdir: Path, **overrides: str) -> dict[str, str]:

@@ -23,7 +23,6 @@ from pathlib import Path
 import redis
 
 from tests.e2e.deploy_files import ShippedValkey, haproxy_config
-from tests.e2e.releases import procfile
 from tests.e2e.stack import (
     ROOT,
     TRADER,
@@ -31,6 +30,7 @@ from tests.e2e.stack import (
     Process,
     answers,
     process_env,
+    procfile,
     tail_logs,
     wait_for,
 )

@@ -16,21 +16,10 @@ from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from dashboard.streams.session_auth import SessionAuthStack
+from tests.dashboard.streams.test_session_auth import APP
 
 OLD_KEY = "old-stream-test-key-" + "Qw3rTy9UiOp4AsDf" * 3
 NEW_KEY = "new-stream-test-key-" + "Zx8CvBn2MlKj6HgF" * 3
-
-
-async def _whoami(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await receive()
-    await send({"type": "websocket.accept"})
-    user = scope["user"]
-    await send({"type": "websocket.send", "text": user.username if user.is_authenticated else "-"})
-    await send({"type": "websocket.close", "code": 1000})
-
-
-APP = SessionAuthStack(_whoami)
 
 
 async def _who(session_key: str) -> str:
