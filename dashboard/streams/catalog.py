@@ -30,16 +30,18 @@ _cached: tuple[float, bytes | None, list[dict[str, Any]]] | None = None
 
 
 def _lookup(version: bytes | None) -> list[dict[str, Any]] | None:
+    # The one list of one version, shared by every stream that opens on it, read-only: a copy
+    # per connection was 2.4 KiB of every idle stream's memory (docs/performance.md).
     with _lock:
         if _cached is not None and _cached[1] == version and time.monotonic() - _cached[0] < MAX_AGE:
-            return [dict(entry) for entry in _cached[2]]
+            return _cached[2]
     return None
 
 
 def _keep(version: bytes | None, catalog: list[dict[str, Any]]) -> None:
     global _cached
     with _lock:
-        _cached = (time.monotonic(), version, [dict(entry) for entry in catalog])
+        _cached = (time.monotonic(), version, catalog)
 
 
 def forget() -> None:

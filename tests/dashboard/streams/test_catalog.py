@@ -26,3 +26,9 @@ async def test_a_crowd_of_connections_reads_the_catalog_once_and_a_change_reads_
     hello = await next_frame(communicator, "hello")
     assert "NEW" in [s["symbol"] for s in hello["symbols"]], "the change bumped the version: read again"
     assert len(reads) == 2
+
+
+async def test_streams_of_one_version_share_its_catalog_entries(symbols) -> None:
+    catalogs.forget()
+    first, second = await catalogs.acurrent(), await catalogs.acurrent()
+    assert first is second, "one list per version, not a copy per connection"
