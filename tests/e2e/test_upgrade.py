@@ -113,6 +113,14 @@ def runs_from(topology: Topology, name: str) -> Path:
     puts it first on sys.path; Celery imports the app from it), resolved when it started."""
     popen = topology.processes[name].popen
     assert popen is not None, name
+
+    def started() -> bool:
+        # The process is first the `/bin/sh -c 'cd RELEASE && exec ...'` that starts it, in
+        # the test's own directory: read its directory once the shell has made it the program.
+        argv0 = Path(f"/proc/{popen.pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        return argv0 != b"/bin/sh"
+
+    wait_until(started, 30, f"{name}'s program to replace its shell")
     return Path(f"/proc/{popen.pid}/cwd").resolve()
 
 
