@@ -96,7 +96,7 @@ def topology(old: OldRelease, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with started(Topology(workdir, code_root=link)) as running:
         for name in running.processes:
             if name != "haproxy":
-                assert runs_from(running, name) == old.root.resolve(), name
+                assert runs_release(running, name, old.root), name
         yield running
 
 
@@ -113,15 +113,16 @@ def runs_from(topology: Topology, name: str) -> Path:
     puts it first on sys.path; Celery imports the app from it), resolved when it started."""
     popen = topology.processes[name].popen
     assert popen is not None, name
-
-    def started() -> bool:
-        # The process is first the `/bin/sh -c 'cd RELEASE && exec ...'` that starts it, in
-        # the test's own directory: read its directory once the shell has made it the program.
-        argv0 = Path(f"/proc/{popen.pid}/cmdline").read_bytes().split(b"\0", 1)[0]
-        return argv0 != b"/bin/sh"
-
-    wait_until(started, 30, f"{name}'s program to replace its shell")
     return Path(f"/proc/{popen.pid}/cwd").resolve()
+
+
+def runs_release(topology: Topology, name: str, release: Path) -> bool:
+    """Whether ``name`` runs from ``release``, once its starting shell has become the program
+    (the `/bin/sh -c 'cd RELEASE && exec ...'` that starts it is first in the test's own
+    directory: a read at once failed full runs now and then)."""
+    wanted = release.resolve()
+    wait_until(lambda: runs_from(topology, name) == wanted, 15, f"{name} to run from {wanted}")
+    return True
 
 
 def test_the_previous_release_runs_against_the_newest_schema(topology: Topology, old: OldRelease) -> None:
@@ -226,7 +227,7 @@ def restart(topology: Topology, name: str, release: Path) -> int:
     topology.processes[name].stop()
     stopped_ms = time.time_ns() // 1_000_000
     topology.start_process(name)
-    assert runs_from(topology, name) == release.resolve(), f"{name} runs the release the link points at"
+    assert runs_release(topology, name, release), f"{name} runs the release the link points at"
     return stopped_ms
 
 
