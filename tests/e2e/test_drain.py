@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.e2e import rolling
 from tests.e2e.client import ResumingClient
 from tests.e2e.stack import Stack
 from tests.waiting import until
@@ -154,8 +155,6 @@ async def test_sighup_replaces_the_process_on_its_port_and_each_client_moves_onc
             await client.stop()
         # The successor runs in the old process's group, which the stack's bookkeeping no
         # longer follows: stop it there, and start the stack's own web process again.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(predecessor.pid, signal.SIGTERM)
-        await until(lambda: refuses(stack.web_port), 15, "the successor to stop")
+        await rolling.stop_groups([predecessor.pid], [stack.web_port])
         web.popen = None
         await asyncio.to_thread(stack.start_web)
