@@ -174,12 +174,13 @@ def web_cpu_seconds(usage: Usage, web_names: Sequence[str]) -> float:
     return sum(usage[n]["cpu_s"] for n in web_names if n in usage)
 
 
-def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int) -> dict[str, Any]:
-    """CPU and memory of the web processes, the whole stack and the load clients over a window."""
+def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int, dashboard_s: float) -> dict[str, Any]:
+    """CPU and memory of the web processes, the whole stack and the load clients over a window
+    (``dashboard_s``: dashboards x seconds of it)."""
     client_names = [n for n in usage if n.startswith("client")]
     server_names = [n for n in usage if n not in client_names]
     web = [n for n in web_names if n in usage]
-    web_cpu_s = sum(usage[n]["cpu_s"] for n in web)
+    web_cpu_s = web_cpu_seconds(usage, web_names)
     stack_cpu_s = sum(usage[n]["cpu_s"] for n in server_names)
     client_pcts = [usage[n]["cpu_pct"] for n in client_names]
     return {
@@ -193,6 +194,7 @@ def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int)
         "stack_cpu_per_frame_ms": _per_frame_ms(stack_cpu_s, frames, ticks),
         # Per delivered tick: the comparison that holds when two servers send different frames.
         "cpu_us_per_tick": round(1e6 * web_cpu_s / ticks, 3) if ticks else None,
+        "cpu_us_per_dashboard_s": round(1e6 * web_cpu_s / dashboard_s, 1) if dashboard_s and ticks else None,
     }
 
 
@@ -210,10 +212,7 @@ def fanout_figures(
     frames = total(lines, "frames")
     hist = merge_hist(line.get("latency_hist", {}) for line in lines)
     delivered = ticks / duration
-    cpu = cpu_figures(usage, web_names, frames, ticks)
-    dashboards = total(lines, "alive")
-    dashboard_s = dashboards * duration
-    web_cpu_s = web_cpu_seconds(usage, web_names)
+    dashboard_s = total(lines, "alive") * duration
     return {
         "duration_s": duration,
         "producer_tps": round(producer_tps, 1),
@@ -229,8 +228,7 @@ def fanout_figures(
         "frames_per_dashboard_s": round(frames / dashboard_s, 2) if dashboard_s else None,
         "ticks_per_frame": round(ticks / max(1, total(lines, "tick_frames")), 1),
         "mbytes_per_s": round(total(lines, "bytes") / duration / 1e6, 2),
-        **cpu,
-        "cpu_us_per_dashboard_s": round(1e6 * web_cpu_s / dashboard_s, 1) if dashboard_s and ticks else None,
+        **cpu_figures(usage, web_names, frames, ticks, dashboard_s),
         "processes": usage,
         "closed_codes": merge_counts(line.get("closed_codes", {}) for line in lines),
         "frame_types": merge_counts(line.get("frame_types", {}) for line in lines),
