@@ -14,7 +14,7 @@ import socket
 import threading
 import uuid
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,14 @@ class ProducerThread(threading.Thread):
         finally:
             await redis.aclose()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self, timeout: float = 5.0) -> None:
+        """Ask the producer to stop (it releases its leases as it ends); returns at once."""
         self._ready.wait(timeout)
         if self._loop is not None and self._stop_event is not None:
             self._loop.call_soon_threadsafe(self._stop_event.set)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop(timeout)
         self.join(timeout)
 
 
@@ -107,6 +111,13 @@ class ProducerStep(bootsteps.StartStopStep):
             return
         self.thread = ProducerThread()
         self.thread.start()
+        signals.worker_shutting_down.connect(self._hand_over_now, weak=False)
+
+    def _hand_over_now(self, **_: object) -> None:
+        # Celery announces a warm shutdown as SIGTERM arrives, then stops its consumer and
+        # pool before this step: the symbols are handed over now, not a second later at the end.
+        if self.thread is not None:
+            self.thread.request_stop()
 
     def stop(self, worker) -> None:
         if self.thread is not None:
