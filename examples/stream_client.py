@@ -432,8 +432,13 @@ async def main_async(url: str, token: str, state: StreamState, tls: ssl.SSLConte
     task = asyncio.current_task()
     if task is not None:
         # SIGTERM ends it as Ctrl-C does: with the summary (Windows has no signal handlers here).
-        with contextlib.suppress(NotImplementedError, AttributeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        # SIGINT is handled here too, not left to asyncio.run: a parent that ignores SIGINT (a
+        # shell's background job, some CI runners) passes that on, and asyncio then installs no
+        # handler, so Ctrl-C, or a supervisor's SIGINT, would do nothing.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                loop.add_signal_handler(signum, task.cancel)
     while True:
         code: int | None = None
         try:

@@ -408,6 +408,33 @@ def test_revoking_the_token_ends_the_example_client(stack_logs: Stack, run_clien
     assert out.process.wait(10) == 2
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_example_client_ends_with_its_summary_on_sigint_or_sigterm_even_if_started_ignoring_sigint(
+    signum: int,
+) -> None:
+    """A shell's background job, and some CI runners, start a program with SIGINT ignored, and
+    asyncio.run then installs no Ctrl-C handler: the client handles both signals itself."""
+    env = {**os.environ, "TICKER_TOKEN": "unused", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--url", f"ws://127.0.0.1:{free_port()}", "--depth", "AAPL"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        out = Lines(process)
+        out.until(lambda line: line.startswith("connect failed "), 15, "a refused connect")
+        process.send_signal(signum)
+        out.until(lambda line: line.startswith("depth ok:"), 10, "the depth summary")
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_the_example_client_needs_only_the_standard_library_and_its_requirements() -> None:
     """``python -m pip install -r examples/requirements.txt`` is all it needs: every import is
     the standard library's or a package that file names."""
