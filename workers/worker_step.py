@@ -8,6 +8,7 @@ Redis expires on its own and is taken over by the next worker's producer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -81,8 +82,11 @@ class ProducerThread(threading.Thread):
     def request_stop(self, timeout: float = 5.0) -> None:
         """Ask the producer to stop (it releases its leases as it ends); returns at once."""
         self._ready.wait(timeout)
-        if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
+        if self._loop is not None and self._stop_event is not None and not self._loop.is_closed():
+            # Asked twice (the shutdown signal, then the step's stop): the second finds the loop
+            # closed once the producer has ended, and there is nothing left to ask.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop_event.set)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.request_stop(timeout)
