@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dashboard.market.depth import TRADES_PIECE, BookReplicas, book_entry, trades_frame, trades_piece, window_of
 from workers.order_book import OrderBook
-from workers.simulator import PriceProcess, SymbolSpec, on_the_clock
+from workers.simulator import PriceProcess, SymbolSpec, next_window_ms, on_the_clock
 
 logger = logging.getLogger("bench.floor")
 
@@ -284,10 +284,9 @@ async def produce_main(args: argparse.Namespace) -> None:
         )
         for i, (s, v) in enumerate(zip(symbols, stored, strict=True))
     ]
-    # Ticker's schedule (workers.simulator.on_the_clock): every series of one interval ticks
-    # on the instants that are multiples of it, so both send the same frames.
-    window = args.window_ms / 1000.0
-    next_at = time.monotonic()
+    # Ticker's schedule (workers.simulator.on_the_clock, next_window_ms): every series of one
+    # interval ticks on the instants that are multiples of it, and windows run on the clock
+    # too, so both send the same frames at the same instants.
     logger.info("floor producer: %d symbols at %.0f ticks/s", len(symbols), args.rate)
     try:
         while not stop.is_set():
@@ -319,11 +318,7 @@ async def produce_main(args: argparse.Namespace) -> None:
                         pipe.mset({SEQ_KEY.format(s): n for s, n in last.items()})
                     pipe.publish(CHANNEL, orjson.dumps(message))
                     await pipe.execute()
-            next_at += window
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                next_at = time.monotonic()
-                delay = 0
+            delay = max(0, next_window_ms(now_ms(), args.window_ms) - now_ms()) / 1000.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
     finally:

@@ -31,7 +31,7 @@ from dashboard.market.candles import Candle
 from dashboard.market.protocol import BatchEntry, encode_ticks
 from ticker import metrics
 from workers.series import BookWindow, OwnedSeries, book_window, open_series, step
-from workers.simulator import DEFAULT_TIME_SCALE, SymbolSpec, Tick, on_the_clock
+from workers.simulator import DEFAULT_TIME_SCALE, SymbolSpec, Tick, next_window_ms, on_the_clock
 
 if TYPE_CHECKING:
     from workers.alerts import AlertWatcher
@@ -106,14 +106,14 @@ class Producer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run windows until ``stop`` is set, surviving Redis and database outages."""
-        window = self.config.window_ms / 1000.0
         failures = 0
-        next_at = time.monotonic()
+        window_at = now_ms()
         logger.info("producer %s started (window %d ms)", self.config.owner, self.config.window_ms)
         while not stop.is_set():
-            metrics.PRODUCER_LAG.observe(max(0.0, time.monotonic() - next_at))
+            now = now_ms()
+            metrics.PRODUCER_LAG.observe(max(0, now - window_at) / 1000.0)
             try:
-                await self.run_window(now_ms())
+                await self.run_window(now)
                 if failures:
                     logger.info("producer %s recovered after %d failed windows", self.config.owner, failures)
                 failures = 0
@@ -125,12 +125,9 @@ class Producer:
                 self._acquire_due_ms = 0
                 if failures == 1 or failures % LOG_EVERY_FAILURES == 0:
                     logger.warning("producer window failed (%d in a row): %r", failures, exc)
-            next_at += window
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                # Fell behind: skip ahead rather than run windows back to back.
-                next_at = time.monotonic()
-                delay = 0
+            # The next window on the clock: one that fell behind is skipped, not run back to back.
+            window_at = next_window_ms(now_ms(), self.config.window_ms)
+            delay = max(0, window_at - now_ms()) / 1000.0
             if failures:
                 delay = max(delay, min(FAILURE_BACKOFF_SECONDS * failures, MAX_FAILURE_BACKOFF_SECONDS))
             with contextlib.suppress(TimeoutError):

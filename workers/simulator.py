@@ -129,6 +129,22 @@ def on_the_clock(ms: int, interval_ms: int) -> int:
     return -(-ms // interval_ms) * interval_ms
 
 
+# A window runs this long after its instant on the clock, so a timer firing a little early
+# (the event loop's clock is not the wall clock) still finds the ticks due at that instant.
+WINDOW_OFFSET_MS = 2
+
+
+def next_window_ms(ms: int, window_ms: int) -> int:
+    """The instant after ``ms`` of the next producer window: a multiple of ``window_ms``, plus the offset.
+
+    Windows on the wall clock, like the ticks, publish a tick due on the clock within
+    ``window_ms`` of its time on every producer (a window phase of its own would add up to a
+    window to every tick), and a producer that fell behind comes back to the same instants
+    instead of a new phase.
+    """
+    return ((ms - WINDOW_OFFSET_MS) // window_ms + 1) * window_ms + WINDOW_OFFSET_MS
+
+
 @dataclass
 class PriceProcess:
     """The evolving state of one symbol: unrounded mid, session stats and sequence."""

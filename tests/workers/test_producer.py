@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import statistics
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,8 +16,8 @@ from dashboard.market import store as market_store
 from dashboard.market.candles import INTERVALS_MS
 from dashboard.market.client import new_async_redis, sync_redis
 from tests.waiting import until
-from workers.producer import Producer, ProducerConfig
-from workers.simulator import SymbolSpec
+from workers.producer import Producer, ProducerConfig, now_ms
+from workers.simulator import WINDOW_OFFSET_MS, SymbolSpec
 
 SPECS = [
     SymbolSpec(symbol="AAA", initial_price=100.0, tick_interval_ms=50),
@@ -159,6 +160,29 @@ async def test_run_survives_redis_errors_and_stops_cleanly(aredis) -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await aredis.get(market_store.lease_key("BBB")) is None, "leases released on stop"
+
+
+async def test_windows_run_on_the_clock_whenever_the_producer_starts(aredis) -> None:
+    producer = make_producer(aredis, "p1", window_ms=100)
+    seen: list[int] = []
+    run_window = producer.run_window
+
+    async def recording(now: int) -> dict:
+        seen.append(now)
+        return await run_window(now)
+
+    producer.run_window = recording  # type: ignore[method-assign]
+    # Started half a window off the clock: a window phase of its own would stay there.
+    await until(lambda: 45 <= now_ms() % 100 <= 55, 5, "half a window past the clock", interval=0.001)
+    stop = asyncio.Event()
+    task = asyncio.create_task(producer.run(stop))
+    await until(lambda: len(seen) >= 11, 10, "11 windows", interval=0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    # Each window after the first starts just after its instant on the clock (a late wake-up
+    # on a busy machine is allowed for: the median says where the schedule is).
+    offsets = [(now - WINDOW_OFFSET_MS) % 100 for now in seen[1:11]]
+    assert statistics.median(offsets) < 20, offsets
 
 
 async def test_closed_candles_are_cached_and_queued_for_the_database(aredis) -> None:

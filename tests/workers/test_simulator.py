@@ -9,7 +9,15 @@ import statistics
 
 import pytest
 
-from workers.simulator import PriceProcess, SessionStats, SymbolSpec, quote_prices
+from workers.simulator import (
+    WINDOW_OFFSET_MS,
+    PriceProcess,
+    SessionStats,
+    SymbolSpec,
+    next_window_ms,
+    on_the_clock,
+    quote_prices,
+)
 
 SPEC = SymbolSpec(symbol="TEST", initial_price=100.0, precision=2, volatility=0.4, spread_bps=10.0)
 
@@ -94,3 +102,16 @@ def test_halted_spec_is_carried() -> None:
     process = PriceProcess.start(SPEC, seed=1)
     process.retune(SymbolSpec(symbol="TEST", initial_price=100.0, halted=True))
     assert process.spec.halted
+
+
+def test_on_the_clock_is_the_first_multiple_of_the_interval_at_or_after() -> None:
+    assert on_the_clock(1_000, 250) == 1_000
+    assert on_the_clock(1_001, 250) == 1_250
+    assert on_the_clock(1_249, 250) == 1_250
+
+
+@pytest.mark.parametrize("ms", [0, 1, 1_000, 1_001, 1_002, 1_003, 1_099, 1_101, 1_102, 1_103])
+def test_the_next_window_is_strictly_later_on_the_window_clock_and_within_one_window(ms: int) -> None:
+    window = next_window_ms(ms, 100)
+    assert (window - WINDOW_OFFSET_MS) % 100 == 0
+    assert ms < window <= ms + 100
