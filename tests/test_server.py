@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import subprocess
 import sys
@@ -317,3 +318,20 @@ def test_our_text_frame_is_byte_for_byte_autobahns(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     prepared = WebSocketServerFactory().prepareMessage(payload, isBinary=False, doNotCompress=True)
     assert text_frame(payload) == prepared.payloadHybi
+
+
+def test_a_stream_under_daphne_writes_its_text_frames_through_the_protocol() -> None:
+    from daphne.server import Server
+
+    from dashboard.streams.consumers import text_sender
+    from ticker.slow_clients import BoundedWebSocketProtocol
+
+    protocol = BoundedWebSocketProtocol.__new__(BoundedWebSocketProtocol)
+    server = Server.__new__(Server)
+    # What Daphne hands each application as its ASGI send (daphne.server.Server.create_application).
+    assert text_sender(functools.partial(server.handle_reply, protocol)) == protocol.send_text
+
+    async def other_server_send(message: dict[str, Any]) -> None: ...
+
+    assert text_sender(other_server_send) is None
+    assert text_sender(functools.partial(other_server_send)) is None

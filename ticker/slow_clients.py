@@ -121,6 +121,13 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             return
         self.write_text_frame(content.encode(), pending)
 
+    def send_text(self, text: str) -> None:
+        """A text frame from the application, called directly (``dashboard.streams.consumers.text_sender``) instead of
+        through Daphne's ASGI send: what ``Server.handle_reply`` and ``handle_reply`` would do
+        for a ``websocket.send`` of text, without a coroutine and two dispatches per frame.
+        A connection that is gone drops the frame as a closing one does (``serverSend``)."""
+        self.serverSend(text, False)
+
     def write_text_frame(self, payload: bytes, pending: int) -> None:
         """One unfragmented, uncompressed text frame, written at once when nothing is queued.
 

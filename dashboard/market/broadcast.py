@@ -6,6 +6,10 @@ symbol's ticks encoded once (a ``BatchEntry``), and its book changes and trades
 window changed also gets one ``symbol.ticks`` message on its own group, for
 single-symbol streams. Catalog changes go to the ``catalog`` group as a ready
 ``symbols`` frame.
+
+A message to a connection's groups (a user's, a login session's, an API token's, the
+catalog's) names its group: a web process receives them all on one channel
+(``dashboard.streams.events``) and hands each to the dashboards in that group.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def user_group(user_id: int) -> str:
 
 async def publish_alert(layer: Any, user_id: int, alert: Mapping[str, Any]) -> None:
     """Push a fired alert to every open stream of its owner, as a ready ``alert`` frame."""
-    await layer.group_send(user_group(user_id), {"type": "alert.fired", "frame": alert_frame(alert)})
+    group = user_group(user_id)
+    await layer.group_send(group, {"type": "alert.fired", "group": group, "frame": alert_frame(alert)})
 
 
 def session_group(session_key: str) -> str:
@@ -100,10 +105,11 @@ def _send_from_sync(group: str, message: dict[str, Any], operation: str) -> bool
 
 def publish_revoked(group: str, reason: str) -> bool:
     """Close every stream in ``group`` (a user's or a session's): logout, deactivation."""
-    return _send_from_sync(group, {"type": "access.revoked", "reason": reason}, "publish_revoked")
+    return _send_from_sync(group, {"type": "access.revoked", "group": group, "reason": reason}, "publish_revoked")
 
 
 def publish_catalog(catalog: Sequence[Mapping[str, Any]]) -> bool:
     """Tell every open stream the catalog changed, as a ready ``symbols`` frame."""
-    message = {"type": "catalog.changed", "catalog": list(catalog), "frame": symbols_frame(catalog)}
+    frame = symbols_frame(catalog)
+    message = {"type": "catalog.changed", "group": CATALOG_GROUP, "catalog": list(catalog), "frame": frame}
     return _send_from_sync(CATALOG_GROUP, message, "publish_catalog")

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from dashboard.market.broadcast import CATALOG_GROUP, session_group, token_group, user_group
@@ -32,6 +33,7 @@ from dashboard.market.protocol import CloseCode, Limits
 from dashboard.market.store import aread_subscribe, read_subscribe
 from dashboard.streams import catalog as catalogs
 from dashboard.streams import frames, heartbeat
+from dashboard.streams.events import ProcessEvents, process_events
 from dashboard.streams.feed import process_feed, symbol_feed
 from dashboard.streams.outbox import SharedWriter
 from dashboard.streams.session import Read, StreamSession
@@ -73,6 +75,19 @@ def _raw_send(send: Any) -> Any:
         send = inner
 
 
+def text_sender(send: Any) -> Callable[[str], None] | None:
+    """The connection's own ``send_text`` behind Daphne's ASGI ``send``, or ``None``.
+
+    Daphne hands each application ``partial(Server.handle_reply, protocol)``; the protocol
+    ``ticker.server`` builds (``ticker.slow_clients``) writes a text frame synchronously,
+    without a coroutine and two dispatches per frame. Under any other server (the test
+    communicator) frames keep the ASGI send. Duck-typed: importing the protocol's module
+    here would import Twisted's reactor into every process that imports the consumers.
+    """
+    protocol = next(iter(getattr(send, "args", ())), None)
+    return getattr(protocol, "send_text", None)
+
+
 def _new_session(scope: dict[str, Any], limits: Limits, **options: Any) -> StreamSession:
     return StreamSession(
         limits,
@@ -107,28 +122,41 @@ class StreamConsumer(AsyncWebsocketConsumer):
     what it follows takes it out of the group first (the session's ``on_change``).
     """
 
+    # Not a configured layer: channels opens no channel of its own for the connection (a
+    # queue and a waiting task per dashboard); its groups' messages come through the
+    # process's one channel (``dashboard.streams.events``).
+    channel_layer_alias = "ticker.process-events"
     feed_key: frozenset[str] | None = None
     feed: Any = None
     session: StreamSession | None = None
+    events: ProcessEvents | None = None
+    # Whether it follows any symbol's depth or trades: asked by the feed of every member per
+    # window, so kept as a plain attribute, set after whatever can change it (a client's
+    # frame, a catalog change).
+    follows_books = False
+    send_text: Callable[[str], None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Every frame goes straight to the server, shared tick frames too (``MarketFeed``).
         self.raw_send = _raw_send(send)
+        self.send_text = text_sender(self.raw_send)
         self._writing = False
         self._close_sent = False
         self._reads: set[asyncio.Task[None]] = set()
         await super().__call__(scope, receive, send)
 
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
-        # Channels joins ``self.groups`` before ``connect`` and leaves them after ``disconnect``.
-        self.groups = [*_access_groups(self.scope), CATALOG_GROUP]
-        await super().websocket_connect(message)
-
     async def connect(self) -> None:
+        layer = get_channel_layer()
+        # Joined before the accept, as channels joins a consumer's groups: a logout while
+        # the stream opens still closes it.
+        events = process_events(layer)
+        self.event_groups = [*_access_groups(self.scope), CATALOG_GROUP]
+        await events.join(self, self.event_groups)
+        self.events = events
         self.frames_sent = metrics.FRAMES_SENT.labels("stream")
         self.ticks_sent = metrics.TICKS_SENT.labels("stream")
         await self.accept()
-        feed = process_feed(self.channel_layer)
+        feed = process_feed(layer)
         self.session = _new_session(self.scope, frames.limits(), shared=feed.reads, on_change=self._leave_group)
         self.feed = feed
         await feed.register(self)
@@ -139,6 +167,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         heartbeat.hub().unregister(self)
+        if self.events is not None:
+            self.events.leave(self, self.event_groups)
         if self.feed is not None:
             self.feed.unregister(self)
         for task in self._reads:
@@ -179,10 +209,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._reads.add(task)
             task.add_done_callback(self._reads.discard)
 
-    @property
-    def follows_books(self) -> bool:
-        return self.session is not None and bool(self.session.books)
-
     async def deliver_books(self, window: MarketWindow) -> None:
         """Depth and trades of a window whose ticks went out in the feed's shared frame."""
         session = self.session
@@ -201,6 +227,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if session is None:
             return
         closing = session.client_frame(text_data, bytes_data)
+        self.follows_books = bool(session.books)
         if closing is not None:
             _log_close(self.scope, "stream", closing)
         await self._write()
@@ -220,6 +247,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def catalog_changed(self, event: dict[str, Any]) -> None:
         if self.session is not None:
             self.session.catalog_changed(event["catalog"], event["frame"])
+            self.follows_books = bool(self.session.books)
             await self._write()
 
     # --- waiting, the async way --------------------------------------------------------
@@ -252,9 +280,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         self._writing = True
         try:
-            outbox, written = session.outbox, 0
+            outbox, written, send_text = session.outbox, 0, self.send_text
             while outbox:
-                await self.raw_send({"type": "websocket.send", "text": outbox.popleft()})
+                if send_text is not None:
+                    send_text(outbox.popleft())
+                else:
+                    await self.raw_send({"type": "websocket.send", "text": outbox.popleft()})
                 written += 1
                 if written % FRAMES_PER_TURN == 0:
                     await asyncio.sleep(0)

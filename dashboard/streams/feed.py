@@ -52,6 +52,8 @@ class SharedTarget(BatchTarget, Protocol):
 
     feed_key: frozenset[str] | None
     raw_send: Callable[[dict[str, Any]], Awaitable[None]]
+    # The connection's synchronous text write under Daphne (``consumers.text_sender``), else None.
+    send_text: Callable[[str], None] | None
 
     def steppable(self) -> frozenset[str] | None:
         """Its subscribed symbols when it may join a group now (nothing held or pending)."""
@@ -61,9 +63,8 @@ class SharedTarget(BatchTarget, Protocol):
     def leave_step(self, last: Positions) -> None:
         """Write its positions out from ``last``: it takes the per-stream path from now on."""
 
-    @property
-    def follows_books(self) -> bool:
-        """Whether it follows any symbol's depth or trades (``deliver_books`` after each shared frame)."""
+    # Whether it follows any symbol's depth or trades (``deliver_books`` after each shared frame).
+    follows_books: bool
 
     async def deliver_books(self, window: MarketWindow) -> None:
         """Its depth and trades frames of ``window``, after the window's shared ticks frame."""
@@ -175,19 +176,25 @@ class MarketFeed:
             # Every member gets the frame, even one detached while others are being sent
             # to: its positions were written out as of this batch.
             targets = list(members)
-            message = {"type": "websocket.send", "text": ticks_frame(pieces)} if pieces else None
-            if message is None and not window:
+            text = ticks_frame(pieces) if pieces else None
+            if text is None and not window:
                 continue
+            message = None
             for target in targets:
                 try:
-                    if message is not None:
-                        await target.raw_send(message)
+                    if text is not None:
+                        send_text = target.send_text
+                        if send_text is not None:
+                            send_text(text)
+                        else:
+                            message = message or {"type": "websocket.send", "text": text}
+                            await target.raw_send(message)
                     # A member that follows books gets its depth and trades after the shared ticks.
                     if window and target.follows_books:
                         await target.deliver_books(window)
                 except Exception:
                     logger.debug("shared frame not delivered to a closing stream", exc_info=True)
-            if message is not None:
+            if text is not None:
                 sent += len(targets)
                 ticks_sent += count * len(targets)
         if sent:

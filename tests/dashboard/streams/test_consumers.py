@@ -188,6 +188,22 @@ async def test_symbol_stream_serves_its_own_symbol_only(connect, symbols) -> Non
     assert (error["code"], error["id"]) == ("forbidden", 9)
 
 
+async def test_dashboards_open_no_channel_layer_channel_of_their_own(connect, symbols) -> None:
+    from channels.layers import get_channel_layer
+
+    def channels() -> int:
+        return len(get_channel_layer()._get_layer().channels)
+
+    first, _, _ = await connect(STREAM)
+    await next_frame(first, "hello")
+    before = channels()
+    for _ in range(5):
+        communicator, _, _ = await connect(STREAM)
+        await next_frame(communicator, "hello")
+    # The process's channels (the market feed's, the connection events'), not one per dashboard.
+    assert channels() == before <= 2
+
+
 # --- access revoked -------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ class Stream:
     """What the feed needs of a stream, on a real ``Subscriptions``."""
 
     feed_key = None
+    send_text = None
 
     def __init__(self, positions: dict[str, tuple[str, int]]) -> None:
         self.subs = Subscriptions()
@@ -230,5 +231,32 @@ def test_a_read_in_flight_overtaken_by_a_new_epoch_is_read_again() -> None:
         release.set()
         assert (await second)["A"].snapshot.epoch == "f", "not the overtaken read"
         await first
+
+    run(scenario())
+
+
+class DirectStream(Stream):
+    """A stream under Daphne: the shared frame is written through its synchronous ``send_text``."""
+
+    def __init__(self, positions: dict[str, tuple[str, int]]) -> None:
+        super().__init__(positions)
+        self.send_text = self.shared.append
+
+    async def raw_send(self, message: dict[str, Any]) -> None:
+        raise AssertionError("a stream with send_text gets its shared frames through it")
+
+
+def test_a_shared_frame_goes_through_send_text_where_there_is_one_and_the_asgi_send_elsewhere() -> None:
+    async def scenario() -> None:
+        feed = MarketFeed(layer=None)
+        direct, asgi = DirectStream({"A": ("e", 2)}), Stream({"A": ("e", 2)})
+        for s in (direct, asgi):
+            feed.targets.add(s)
+            feed.loose.add(s)
+        await feed.dispatch({"A": entry("A", "e", 3, 3)})  # per stream: both join the group
+        await feed.dispatch({"A": entry("A", "e", 4, 5)})
+        assert direct.shared == asgi.shared
+        assert len(direct.shared) == 1
+        assert direct.seqs() == asgi.seqs() == [("A", 3), ("A", 4), ("A", 5)]
 
     run(scenario())
