@@ -335,3 +335,25 @@ def test_a_stream_under_daphne_writes_its_text_frames_through_the_protocol() -> 
 
     assert text_sender(other_server_send) is None
     assert text_sender(functools.partial(other_server_send)) is None
+
+
+def test_an_open_stream_lets_go_of_the_http_channel_it_was_upgraded_from() -> None:
+    from twisted.web.http import HTTPChannel
+
+    from ticker.slow_clients import BoundedWebSocketProtocol
+
+    class Transport:
+        def __init__(self, producer: Any) -> None:
+            self.producer = producer
+
+        def unregisterProducer(self) -> None:
+            self.producer = None
+
+    protocol = BoundedWebSocketProtocol.__new__(BoundedWebSocketProtocol)
+    protocol.transport = Transport(HTTPChannel())
+    protocol._release_http_channel()
+    assert protocol.transport.producer is None, "the channel, its request and headers can be collected"
+    other = object()
+    protocol.transport = Transport(other)
+    protocol._release_http_channel()
+    assert protocol.transport.producer is other, "a producer of someone else's is left alone"

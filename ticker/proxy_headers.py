@@ -101,5 +101,13 @@ def screen(scope: dict[str, Any], peer: str | None, root_path: str) -> None:
     restore the server's own ``root_path`` (Daphne takes one from ``Daphne-Root-Path``)."""
     if peer is not None and peer in TRUSTED_PROXIES:
         return
-    scope["headers"] = [(name, value) for name, value in scope.get("headers", []) if not proxy_only(name)]
+    headers = scope.get("headers", [])
+    if any(proxy_only(name) for name, _ in headers):
+        # In place: the server keeps this list too (Daphne's ``clean_headers``), and a
+        # screened copy beside it would be held for a stream's whole life.
+        kept = [(name, value) for name, value in headers if not proxy_only(name)]
+        if isinstance(headers, list):
+            headers[:] = kept
+        else:
+            scope["headers"] = kept
     scope["root_path"] = root_path

@@ -19,9 +19,11 @@ Usage: ``python -m ticker.server [daphne options] ticker.asgi:application``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
+from functools import partial
 from typing import Any
 
 from daphne.access import AccessLogGenerator
@@ -32,6 +34,7 @@ from twisted.internet import reactor
 from ticker import gc_tuning, proxy_headers
 from ticker.drain import Drain
 from ticker.health import QuietProbesAccessLog
+from ticker.inbox import Inbox
 from ticker.listen import shared_endpoint
 from ticker.slow_clients import BoundedWebSocketProtocol
 from ticker.successor import Successor, retire_predecessor
@@ -81,7 +84,20 @@ class BoundedServer(Server):
         # Every HTTP request and WebSocket handshake passes here with its scope, before the
         # application exists: the one place where both the peer and the headers are known.
         proxy_headers.screen(scope, proxy_headers.peer_host(protocol), self.root_path)
-        return super().create_application(protocol, scope)
+        if scope.get("type") != "websocket":
+            return super().create_application(protocol, scope)
+        # A WebSocket lives for hours: its input queue is an ``Inbox``, not an asyncio.Queue.
+        # Otherwise as Daphne does it: one application per protocol, run as a task that
+        # Daphne's application checker watches, and nothing run for a protocol already gone.
+        details = self.connections.get(protocol)
+        if details is None:
+            return None
+        assert "application_instance" not in details
+        inbox = Inbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(scope=scope, receive=inbox.get, send=partial(self.handle_reply, protocol))
+        details["application_instance"] = asyncio.ensure_future(instance)
+        return inbox
 
     @property
     def ws_factory(self) -> Any:

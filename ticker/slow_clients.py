@@ -5,8 +5,8 @@ client stops reading: one stalled tab would grow the server's memory for as long
 stays connected. ``BoundedWebSocketProtocol``, Daphne's WebSocket protocol with
 
 * the bytes waiting in the transport's write buffer watched on every frame and on
-  Daphne's timeout check (Twisted's producer API is taken: Daphne leaves the HTTP
-  channel registered on the upgraded transport),
+  Daphne's timeout check (not Twisted's producer API: Daphne registers the HTTP channel
+  as the upgraded transport's producer, which is released once the stream is open),
 * a client whose buffer has stayed full for ``slow_after`` seconds closed with
   ``CloseCode.TOO_SLOW`` (4408), its frames dropped meanwhile, and the TCP connection
   aborted when not even the close frame can be delivered,
@@ -31,6 +31,7 @@ from typing import Any
 
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
+from twisted.web.http import HTTPChannel
 
 from dashboard.market.protocol import CloseCode
 
@@ -92,6 +93,16 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         # Not every transport is a TCP socket (UNIX sockets, test transports).
         with contextlib.suppress(AttributeError, OSError):
             self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.socket_send_buffer)
+        self._release_http_channel()
+
+    def _release_http_channel(self) -> None:
+        """Daphne leaves the upgraded request's HTTP channel registered as the transport's
+        producer: the channel, the request, its headers and its body buffer (about 4 KiB)
+        would live as long as the stream. Nothing needs them once the handshake is done (the
+        bounds above watch the write buffer themselves)."""
+        transport = self.transport
+        if isinstance(getattr(transport, "producer", None), HTTPChannel):
+            transport.unregisterProducer()
 
     def pending_bytes(self) -> int:
         # Twisted's FileDescriptor keeps unsent data in these two attributes.

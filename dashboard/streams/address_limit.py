@@ -20,6 +20,7 @@ socket) is not counted. ``ticker.asgi`` puts ``AddressGate`` outside the lookups
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -124,7 +125,10 @@ class AddressGate:
             bounds.charge(group)
             await self.app(scope, receive, send)
             return
-        await self.app({**scope, CHARGE_KEY: lambda: bounds.charge(group)}, receive, send)
+        # Set on the connection's own scope, not a copy: a copy per layer would be held for
+        # the stream's whole life (every layer of ``ticker.asgi`` is ours or reads only).
+        scope[CHARGE_KEY] = functools.partial(bounds.charge, group)
+        await self.app(scope, receive, send)
 
 
 class ChargeUnknownSessions:

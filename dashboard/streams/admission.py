@@ -155,12 +155,10 @@ class StreamAdmission:
             return
         gauge = metrics.CONNECTIONS_OPEN.labels(self.kind)
         gauge.inc()
-        scope = {
-            **scope,
-            "ticker.read_budget": bounds.read_budget(user.pk),
-            # Called by the consumer when it closes the stream for abuse (4400, 4429).
-            "ticker.penalize": functools.partial(bounds.penalize, user.pk),
-        }
+        # On the connection's own scope, not a copy held for the stream's life (as AddressGate).
+        scope["ticker.read_budget"] = bounds.read_budget(user.pk)
+        # Called by the consumer when it closes the stream for abuse (4400, 4429).
+        scope["ticker.penalize"] = functools.partial(bounds.penalize, user.pk)
         session = scope.get("session")
         credentials = Credentials(user.pk, getattr(session, "session_key", None), scope.get("api_token_id"))
         stream = AdmittedStream(credentials, send, self.kind)

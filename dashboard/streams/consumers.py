@@ -283,9 +283,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             outbox, written, send_text = session.outbox, 0, self.send_text
             while outbox:
                 if send_text is not None:
-                    send_text(outbox.popleft())
+                    send_text(outbox.pop(0))
                 else:
-                    await self.raw_send({"type": "websocket.send", "text": outbox.popleft()})
+                    await self.raw_send({"type": "websocket.send", "text": outbox.pop(0)})
                 written += 1
                 if written % FRAMES_PER_TURN == 0:
                     await asyncio.sleep(0)

@@ -57,7 +57,7 @@ class SharedWriter:
         if self.writing or not self.session.outbox:
             return None
         self.writing = True
-        return self.session.outbox.popleft()
+        return self.session.outbox.pop(0)
 
     async def awrite_from(
         self, first: str, send: Callable[[Message], Awaitable[None]], shared: Message | None = None
@@ -84,7 +84,7 @@ class SharedWriter:
         session = self.session
         with self.lock:
             if session.outbox:
-                return session.outbox.popleft()
+                return session.outbox.pop(0)
             if session.close_code is not None and not self.close_sent:
                 self.close_sent = True
                 return session.close_code

@@ -19,7 +19,6 @@ request naming another symbol is refused with ``forbidden``.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -133,12 +132,14 @@ class StreamSession:
         self.books = BookChannels(limits.max_depth_symbols)
         self.intervals: dict[str, str] = {}
         self.catalog: Catalog = {}
-        self.outbox: deque[str] = deque()
+        # Lists, not deques: a deque costs some 700 bytes empty, and these hold a few items
+        # for a moment between long idle stretches, on every connection.
+        self.outbox: list[str] = []
         self.close_code: CloseCode | None = None
         self.opened = False
-        self._outstanding: deque[_Outstanding] = deque()
+        self._outstanding: list[_Outstanding] = []
         self._to_start: list[Read] = []
-        self._held: deque[tuple[Batch, str | None, MarketWindow | None]] = deque()
+        self._held: list[tuple[Batch, str | None, MarketWindow | None]] = []
         self._frames_sent = 0
         self._ticks_sent = 0
 
@@ -385,14 +386,14 @@ class StreamSession:
         """Apply the answers that are back, in the order asked; then forward what was held."""
         outstanding = self._outstanding
         while outstanding and outstanding[0].frames is not None:
-            done = outstanding.popleft()
+            done = outstanding.pop(0)
             self.outbox.extend(done.frames or ())
             for symbol, epoch, seq in done.positions:
                 self.subs.add(symbol, epoch, seq)
                 self.intervals[symbol] = done.read.interval
         held = self._held
         while held and not outstanding and self.close_code is None:
-            ticks = self._forward(*held.popleft())
+            ticks = self._forward(*held.pop(0))
             if ticks:
                 self._frames_sent += 1
                 self._ticks_sent += ticks

@@ -323,7 +323,7 @@ def test_a_batch_the_client_gets_whole_goes_out_as_the_frame_built_once(stream) 
     batch = {"AAA": entry("AAA", "e1", 6, 7)}
     built = '{"type":"ticks","data":[' + batch["AAA"][3] + "]}"
     assert stream.batch(batch, built) == 2, "the ticks it forwarded"
-    assert stream.outbox.popleft() is built
+    assert stream.outbox.pop(0) is built
     trimmed = {"AAA": entry("AAA", "e1", 7, 8)}
     assert stream.batch(trimmed, '{"type":"ticks","data":[' + trimmed["AAA"][3] + "]}") == 1
     assert tick_seqs(drain(stream)) == [("AAA", 8)]
