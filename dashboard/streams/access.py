@@ -15,6 +15,7 @@ tokens still exist unexpired; it closes the others (4401).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from collections.abc import Iterable
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Primary keys per IN (...) query: well under SQLite's 999 bound variables.
 CHUNK = 500
+# Decoded session data kept between checks (a few hundred bytes each).
+DECODED_SESSIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,11 @@ def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
         yield items[i : i + CHUNK]
 
 
-def _session_holds(data: dict[str, Any], user: Any) -> bool:
-    """Whether decoded session ``data`` of ``user`` still logs them in, by the test of Django's
-    ``get_user``: its auth hash is the user's current one (or one of a fallback key)."""
-    stored = data.get(HASH_SESSION_KEY)
+def _session_holds(stored: str | None, hashes: list[str]) -> bool:
+    """Whether a session's stored auth hash still logs its user in, by the test of Django's
+    ``get_user``: it is the user's current one (or one of a fallback key)."""
     if not stored:
         return False
-    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
     return any(constant_time_compare(stored, expected) for expected in hashes)
 
 
@@ -93,6 +94,20 @@ def _user_id(data: dict[str, Any]) -> int | None:
         return int(data[SESSION_KEY])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _login_of(session_data: str) -> tuple[int | None, str | None]:
+    """The user id and auth hash a session's stored data holds (neither when it does not verify)."""
+    return _verified_login(session_data, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@functools.lru_cache(maxsize=DECODED_SESSIONS)
+def _verified_login(session_data: str, _key: str, _fallbacks: tuple[str, ...]) -> tuple[int | None, str | None]:
+    # Cached by the data and the keys that verify it: a check every few seconds would
+    # otherwise verify and decode every open stream's session each time, while the data of
+    # a logged-in session hardly ever changes (and a key rotation is a new cache key).
+    data = Session.get_session_store_class()().decode(session_data)
+    return _user_id(data), data.get(HASH_SESSION_KEY)
 
 
 def still_valid(user_ids: set[int], session_keys: set[str], token_ids: set[int] | None = None) -> Valid:
@@ -106,12 +121,18 @@ def still_valid(user_ids: set[int], session_keys: set[str], token_ids: set[int] 
             users.update((row.pk, row) for row in rows)
         found.users = set(users)
         now = timezone.now()
+        hashes: dict[int, list[str]] = {}  # each user's, made once per check
         for chunk in _chunks(session_keys):
-            for session in Session.objects.filter(session_key__in=chunk, expire_date__gt=now):
-                data = session.get_decoded()
-                user = users.get(_user_id(data))
-                if user is not None and _session_holds(data, user):
-                    found.sessions[session.session_key] = user.pk
+            rows = Session.objects.filter(session_key__in=chunk, expire_date__gt=now)
+            for session_key, session_data in rows.values_list("session_key", "session_data"):
+                user_id, stored = _login_of(session_data)
+                user = users.get(user_id)  # type: ignore[arg-type]
+                if user is None:
+                    continue
+                if user.pk not in hashes:
+                    hashes[user.pk] = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+                if _session_holds(stored, hashes[user.pk]):
+                    found.sessions[session_key] = user.pk
         for chunk in _chunks(token_ids or ()):
             found.tokens.update(tokens.live(now).filter(pk__in=chunk).values_list("pk", "user_id"))
         return found

@@ -218,7 +218,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._write()
 
     async def send_heartbeat(self, frame: str) -> None:
-        await self.raw_send({"type": "websocket.send", "text": frame})
+        if self.send_text is not None:
+            self.send_text(frame)
+        else:
+            await self.raw_send({"type": "websocket.send", "text": frame})
 
     # --- client frames and channel-layer events ---------------------------------------
 

@@ -85,6 +85,27 @@ def test_a_session_is_valid_only_with_its_users_current_auth_hash(users, django_
     assert still_valid({users["a"]}, {current}).sessions == {}
 
 
+def test_a_sessions_data_is_verified_once_across_checks_until_it_changes(users, monkeypatch) -> None:
+    decoded: list[str] = []
+    decode = SessionStore.decode
+
+    def counting(self, session_data: str) -> dict:
+        decoded.append(session_data)
+        return decode(self, session_data)
+
+    monkeypatch.setattr(SessionStore, "decode", counting)
+    sessions = {_session(users["a"]), _session(users["c"])}
+    for _ in range(3):
+        assert set(still_valid(set(users.values()), sessions).sessions) == sessions
+    assert len(decoded) == 2, "each session's data verified once, not at every check"
+    changed = SessionStore(session_key=next(iter(sessions)))
+    changed["theme"] = "dark"  # the same login, new data
+    changed.save()
+    decoded.clear()
+    assert set(still_valid(set(users.values()), sessions).sessions) == sessions
+    assert len(decoded) == 1, "the changed one verified again"
+
+
 def test_still_valid_finds_live_tokens_with_their_owner(users, django_user_model, monkeypatch, settings) -> None:
     monkeypatch.setattr(access, "CHUNK", 2)
     user_a = django_user_model.objects.get(pk=users["a"])
