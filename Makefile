@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick soak
+.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick bench-browser soak
 
 $(PY):
 	@echo "==> Creating the virtual environment in $(VENV)"
@@ -88,6 +88,12 @@ bench: $(DEV_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 	@echo "==> Price alerts: producer CPU per window with 0 and 10,000 active alerts (bench/alerts.py)"
 	$(PY) -m bench.alerts
+	@echo "==> A trader's browser beside 500 dashboards: first price and long tasks (bench/browser.py)"
+	$(MAKE) --no-print-directory bench-browser
+
+## bench-browser: headless Chromium on the dashboard beside 500 load dashboards for a minute (~2 min)
+bench-browser: $(DEV_STAMP) system-packages
+	$(PY) -m bench.browser $(BENCH_BROWSER_ARGS)
 
 ## bench-quick: the same, smaller (~2 min)
 bench-quick: $(DEV_STAMP)
