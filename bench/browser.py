@@ -40,15 +40,6 @@ LONG_TASK_MS = 50
 # The soak's own "is it still streaming" step: the page must keep counting ticks.
 PROGRESS_TIMEOUT_MS = 10_000
 
-OBSERVE_LONG_TASKS = """
-window.__longTasks = [];
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) {
-    window.__longTasks.push({ at: Math.round(entry.startTime), ms: Math.round(entry.duration) });
-  }
-}).observe({ type: "longtask", buffered: true });
-"""
-
 
 def summary(first: dict[str, Any], long_tasks: list[dict[str, int]], ticks: int, seconds: float) -> dict[str, Any]:
     """The figures of one watch: first price and tick, long tasks, and whether the targets hold."""
@@ -71,7 +62,7 @@ def summary(first: dict[str, Any], long_tasks: list[dict[str, int]], ticks: int,
 
 def watch(base_url: str, user: str, password: str, seconds: float, rate: float) -> dict[str, Any]:
     """Log in, load the dashboard, and watch it stream for ``seconds``."""
-    from tests.e2e.chromium import launched
+    from tests.e2e.chromium import OBSERVE_LONG_TASKS, launched
 
     with launched() as browser:
         # The probes are evaluated strings, which the page's CSP forbids (it does not change the page).

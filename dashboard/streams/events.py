@@ -21,11 +21,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from dashboard.market.loop_services import BackgroundTask, services
+from dashboard.streams.feed import layer_messages
 
 logger = logging.getLogger(__name__)
-
-# An unreachable channel layer is retried this often (a Redis restart takes seconds).
-LAYER_RETRY_SECONDS = 1.0
 
 
 class EventTarget(Protocol):
@@ -97,15 +95,7 @@ class ProcessEvents:
 
     async def _run(self) -> None:
         channel = await self._ensure_channel()
-        while True:
-            try:
-                message = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("connection events not received, retrying: %r", exc)
-                await asyncio.sleep(LAYER_RETRY_SECONDS)
-                continue
+        async for message in layer_messages(self.layer, channel, "connection events"):
             self.deliver(message)
 
     def deliver(self, message: dict[str, Any]) -> None:

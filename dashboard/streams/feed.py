@@ -26,7 +26,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from dashboard.market.broadcast import MARKET_GROUP, symbol_group
@@ -41,6 +41,20 @@ logger = logging.getLogger(__name__)
 Positions = dict[str, tuple[str, int]]
 # An unreachable channel layer is retried this often (a Redis restart takes seconds).
 LAYER_RETRY_SECONDS = 1.0
+
+
+async def layer_messages(layer: Any, channel: str, what: str) -> AsyncIterator[dict[str, Any]]:
+    """``channel``'s messages, for ever: a failed receive (Redis away) is logged and retried."""
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("%s receive failed, retrying: %r", what, exc)
+            await asyncio.sleep(LAYER_RETRY_SECONDS)
+            continue
+        yield message
 
 
 class BatchTarget(Protocol):
@@ -304,15 +318,7 @@ class SymbolFeed:
     async def _run(self) -> None:
         channel = self.channel
         assert channel is not None
-        while True:
-            try:
-                message = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("symbol feed receive failed, retrying: %r", exc)
-                await asyncio.sleep(LAYER_RETRY_SECONDS)
-                continue
+        async for message in layer_messages(self.layer, channel, "symbol feed"):
             symbol, entry = message.get("symbol"), message.get("entry")
             if symbol and (entry or "book" in message or "trades" in message):
                 await self.dispatch(symbol, entry, message.get("book"), message.get("trades"))

@@ -24,6 +24,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Every main-thread task over 50 ms from navigation on, into ``window.__longTasks``
+# (``{at, ms}``, ms after navigation): an init script of the browser tests and bench/browser.py.
+OBSERVE_LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    window.__longTasks.push({ at: Math.round(entry.startTime), ms: Math.round(entry.duration) });
+  }
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     assert path, "Chromium is required: `make test` installs it (apt-get install chromium)"

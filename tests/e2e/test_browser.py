@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
-from tests.e2e.chromium import launched
+from tests.e2e.chromium import OBSERVE_LONG_TASKS, launched
 from tests.e2e.lifecycle import started
 from tests.e2e.stack import ADMIN, ROOT, TRADER, Stack
 from tests.waiting import wait_until
@@ -529,15 +529,6 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with started(Stack(tmp_path_factory.mktemp("browser-busy"), fast_symbols=SOAK_FAST_SYMBOLS)) as stack:
         yield stack
 
-
-OBSERVE_LONG_TASKS = """
-window.__longTasks = [];
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) {
-    window.__longTasks.push({ at: Math.round(entry.startTime), ms: Math.round(entry.duration) });
-  }
-}).observe({ type: "longtask", buffered: true });
-"""
 
 MEMORY = """(() => {
   window.gc();
