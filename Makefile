@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick bench-browser soak
+.PHONY: run test test-postgres lint format system-packages chromium screenshot chaos clean bench bench-quick bench-browser bench-capacity soak
 
 $(PY):
 	@echo "==> Creating the virtual environment in $(VENV)"
@@ -90,6 +90,10 @@ bench: $(DEV_STAMP)
 	$(PY) -m bench.alerts
 	@echo "==> A trader's browser beside 500 dashboards: first price and long tasks (bench/browser.py)"
 	$(MAKE) --no-print-directory bench-browser
+
+## bench-capacity: the same load on 1, 2 and 4 Daphne processes behind HAProxy (~4 min; docs/capacity.md)
+bench-capacity: $(DEV_STAMP) system-packages
+	$(PY) -m bench.capacity $(BENCH_CAPACITY_ARGS)
 
 ## bench-browser: headless Chromium on the dashboard beside 500 load dashboards for a minute (~2 min)
 bench-browser: $(DEV_STAMP) system-packages

@@ -174,6 +174,10 @@ def web_cpu_seconds(usage: Usage, web_names: Sequence[str]) -> float:
     return sum(usage[n]["cpu_s"] for n in web_names if n in usage)
 
 
+# The load balancer's process name, when a target runs one.
+BALANCER = "haproxy"
+
+
 def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int, dashboard_s: float) -> dict[str, Any]:
     """CPU and memory of the web processes, the whole stack and the load clients over a window
     (``dashboard_s``: dashboards x seconds of it)."""
@@ -183,7 +187,17 @@ def cpu_figures(usage: Usage, web_names: Sequence[str], frames: int, ticks: int,
     web_cpu_s = web_cpu_seconds(usage, web_names)
     stack_cpu_s = sum(usage[n]["cpu_s"] for n in server_names)
     client_pcts = [usage[n]["cpu_pct"] for n in client_names]
+    balancer = {}
+    if BALANCER in usage:  # HAProxy in front of the web processes (bench/capacity.py)
+        lb_s = usage[BALANCER]["cpu_s"]
+        balancer = {
+            "balancer_cpu_pct": round(usage[BALANCER]["cpu_pct"], 1),
+            "balancer_us_per_tick": round(1e6 * lb_s / ticks, 3) if ticks else None,
+        }
+    if "redis" in usage:  # the channel layer's and the market's Redis
+        balancer["redis_cpu_pct"] = round(usage["redis"]["cpu_pct"], 1)
     return {
+        **balancer,
         "web_cpu_pct": round(sum(usage[n]["cpu_pct"] for n in web), 1),
         "web_rss_mib": round(sum(usage[n]["rss_mib"] for n in web), 1),
         "stack_cpu_pct": round(sum(usage[n]["cpu_pct"] for n in server_names), 1),
