@@ -31,7 +31,7 @@ from bench.targets import TickerTarget
 logger = logging.getLogger("bench.capacity")
 
 HAPROXY_CONFIG = """global
-    maxconn 50000
+    maxconn 9000
 defaults
     mode http
     timeout connect 5s
