@@ -318,7 +318,8 @@ async def produce_main(args: argparse.Namespace) -> None:
                         pipe.mset({SEQ_KEY.format(s): n for s, n in last.items()})
                     pipe.publish(CHANNEL, orjson.dumps(message))
                     await pipe.execute()
-            delay = max(0, next_window_ms(now_ms(), args.window_ms) - now_ms()) / 1000.0
+            done = now_ms()
+            delay = (next_window_ms(done, args.window_ms) - done) / 1000.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
     finally:

@@ -126,8 +126,9 @@ class Producer:
                 if failures == 1 or failures % LOG_EVERY_FAILURES == 0:
                     logger.warning("producer window failed (%d in a row): %r", failures, exc)
             # The next window on the clock: one that fell behind is skipped, not run back to back.
-            window_at = next_window_ms(now_ms(), self.config.window_ms)
-            delay = max(0, window_at - now_ms()) / 1000.0
+            done = now_ms()
+            window_at = next_window_ms(done, self.config.window_ms)  # always after ``done``
+            delay = (window_at - done) / 1000.0
             if failures:
                 delay = max(delay, min(FAILURE_BACKOFF_SECONDS * failures, MAX_FAILURE_BACKOFF_SECONDS))
             with contextlib.suppress(TimeoutError):
